@@ -5,6 +5,7 @@ Imports torch, attrs, typing_extensions and nothing else of fengine. ``import fe
 
 from fengine.core import effects
 from fengine.core.events import STAGES, Event
+from fengine.core.losses import parse_losses
 from fengine.core.pipeline import FnHook, Handler, HookError, Pipeline, dispatch
 from fengine.core.priority import Priority, PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
@@ -23,4 +24,5 @@ __all__ = [
     "dispatch",
     "effects",
     "get_priority",
+    "parse_losses",
 ]
