@@ -124,11 +124,20 @@ class Pipeline:
         return bool(self.by_event.get(event))
 
 
-def dispatch(pipeline: Pipeline, event: Event, run: RunState, info: EventInfo) -> RunState:
+def dispatch(
+    pipeline: Pipeline,
+    event: Event,
+    run: RunState,
+    info: EventInfo,
+    carry_out: Callable[[RunState], RunState] | None = None,
+) -> RunState:
     """Call every handler of ``event`` in pipeline order: a pure left fold over ``run``.
 
     A hook missing from ``run.hook_states`` starts from its ``init``. A handler that raises is
     reported as :class:`HookError` naming the hook and event, with the original chained.
+    ``carry_out``, when given, is called with the state right after each hook that emitted
+    effects and returns the state without them: the shell uses it so a hook's requests take
+    effect before the next hook runs, as MMEngine's imperative hooks do.
     """
     for hook, handler in pipeline.by_event.get(event, ()):
         states = run.hook_states
@@ -141,4 +150,6 @@ def dispatch(pipeline: Pipeline, event: Event, run: RunState, info: EventInfo) -
             raise HookError(hook.name, event, error) from error
         if new_own is not own:
             run = attrs.evolve(run, hook_states={**run.hook_states, hook.name: new_own})
+        if carry_out is not None and run.effects:
+            run = carry_out(run)
     return run
