@@ -41,6 +41,7 @@ __all__ = [
     "ema_state_dict",
     "load_ema_state_dict",
     "load_weights",
+    "sync",
 ]
 
 
@@ -178,34 +179,70 @@ class Averager:
         steps = state.steps
         mode = "copy" if steps == 0 else "average" if steps % self.interval == 0 else "keep"
         with torch.no_grad():
-            new_params = self._advance(state.params, params, mode, steps, donate, "params")
+            new_params = _advance(state.params, params, mode, steps, donate, "params", self.average)
             buffer_mode = mode if self.update_buffers else "copy"
-            new_buffers = self._advance(
-                state.buffers, buffers or {}, buffer_mode, steps, donate, "buffers"
+            new_buffers = _advance(
+                state.buffers, buffers or {}, buffer_mode, steps, donate, "buffers", self.average
             )
         return EMAState(params=new_params, buffers=new_buffers, steps=steps + 1)
 
-    def _advance(
-        self, avg: TensorDict, source: TensorDict, mode: str, steps: int, donate: bool, what: str
-    ) -> dict[str, Tensor]:
-        srcs = _gather(source, avg, what)
-        names = list(avg)
-        avgs = list(avg.values())
-        if mode == "copy":
-            return dict(zip(names, _copied(avgs, srcs, donate)))
-        floating = [i for i, a in enumerate(avgs) if a.is_floating_point()]
-        others = [i for i, a in enumerate(avgs) if not a.is_floating_point()]
-        out = dict(avg)
-        if mode == "average" and floating:
-            new = self.average(
-                [avgs[i] for i in floating], [srcs[i] for i in floating], steps, donate
-            )
-            out.update(zip((names[i] for i in floating), new))
-        if others:
-            # Integer buffers (num_batches_tracked) cannot be averaged; they track the source.
-            new = _copied([avgs[i] for i in others], [srcs[i] for i in others], donate)
-            out.update(zip((names[i] for i in others), new))
-        return out
+
+AverageFn = Callable[[list[Tensor], list[Tensor], int, bool], list[Tensor]]
+
+
+def _advance(
+    avg: TensorDict,
+    source: TensorDict,
+    mode: str,
+    steps: int,
+    donate: bool,
+    what: str,
+    average: AverageFn | None,
+) -> dict[str, Tensor]:
+    srcs = _gather(source, avg, what)
+    names = list(avg)
+    avgs = list(avg.values())
+    if mode == "copy":
+        return dict(zip(names, _copied(avgs, srcs, donate)))
+    floating = [i for i, a in enumerate(avgs) if a.is_floating_point()]
+    others = [i for i, a in enumerate(avgs) if not a.is_floating_point()]
+    out = dict(avg)
+    if mode == "average" and floating and average is not None:
+        new = average([avgs[i] for i in floating], [srcs[i] for i in floating], steps, donate)
+        out.update(zip((names[i] for i in floating), new))
+    if others:
+        # Integer buffers (num_batches_tracked) cannot be averaged; they track the source.
+        new = _copied([avgs[i] for i in others], [srcs[i] for i in others], donate)
+        out.update(zip((names[i] for i in others), new))
+    return out
+
+
+def sync(
+    state: EMAState, params: TensorDict, buffers: TensorDict | None = None, *, donate: bool = False
+) -> EMAState:
+    """Copy every entry of the source into the averages, ``steps`` unchanged.
+
+    MMEngine's ``EMAHook`` does this after each iteration before averaging begins
+    (``begin_iter``/``begin_epoch``), so the average starts from the weights at that point.
+
+    Args:
+        state: the current state.
+        params: the source's parameters.
+        buffers: the source's buffers.
+        donate: copy into ``state``'s tensors in place.
+
+    Returns:
+        The state with the source's values.
+
+    Raises:
+        KeyError: a name of the state is missing from the source.
+    """
+    with torch.no_grad():
+        return EMAState(
+            params=_advance(state.params, params, "copy", 0, donate, "params", None),
+            buffers=_advance(state.buffers, buffers or {}, "copy", 0, donate, "buffers", None),
+            steps=state.steps,
+        )
 
 
 def _lerp(avgs: list[Tensor], srcs: list[Tensor], weight: float, donate: bool) -> list[Tensor]:

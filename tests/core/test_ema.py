@@ -19,6 +19,7 @@ from fengine.core.ema import (
     ema_state_dict,
     load_ema_state_dict,
     load_weights,
+    sync,
 )
 
 
@@ -374,3 +375,17 @@ def test_load_strictness_and_shapes() -> None:
         )
     with pytest.raises(KeyError, match=r"unexpected keys in averaged state dict: \['extra'\]"):
         load_ema_state_dict(state, {"steps": torch.tensor(1), "extra": torch.ones(1)}, strict=True)
+
+
+def test_sync_copies_everything_and_keeps_steps() -> None:
+    averager = ExponentialMovingAverage(momentum=0.5)
+    state = averager.init({"w": torch.zeros(2)}, {"n": torch.tensor(0)})
+    state = averager.update(state, {"w": torch.ones(2)}, {"n": torch.tensor(1)})
+    tensors = [state.params["w"], state.buffers["n"]]
+    versions = [t._version for t in tensors]
+    synced = sync(state, {"w": torch.full((2,), 7.0)}, {"n": torch.tensor(9)})
+    assert synced.steps == 1
+    assert torch.equal(synced.params["w"], torch.full((2,), 7.0)) and int(synced.buffers["n"]) == 9
+    assert [t._version for t in tensors] == versions and torch.equal(tensors[0], torch.ones(2))
+    donated = sync(state, {"w": torch.full((2,), 7.0)}, {"n": torch.tensor(9)}, donate=True)
+    assert donated.params["w"] is tensors[0] and torch.equal(tensors[0], torch.full((2,), 7.0))
