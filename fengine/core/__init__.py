@@ -3,7 +3,7 @@
 Imports torch, attrs, typing_extensions and nothing else of fengine. ``import fengine.core as fc``.
 """
 
-from fengine.core import effects, ema
+from fengine.core import effects, ema, schedule
 from fengine.core.events import STAGES, Event
 from fengine.core.losses import parse_losses
 from fengine.core.pipeline import FnHook, Handler, HookError, Pipeline, dispatch
@@ -26,4 +26,5 @@ __all__ = [
     "ema",
     "get_priority",
     "parse_losses",
+    "schedule",
 ]
