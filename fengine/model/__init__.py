@@ -1,0 +1,73 @@
+"""Models: ``BaseModule``, ``BaseModel``, data preprocessors, weight init, utilities, wrappers, TTA."""
+
+from fengine.model.base_model import BaseDataPreprocessor, BaseModel, ImgDataPreprocessor
+from fengine.model.base_module import BaseModule, ModuleDict, ModuleList, Sequential
+from fengine.model.test_time_aug import BaseTTAModel
+from fengine.model.utils import (
+    convert_sync_batchnorm,
+    detect_anomalous_params,
+    merge_dict,
+    revert_sync_batchnorm,
+    stack_batch,
+)
+from fengine.model.weight_init import (
+    BaseInit,
+    Caffe2XavierInit,
+    ConstantInit,
+    KaimingInit,
+    NormalInit,
+    PretrainedInit,
+    TruncNormalInit,
+    UniformInit,
+    XavierInit,
+    bias_init_with_prob,
+    caffe2_xavier_init,
+    constant_init,
+    initialize,
+    kaiming_init,
+    normal_init,
+    trunc_normal_,
+    trunc_normal_init,
+    uniform_init,
+    update_init_info,
+    xavier_init,
+)
+from fengine.model.wrappers import MMDistributedDataParallel, is_model_wrapper
+
+__all__ = [
+    "BaseDataPreprocessor",
+    "BaseInit",
+    "BaseModel",
+    "BaseModule",
+    "BaseTTAModel",
+    "Caffe2XavierInit",
+    "ConstantInit",
+    "ImgDataPreprocessor",
+    "KaimingInit",
+    "MMDistributedDataParallel",
+    "ModuleDict",
+    "ModuleList",
+    "NormalInit",
+    "PretrainedInit",
+    "Sequential",
+    "TruncNormalInit",
+    "UniformInit",
+    "XavierInit",
+    "bias_init_with_prob",
+    "caffe2_xavier_init",
+    "constant_init",
+    "convert_sync_batchnorm",
+    "detect_anomalous_params",
+    "initialize",
+    "is_model_wrapper",
+    "kaiming_init",
+    "merge_dict",
+    "normal_init",
+    "revert_sync_batchnorm",
+    "stack_batch",
+    "trunc_normal_",
+    "trunc_normal_init",
+    "uniform_init",
+    "update_init_info",
+    "xavier_init",
+]
