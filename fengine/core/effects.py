@@ -148,6 +148,20 @@ class ProfilerAction:
 
 
 @attrs.frozen
+class ExportLogs:
+    """Copy every file under ``src_dir`` whose name ends with one of ``suffixes`` to ``dst_dir``.
+
+    Paths below ``src_dir`` are kept. With ``keep_local=False`` the local copies are deleted
+    afterwards (closing the logger's file handlers first). LoggerHook's ``out_dir``.
+    """
+
+    src_dir: str
+    dst_dir: str
+    suffixes: tuple[str, ...]
+    keep_local: bool = True
+
+
+@attrs.frozen
 class WriteTensorboard:
     """Write scalars to TensorBoard event files under the log dir (when installed)."""
 
@@ -173,6 +187,7 @@ Effect = (
     | LoadWeights
     | ProfilerAction
     | WriteTensorboard
+    | ExportLogs
 )
 
 KNOWN_EFFECTS: tuple[type, ...] = (
@@ -193,4 +208,5 @@ KNOWN_EFFECTS: tuple[type, ...] = (
     LoadWeights,
     ProfilerAction,
     WriteTensorboard,
+    ExportLogs,
 )
