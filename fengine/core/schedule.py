@@ -424,14 +424,14 @@ def trajectory(
     value = base
     for schedule in group:  # each scheduler steps once when it is built, in list order
         value = advance(schedule, value, base, 0)
-    values = []
-    for step in range(1, steps + 1):
-        values.append(value)
+    values = [value] if steps > 0 else []
+    for step in range(1, steps):
         for schedule in every_step:
             value = advance(schedule, value, base, step)
         if length is not None and step % length == 0:
             for schedule in every_epoch:
                 value = advance(schedule, value, base, step // length)
+        values.append(value)
     return values
 
 
