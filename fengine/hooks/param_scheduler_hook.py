@@ -1,0 +1,87 @@
+"""ParamSchedulerHook: step the parameter schedulers at the points their kind asks for.
+
+Pure part: three handlers emitting ``StepSchedulers`` effects, which the runner carries out on
+the schedulers it built (none: nothing happens):
+
+* after each train iteration: the iteration-based ones (``by_epoch=False``);
+* after each train epoch: the epoch-based ones (in an iteration-based loop this is once, at the
+  very end, as in MMEngine; convert them with ``convert_to_iter_based=True`` to act earlier);
+* after each validation epoch with metrics: the metric-driven epoch-based ones
+  (``ReduceOnPlateau``), given the metrics.
+
+Since it runs after RuntimeInfoHook's ``before_train_iter``, the logged ``train/lr`` is the rate
+the iteration used. Façade: :class:`ParamSchedulerHook`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fengine.core.effects import StepSchedulers
+from fengine.core.events import Event
+from fengine.core.pipeline import FnHook
+from fengine.core.priority import Priority, PriorityLike
+from fengine.core.run import EventInfo, RunState
+from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.registry import HOOKS
+
+
+def after_train_iter(run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
+    """Step the iteration-based schedulers."""
+    return run.emit(StepSchedulers(by_epoch=False)), state
+
+
+def after_train_epoch(run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
+    """Step the epoch-based schedulers."""
+    return run.emit(StepSchedulers(by_epoch=True)), state
+
+
+def after_val_epoch(run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
+    """Step the metric-driven schedulers with the validation metrics (none: nothing)."""
+    if info.metrics is None:
+        return run, state
+    return run.emit(StepSchedulers(by_epoch=True, metrics=info.metrics)), state
+
+
+def param_scheduler_fn_hook(name: str, priority: PriorityLike = Priority.LOW) -> FnHook[None]:
+    """The hook as a pipeline member.
+
+    Args:
+        name: the hook's unique name in the pipeline.
+        priority: where it runs; MMEngine's ``LOW`` by default.
+
+    Returns:
+        The :class:`~fengine.core.pipeline.FnHook` (stateless).
+    """
+    on = {
+        Event.AFTER_TRAIN_ITER: after_train_iter,
+        Event.AFTER_TRAIN_EPOCH: after_train_epoch,
+        Event.AFTER_VAL_EPOCH: after_val_epoch,
+    }
+    return FnHook(name=name, priority=priority, init=None, on=on)
+
+
+@HOOKS.register_module()
+class ParamSchedulerHook(Hook):
+    """Steps the runner's parameter schedulers (see the module docstring)."""
+
+    priority: PriorityLike = "LOW"
+
+    def to_fn_hook(self, name: str) -> FnHook[None]:
+        """This hook's pure handlers as a pipeline member named ``name``."""
+        return param_scheduler_fn_hook(name, self.priority)
+
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
+    ) -> None:
+        """Step the iteration-based schedulers."""
+        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
+
+    def after_train_epoch(self, runner: Any) -> None:
+        """Step the epoch-based schedulers."""
+        runner.run_hook(self, Event.AFTER_TRAIN_EPOCH, EventInfo())
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        """Step the metric-driven schedulers."""
+        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
