@@ -1,0 +1,239 @@
+"""Distributed helpers over ``torch.distributed`` (MMEngine's ``mmengine.dist`` functions).
+
+Every function works unchanged in a single process: ranks are 0, the world size is 1,
+collectives return their input (or do nothing). Tensors are moved to the backend's device for a
+collective (CUDA for NCCL, CPU for gloo) and the result copied back, so callers need not care.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_REDUCE_OPS = {
+    "sum": torch_dist.ReduceOp.SUM,
+    "product": torch_dist.ReduceOp.PRODUCT,
+    "min": torch_dist.ReduceOp.MIN,
+    "max": torch_dist.ReduceOp.MAX,
+    "band": torch_dist.ReduceOp.BAND,
+    "bor": torch_dist.ReduceOp.BOR,
+    "bxor": torch_dist.ReduceOp.BXOR,
+}
+_CPU_GROUP: list[Any] = []  # a gloo group for object collectives when the default group is NCCL
+
+
+def is_distributed() -> bool:
+    """Whether a default process group is initialised."""
+    return torch_dist.is_available() and torch_dist.is_initialized()
+
+
+def get_rank(group: Any = None) -> int:
+    """This process's rank in ``group`` (the default group if ``None``); 0 when not distributed."""
+    return torch_dist.get_rank(group) if is_distributed() else 0
+
+
+def get_world_size(group: Any = None) -> int:
+    """The number of processes in ``group``; 1 when not distributed."""
+    return torch_dist.get_world_size(group) if is_distributed() else 1
+
+
+def get_dist_info(group: Any = None) -> tuple[int, int]:
+    """``(rank, world_size)``."""
+    return get_rank(group), get_world_size(group)
+
+
+def get_local_rank() -> int:
+    """The rank within this machine (torchrun's ``LOCAL_RANK``); 0 when not distributed."""
+    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
+
+
+def is_main_process(group: Any = None) -> bool:
+    """Whether this is rank 0."""
+    return get_rank(group) == 0
+
+
+def master_only(func: Callable[P, R]) -> Callable[P, R | None]:
+    """Decorate ``func`` to run on rank 0 only; other ranks get ``None``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        return func(*args, **kwargs) if is_main_process() else None
+
+    return wrapper
+
+
+def barrier(group: Any = None) -> None:
+    """Wait for every process of ``group``; nothing when not distributed."""
+    if is_distributed():
+        torch_dist.barrier(group)
+
+
+def _comm_device(group: Any) -> torch.device:
+    if torch_dist.get_backend(group) == torch_dist.Backend.NCCL:
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce(data: torch.Tensor, op: str = "sum", group: Any = None) -> None:
+    """Reduce ``data`` across processes in place.
+
+    ``op`` is one of ``sum``, ``mean`` (sum divided by the world size), ``product``, ``min``,
+    ``max``, ``band``, ``bor``, ``bxor`` (case-insensitive). Nothing happens in one process.
+
+    Raises:
+        ValueError: an unknown ``op``.
+    """
+    name = op.lower()
+    if name != "mean" and name not in _REDUCE_OPS:
+        raise ValueError(f"all_reduce: unknown op {op!r}; use one of {['mean', *_REDUCE_OPS]}")
+    world_size = get_world_size(group)
+    if world_size == 1:
+        return
+    work = data.to(_comm_device(group))
+    torch_dist.all_reduce(work, _REDUCE_OPS["sum" if name == "mean" else name], group)
+    if name == "mean":
+        work.div_(world_size)
+    if work is not data:
+        data.copy_(work)
+
+
+def all_gather(data: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
+    """Every process's ``data`` (same shape everywhere), in rank order; ``[data]`` in one process."""
+    world_size = get_world_size(group)
+    if world_size == 1:
+        return [data]
+    work = data.to(_comm_device(group))
+    gathered = [torch.empty_like(work) for _ in range(world_size)]
+    torch_dist.all_gather(gathered, work, group)
+    return [t.to(data.device) for t in gathered]
+
+
+def broadcast(data: torch.Tensor, src: int = 0, group: Any = None) -> None:
+    """Overwrite ``data`` in place with rank ``src``'s; nothing in one process."""
+    if get_world_size(group) == 1:
+        return
+    work = data.to(_comm_device(group))
+    torch_dist.broadcast(work, src, group)
+    if work is not data:
+        data.copy_(work)
+
+
+def broadcast_object_list(data: list[Any], src: int = 0, group: Any = None) -> None:
+    """Overwrite the items of ``data`` in place with rank ``src``'s (picklable objects)."""
+    if get_world_size(group) > 1:
+        torch_dist.broadcast_object_list(data, src, group)
+
+
+def _object_group(device: str) -> Any:
+    """The group for object collectives: the default one, or a gloo one to keep data on the CPU."""
+    if device == "cpu" and torch_dist.get_backend() == torch_dist.Backend.NCCL:
+        if not _CPU_GROUP:
+            _CPU_GROUP.append(torch_dist.new_group(backend="gloo"))
+        return _CPU_GROUP[0]
+    return None
+
+
+def all_gather_object(data: Any, group: Any = None) -> list[Any]:
+    """Every process's picklable ``data``, in rank order; ``[data]`` in one process."""
+    world_size = get_world_size(group)
+    if world_size == 1:
+        return [data]
+    gathered: list[Any] = [None] * world_size
+    torch_dist.all_gather_object(gathered, data, group)
+    return gathered
+
+
+def collect_results(results: list[Any], size: int, device: str = "cpu") -> list[Any] | None:
+    """Gather each rank's part of a result list into dataset order, on rank 0.
+
+    Rank ``r`` holds the results of samples ``r, r + w, r + 2w, ...`` (how :class:`DefaultSampler`
+    shards), so the parts are interleaved and cut to ``size``, dropping the samples that padding
+    repeated. In one process that is ``results[:size]``.
+
+    Args:
+        results: this rank's results in its sampling order.
+        size: the dataset's length.
+        device: ``'cpu'`` (gather through the CPU) or ``'gpu'`` (through the default backend).
+
+    Returns:
+        The ordered list on rank 0, ``None`` on other ranks.
+
+    Raises:
+        ValueError: ``device`` is neither ``'cpu'`` nor ``'gpu'``.
+    """
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"collect_results: `device` must be 'cpu' or 'gpu', got {device!r}")
+    if get_world_size() == 1:
+        return list(results[:size])
+    parts = all_gather_object(list(results), _object_group(device))
+    if get_rank() != 0:
+        return None
+    ordered: list[Any] = []
+    longest = max(len(part) for part in parts)
+    for i in range(longest):
+        ordered.extend(part[i] for part in parts if i < len(part))
+    return ordered[:size]
+
+
+def sync_random_seed(group: Any = None) -> int:
+    """A random seed drawn on rank 0 and shared by every process."""
+    seed = np.random.randint(2**31)
+    if get_world_size(group) == 1:
+        return int(seed)
+    box = [int(seed)]
+    broadcast_object_list(box, 0, group)
+    return int(box[0])
+
+
+def init_dist(launcher: str, backend: str = "nccl", **kwargs: Any) -> None:
+    """Initialise the default process group from a launcher's environment.
+
+    ``launcher='pytorch'`` reads torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``MASTER_ADDR`` and ``MASTER_PORT``; on CUDA machines it selects device ``LOCAL_RANK`` first.
+    NCCL is replaced by gloo where CUDA is unavailable. Does nothing if a group already exists.
+
+    Args:
+        launcher: ``'pytorch'`` (torchrun / ``torch.distributed.launch``).
+        backend: ``'nccl'`` or ``'gloo'``.
+        **kwargs: passed to ``torch.distributed.init_process_group`` (e.g. ``timeout`` in
+            seconds or as a ``timedelta``).
+
+    Raises:
+        ValueError: an unsupported launcher.
+        KeyError: a torchrun variable is missing.
+    """
+    if is_distributed():
+        return
+    if launcher != "pytorch":
+        raise ValueError(f"init_dist: unsupported launcher {launcher!r}; use 'pytorch' (torchrun)")
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
+    if missing:
+        raise KeyError(f"init_dist('pytorch') needs the torchrun environment variables {missing}")
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    elif backend == "nccl":
+        backend = "gloo"
+    timeout = kwargs.pop("timeout", None)
+    if isinstance(timeout, (int, float)):
+        timeout = timedelta(seconds=timeout)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    torch_dist.init_process_group(
+        backend=backend,
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        **kwargs,
+    )
