@@ -1,6 +1,7 @@
 """MMEngine-style hooks: the ``Hook`` façade and the built-in hooks (each a pure core + class)."""
 
 from fengine.hooks.checkpoint_hook import CheckpointHook
+from fengine.hooks.early_stopping_hook import EarlyStoppingHook
 from fengine.hooks.ema_hook import EMAHook
 from fengine.hooks.hook import Hook, HookHost, adapt_class_hook, triggered_events
 from fengine.hooks.iter_timer_hook import IterTimerHook
@@ -13,6 +14,7 @@ __all__ = [
     "CheckpointHook",
     "DistSamplerSeedHook",
     "EMAHook",
+    "EarlyStoppingHook",
     "Hook",
     "HookHost",
     "IterTimerHook",
