@@ -1,0 +1,154 @@
+"""LocalVisBackend JSON lines and TensorboardVisBackend calls."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fengine.logging import CallableFloat, CallableInt
+from fengine.registry import VISBACKENDS
+from fengine.visualization import LocalVisBackend, TensorboardVisBackend
+
+
+def test_reference_records_are_appended_to_both_files(tmp_path):
+    backend = LocalVisBackend(str(tmp_path / "vis_data"))
+    assert not (tmp_path / "vis_data").exists()  # nothing is created before the first write
+    train = {
+        "lr": CallableFloat(0.1),
+        "data_time": 1.0,
+        "grad_norm": np.float64(14.1989),
+        "loss": -5.3011,
+        "time": 2.0,
+        "epoch": 1,
+        "iter": 3,
+    }
+    backend.add_scalars(train, step=3, file_path="20240101_000000.json")
+    backend.add_scalars({"acc": CallableInt(1), "data_time": 1.0, "time": 2.0}, step=1)
+    scalars = (tmp_path / "vis_data" / "scalars.json").read_text().splitlines()
+    assert scalars == [
+        '{"lr": 0.1, "data_time": 1.0, "grad_norm": 14.1989, "loss": -5.3011, "time": 2.0, '
+        '"epoch": 1, "iter": 3, "step": 3}',
+        '{"acc": 1, "data_time": 1.0, "time": 2.0, "step": 1}',
+    ]
+    stamped = (tmp_path / "vis_data" / "20240101_000000.json").read_text().splitlines()
+    assert stamped == scalars[:1]
+    assert "step" not in train  # the caller's dict is left alone
+
+
+def test_an_existing_step_key_is_kept_and_values_are_made_json(tmp_path):
+    backend = LocalVisBackend(str(tmp_path))
+    backend.add_scalars({"step": 7, "a": torch.tensor(2.5), "b": np.array([1, 2])}, step=99)
+    backend.add_scalar("loss", torch.tensor(0.5), step=4)
+    lines = [json.loads(x) for x in (tmp_path / "scalars.json").read_text().splitlines()]
+    assert lines == [{"step": 7, "a": 2.5, "b": [1, 2]}, {"loss": 0.5, "step": 4}]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text("abcdefgh_/", min_size=1, max_size=8),
+            st.one_of(st.integers(-5, 5), st.floats(-1e3, 1e3)),
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_every_call_appends_exactly_one_parseable_line(tmp_path_factory, records):
+    folder = tmp_path_factory.mktemp("vis")
+    backend = LocalVisBackend(str(folder))
+    for step, record in enumerate(records):
+        backend.add_scalars(record, step=step)
+    lines = (folder / "scalars.json").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [
+        {**record, "step": record.get("step", step)} for step, record in enumerate(records)
+    ]
+
+
+def test_config_is_written_whole(tmp_path):
+    backend = LocalVisBackend(str(tmp_path))
+    backend.add_config({"model": {"type": "Net"}, "lr": 0.1})
+    assert (tmp_path / "config.py").read_text() == "{'model': {'type': 'Net'}, 'lr': 0.1}"
+
+    class Config:
+        pretty_text = "model = dict(type='Net')\n"
+
+    backend.add_config(Config())
+    assert (tmp_path / "config.py").read_text() == "model = dict(type='Net')\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.py"]
+
+
+def test_bad_file_names_and_values_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="scalar_save_file"):
+        LocalVisBackend(str(tmp_path), scalar_save_file="scalars.txt")
+    backend = LocalVisBackend(str(tmp_path))
+    with pytest.raises(ValueError, match="file_path"):
+        backend.add_scalars({"a": 1}, file_path="a.txt")
+    with pytest.raises(ValueError, match="scalar log itself"):
+        backend.add_scalars({"a": 1}, file_path="scalars.json")
+    with pytest.raises(TypeError, match="object"):
+        backend.add_scalars({"a": object()})
+    with pytest.raises(TypeError, match="dict"):
+        backend.add_scalars([1, 2])  # type: ignore[arg-type]
+
+
+def test_built_from_the_registry(tmp_path):
+    backend = VISBACKENDS.build(dict(type="LocalVisBackend", save_dir=str(tmp_path)))
+    assert isinstance(backend, LocalVisBackend)
+
+
+class FakeWriter:
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self.calls: list[tuple] = []
+
+    def add_scalar(self, name, value, step):
+        self.calls.append(("scalar", name, value, step))
+
+    def add_text(self, tag, text):
+        self.calls.append(("text", tag, text))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def test_tensorboard_backend_forwards_numbers_to_the_writer(tmp_path, monkeypatch):
+    monkeypatch.setattr(TensorboardVisBackend, "_writer_class", staticmethod(lambda: FakeWriter))
+    backend = TensorboardVisBackend(str(tmp_path / "tb"))
+    backend.add_scalars({"loss": 0.5, "acc": np.float32(1.0)}, step=3, file_path="x.json")
+    with pytest.warns(UserWarning, match="'name' is a str"):
+        backend.add_scalar("name", "text", step=4)
+    backend.add_config({"lr": 0.1})
+    backend.close()
+    writer = backend.experiment
+    assert writer.log_dir == str(tmp_path / "tb")
+    assert writer.calls == [
+        ("scalar", "loss", 0.5, 3),
+        ("scalar", "acc", np.float32(1.0), 3),
+        ("text", "config", "{'lr': 0.1}"),
+        ("close",),
+    ]
+
+
+def test_tensorboard_backend_without_tensorboard_warns_once_and_does_nothing(tmp_path, monkeypatch):
+    def missing():
+        raise ImportError("No module named 'tensorboard'")
+
+    monkeypatch.setattr(TensorboardVisBackend, "_writer_class", staticmethod(missing))
+    monkeypatch.setattr(TensorboardVisBackend, "_warned", False)
+    first, second = TensorboardVisBackend(str(tmp_path)), TensorboardVisBackend(str(tmp_path))
+    with pytest.warns(UserWarning, match="tensorboard"):
+        first.add_scalars({"loss": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second.add_scalar("loss", 1.0)
+        first.close()
+    assert first.experiment is None
+    assert list(tmp_path.iterdir()) == []
