@@ -79,6 +79,9 @@ def clip_grad_norm(
                     torch._foreach_mul_(part, scale)
                 else:
                     part = list(torch._foreach_mul(part, scale))
+                    if scale.dtype != gs[bucket[0]].dtype:
+                        # A 0-dim gradient promotes; in place torch rounds back to its dtype.
+                        part = [t.to(gs[i].dtype) for i, t in zip(bucket, part)]
                 out.update((names[i], t) for i, t in zip(bucket, part))
         return out, ClipNormState(total)
 
