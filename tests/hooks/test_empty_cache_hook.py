@@ -1,0 +1,113 @@
+"""EmptyCacheHook: EmptyCache effects at the chosen points of train, val and test."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fengine.core.effects import EmptyCache
+from fengine.core.events import Event
+from fengine.core.pipeline import Pipeline, dispatch
+from fengine.core.run import EventInfo, RunState
+from fengine.hooks import Hook
+from fengine.hooks.empty_cache_hook import EmptyCacheHook, empty_cache_fn_hook
+from fengine.registry import HOOKS
+
+
+def count(pipeline: Pipeline, events: list[Event]) -> int:
+    run = RunState()
+    for event in events:
+        run = dispatch(pipeline, event, run, EventInfo(batch_idx=0))
+    assert all(isinstance(e, EmptyCache) for e in run.effects)
+    return len(run.effects)
+
+
+def train_epoch(iters: int) -> list[Event]:
+    its = [Event.BEFORE_TRAIN_ITER, Event.AFTER_TRAIN_ITER] * iters
+    return [Event.BEFORE_TRAIN_EPOCH, *its, Event.AFTER_TRAIN_EPOCH]
+
+
+def loop(mode: str, iters: int) -> list[Event]:
+    its = [Event(f"before_{mode}_iter"), Event(f"after_{mode}_iter")] * iters
+    return [
+        Event(f"before_{mode}"),
+        Event(f"before_{mode}_epoch"),
+        *its,
+        Event(f"after_{mode}_epoch"),
+        Event(f"after_{mode}"),
+    ]
+
+
+def test_spec_scenario_counts_five() -> None:
+    # Two epochs, validation after the last, then runner.test() and runner.val().
+    events = [
+        Event.BEFORE_RUN,
+        Event.BEFORE_TRAIN,
+        *train_epoch(4),
+        *train_epoch(4),
+        *loop("val", 4),
+        Event.AFTER_TRAIN,
+        Event.AFTER_RUN,
+        *loop("test", 4),
+        *loop("val", 4),
+    ]
+    assert count(Pipeline.of([EmptyCacheHook().to_fn_hook("E")]), events) == 5
+    every = EmptyCacheHook(before_epoch=True, after_epoch=True, after_iter=True)
+    assert count(Pipeline.of([every.to_fn_hook("E")]), events) == 10 + 20
+
+
+@settings(max_examples=50)
+@given(
+    events=st.lists(st.sampled_from(list(Event)), max_size=40),
+    before_epoch=st.booleans(),
+    after_epoch=st.booleans(),
+    after_iter=st.booleans(),
+)
+def test_one_effect_per_enabled_point(
+    events: list[Event], before_epoch: bool, after_epoch: bool, after_iter: bool
+) -> None:
+    fn = empty_cache_fn_hook(
+        "E", before_epoch=before_epoch, after_epoch=after_epoch, after_iter=after_iter
+    )
+    enabled = {
+        ("before", "epoch"): before_epoch,
+        ("after", "epoch"): after_epoch,
+        ("after", "iter"): after_iter,
+    }
+    expected = sum(
+        1
+        for e in events
+        if e.mode is not None
+        and enabled.get((e.value.split("_")[0], e.value.split("_")[-1]), False)
+    )
+    assert count(Pipeline.of([fn]), events) == expected
+
+
+class Host:
+    def __init__(self) -> None:
+        self.run_state = RunState()
+        self.events: list[Event] = []
+
+    def run_hook(self, hook: Hook, event: Event, info: EventInfo) -> None:
+        self.events.append(event)
+        single = Pipeline.of([hook.to_fn_hook("E")])
+        self.run_state = dispatch(single, event, self.run_state, info)
+
+
+def test_facade() -> None:
+    hook = EmptyCacheHook(before_epoch=True, after_iter=True)
+    assert HOOKS.get("EmptyCacheHook") is EmptyCacheHook and hook.priority == "NORMAL"
+    assert set(hook.get_triggered_stages()) == {
+        f"{when}_{mode}_{what}"
+        for mode in ("train", "val", "test")
+        for when, what in (("before", "epoch"), ("after", "epoch"), ("after", "iter"))
+    }
+    host = Host()
+    hook.before_test_epoch(host)
+    hook.after_val_iter(host, batch_idx=0)
+    hook.after_train_epoch(host)
+    assert host.events == [Event.BEFORE_TEST_EPOCH, Event.AFTER_VAL_ITER, Event.AFTER_TRAIN_EPOCH]
+    assert host.run_state.effects == (EmptyCache(), EmptyCache(), EmptyCache())
+    with pytest.raises(TypeError, match="EmptyCacheHook after_iter must be a bool, got 1"):
+        EmptyCacheHook(after_iter=1)  # type: ignore[arg-type]
