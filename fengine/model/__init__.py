@@ -1,5 +1,11 @@
 """Models: ``BaseModule``, ``BaseModel``, data preprocessors, weight init, utilities, wrappers, TTA."""
 
+from fengine.model.averaged_model import (
+    BaseAveragedModel,
+    ExponentialMovingAverage,
+    MomentumAnnealingEMA,
+    StochasticWeightAverage,
+)
 from fengine.model.base_model import BaseDataPreprocessor, BaseModel, ImgDataPreprocessor
 from fengine.model.base_module import BaseModule, ModuleDict, ModuleList, Sequential
 from fengine.model.test_time_aug import BaseTTAModel
@@ -35,6 +41,7 @@ from fengine.model.weight_init import (
 from fengine.model.wrappers import MMDistributedDataParallel, is_model_wrapper
 
 __all__ = [
+    "BaseAveragedModel",
     "BaseDataPreprocessor",
     "BaseInit",
     "BaseModel",
@@ -42,14 +49,17 @@ __all__ = [
     "BaseTTAModel",
     "Caffe2XavierInit",
     "ConstantInit",
+    "ExponentialMovingAverage",
     "ImgDataPreprocessor",
     "KaimingInit",
     "MMDistributedDataParallel",
     "ModuleDict",
     "ModuleList",
+    "MomentumAnnealingEMA",
     "NormalInit",
     "PretrainedInit",
     "Sequential",
+    "StochasticWeightAverage",
     "TruncNormalInit",
     "UniformInit",
     "XavierInit",
