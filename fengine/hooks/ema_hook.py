@@ -160,10 +160,11 @@ def ema_fn_hook(
             return run, state
         raw = dict(checkpoint["state_dict"])
         # Saved mid-validation, the model holds the average: the raw weights are in the stash.
-        raw.update({n: t.detach().to("cpu", copy=True) for n, t in (state.stash or {}).items()})
+        raw.update({n: t.detach().cpu() for n, t in (state.stash or {}).items()})
         exported = fc_ema.ema_state_dict(state.ema, order=raw)
-        # Copies: the checkpoint must not alias tensors that later (donated) updates overwrite.
-        exported = {k: v.detach().to("cpu", copy=True) for k, v in exported.items()}
+        # No copies on CPU: the hook's state (saved beside) holds the same storages, which
+        # torch.save writes once. The checkpoint is written before the next (in-place) update.
+        exported = {k: v.detach().cpu() for k, v in exported.items()}
         model, averaged = swap_state_dicts(raw, exported)
         run = run.emit(
             AddToCheckpoint("ema_state_dict", averaged), AddToCheckpoint("state_dict", model)
