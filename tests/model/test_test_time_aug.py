@@ -63,7 +63,7 @@ def test_module_from_config_gets_the_preprocessor() -> None:
 
 
 def test_bad_modules_and_unsupported_calls() -> None:
-    with pytest.raises(TypeError, match="must be an nn.Module or a config dict"):
+    with pytest.raises(TypeError, match=r"must be an nn\.Module or a config dict"):
         JoinTTA("Echo")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must have a `test_step`"):
         JoinTTA(nn.Linear(1, 1))
