@@ -61,7 +61,13 @@ class BaseModule(nn.Module):
         if self._is_init:
             logger.warning(f"init_weights of {name} has been called more than once.")
         else:
-            cfgs = [] if not self.init_cfg else [self.init_cfg] if isinstance(self.init_cfg, Mapping) else list(self.init_cfg)
+            cfgs = (
+                []
+                if not self.init_cfg
+                else [self.init_cfg]
+                if isinstance(self.init_cfg, Mapping)
+                else list(self.init_cfg)
+            )
             if cfgs:
                 logger.debug(f"initialize {name} with init_cfg {self.init_cfg}")
             pretrained = [cfg for cfg in cfgs if _is_pretrained(cfg)]
@@ -72,7 +78,8 @@ class BaseModule(nn.Module):
                 if hasattr(child, "init_weights") and not getattr(child, "is_init", False):
                     cast(Any, child).init_weights()
                     update_init_info(
-                        child, init_info=f"Initialized by user-defined `init_weights` in {type(child).__name__} "
+                        child,
+                        init_info=f"Initialized by user-defined `init_weights` in {type(child).__name__} ",
                     )
             if pretrained:
                 initialize(self, pretrained)
@@ -106,7 +113,9 @@ class ModuleList(BaseModule, nn.ModuleList):
         init_cfg: see :class:`BaseModule`.
     """
 
-    def __init__(self, modules: Iterable[nn.Module] | None = None, init_cfg: InitCfg | None = None) -> None:
+    def __init__(
+        self, modules: Iterable[nn.Module] | None = None, init_cfg: InitCfg | None = None
+    ) -> None:
         BaseModule.__init__(self, init_cfg)
         nn.ModuleList.__init__(self, modules)
 
@@ -119,6 +128,8 @@ class ModuleDict(BaseModule, nn.ModuleDict):
         init_cfg: see :class:`BaseModule`.
     """
 
-    def __init__(self, modules: Mapping[str, nn.Module] | None = None, init_cfg: InitCfg | None = None) -> None:
+    def __init__(
+        self, modules: Mapping[str, nn.Module] | None = None, init_cfg: InitCfg | None = None
+    ) -> None:
         BaseModule.__init__(self, init_cfg)
         nn.ModuleDict.__init__(self, modules)

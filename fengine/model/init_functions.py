@@ -91,7 +91,9 @@ def normal_init(module: nn.Module, mean: float = 0, std: float = 1, bias: float 
     _fill_bias(module, bias)
 
 
-def trunc_normal_(tensor: Tensor, mean: float = 0, std: float = 1, a: float = -2, b: float = 2) -> Tensor:
+def trunc_normal_(
+    tensor: Tensor, mean: float = 0, std: float = 1, a: float = -2, b: float = 2
+) -> Tensor:
     """Fill ``tensor`` in place from N(mean, std²) truncated to ``[a, b]``, by inverse CDF.
 
     With Φ the standard normal CDF, ``l = Φ((a-mean)/std)`` and ``u = Φ((b-mean)/std)``:
@@ -204,7 +206,9 @@ def caffe2_xavier_init(module: nn.Module, bias: float = 0) -> None:
         module: the module to initialise.
         bias: the bias value.
     """
-    kaiming_init(module, a=1, mode="fan_in", nonlinearity="leaky_relu", bias=bias, distribution="uniform")
+    kaiming_init(
+        module, a=1, mode="fan_in", nonlinearity="leaky_relu", bias=bias, distribution="uniform"
+    )
 
 
 def bias_init_with_prob(prior_prob: float) -> float:

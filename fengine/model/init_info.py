@@ -43,7 +43,9 @@ def start_init_info(module: nn.Module) -> ParamInitTable:
     Returns:
         The shared table, each parameter credited to "no change" until an initialiser moves it.
     """
-    text = f"The value is the same before and after calling `init_weights` of {type(module).__name__} "
+    text = (
+        f"The value is the same before and after calling `init_weights` of {type(module).__name__} "
+    )
     table: ParamInitTable = {p: ParamInitInfo(text, _mean(p)) for _, p in module.named_parameters()}
     for sub in module.modules():
         object.__setattr__(sub, INIT_INFO_ATTR, table)

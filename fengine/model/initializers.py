@@ -58,14 +58,24 @@ class BaseInit:
     """
 
     def __init__(
-        self, *, bias: float = 0, bias_prob: float | None = None, layer: str | list[str] | None = None
+        self,
+        *,
+        bias: float = 0,
+        bias_prob: float | None = None,
+        layer: str | list[str] | None = None,
     ) -> None:
         if not isinstance(bias, int | float):
-            raise TypeError(f"bias must be a number (int or float), got {type(bias).__name__} {bias!r}")
+            raise TypeError(
+                f"bias must be a number (int or float), got {type(bias).__name__} {bias!r}"
+            )
         if bias_prob is not None and not isinstance(bias_prob, float):
-            raise TypeError(f"bias_prob must be a float, got {type(bias_prob).__name__} {bias_prob!r}")
+            raise TypeError(
+                f"bias_prob must be a float, got {type(bias_prob).__name__} {bias_prob!r}"
+            )
         if layer is not None and not isinstance(layer, str | list):
-            raise TypeError(f"layer must be a str or a list of str, got {type(layer).__name__} {layer!r}")
+            raise TypeError(
+                f"layer must be a str or a list of str, got {type(layer).__name__} {layer!r}"
+            )
         self.wholemodule = False
         self.bias = bias_init_with_prob(bias_prob) if bias_prob is not None else bias
         self.layer: list[str] = [layer] if isinstance(layer, str) else list(layer or [])
@@ -140,7 +150,9 @@ class NormalInit(BaseInit):
 class TruncNormalInit(BaseInit):
     """Truncated normal initialisation (see :func:`~fengine.model.trunc_normal_init`)."""
 
-    def __init__(self, mean: float = 0, std: float = 1, a: float = -2, b: float = 2, **kwargs: Any) -> None:
+    def __init__(
+        self, mean: float = 0, std: float = 1, a: float = -2, b: float = 2, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.mean = mean
         self.std = std
@@ -207,4 +219,6 @@ class Caffe2XavierInit(KaimingInit):
     """Caffe2's "Xavier": Kaiming uniform with ``a=1``, ``fan_in``, ``leaky_relu``."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(a=1, mode="fan_in", nonlinearity="leaky_relu", distribution="uniform", **kwargs)
+        super().__init__(
+            a=1, mode="fan_in", nonlinearity="leaky_relu", distribution="uniform", **kwargs
+        )

@@ -67,10 +67,14 @@ def select_prefix(state_dict: Mapping[str, Tensor], prefix: str) -> dict[str, Te
         KeyError: no key starts with the prefix (the message lists a few top-level names).
     """
     dotted = prefix if prefix.endswith(".") else prefix + "."
-    selected = {key[len(dotted) :]: value for key, value in state_dict.items() if key.startswith(dotted)}
+    selected = {
+        key[len(dotted) :]: value for key, value in state_dict.items() if key.startswith(dotted)
+    }
     if not selected:
         tops = sorted({key.split(".", 1)[0] for key in state_dict})[:10]
-        raise KeyError(f"prefix {prefix!r} is not in the pretrained model; its top-level names: {tops}")
+        raise KeyError(
+            f"prefix {prefix!r} is not in the pretrained model; its top-level names: {tops}"
+        )
     return selected
 
 
@@ -118,7 +122,9 @@ class PretrainedInit:
         map_location: ``torch.load``'s ``map_location``.
     """
 
-    def __init__(self, checkpoint: str | Path, prefix: str | None = None, map_location: Any = "cpu") -> None:
+    def __init__(
+        self, checkpoint: str | Path, prefix: str | None = None, map_location: Any = "cpu"
+    ) -> None:
         self.checkpoint = checkpoint
         self.prefix = prefix
         self.map_location = map_location

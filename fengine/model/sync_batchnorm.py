@@ -81,8 +81,12 @@ def convert_sync_batchnorm(
             out = _move_state(
                 module,
                 nn.SyncBatchNorm(
-                    module.num_features, module.eps, module.momentum, module.affine,
-                    module.track_running_stats, process_group,
+                    module.num_features,
+                    module.eps,
+                    module.momentum,
+                    module.affine,
+                    module.track_running_stats,
+                    process_group,
                 ),
             )
         _replace_children(out, swap)
@@ -109,7 +113,13 @@ def revert_sync_batchnorm(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.SyncBatchNorm):
             out = _move_state(
                 module,
-                _BatchNormXd(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats),
+                _BatchNormXd(
+                    module.num_features,
+                    module.eps,
+                    module.momentum,
+                    module.affine,
+                    module.track_running_stats,
+                ),
             )
         _replace_children(out, swap)
         return out

@@ -34,11 +34,19 @@ def split_views(data: Any) -> list[Any]:
     elif isinstance(data, list | tuple):
         fields = list(data)
     else:
-        raise TypeError(f"TTA data must be a dict or a list/tuple of per-view lists, got {type(data).__name__}")
+        raise TypeError(
+            f"TTA data must be a dict or a list/tuple of per-view lists, got {type(data).__name__}"
+        )
     counts = {len(field) for field in fields}
     if len(counts) != 1:
-        lengths = {key: len(v) for key, v in data.items()} if isinstance(data, Mapping) else [len(v) for v in fields]
-        raise ValueError(f"every field of TTA data must hold one entry per view, got lengths {lengths}")
+        lengths = (
+            {key: len(v) for key, v in data.items()}
+            if isinstance(data, Mapping)
+            else [len(v) for v in fields]
+        )
+        raise ValueError(
+            f"every field of TTA data must hold one entry per view, got lengths {lengths}"
+        )
     views = range(counts.pop())
     if isinstance(data, Mapping):
         return [{key: value[view] for key, value in data.items()} for view in views]
@@ -76,9 +84,13 @@ class BaseTTAModel(BaseModel):
                 cfg["data_preprocessor"] = data_preprocessor
             module = MODELS.build(cfg)
         if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be an nn.Module or a config dict, got {type(module).__name__}: {module!r}")
+            raise TypeError(
+                f"module must be an nn.Module or a config dict, got {type(module).__name__}: {module!r}"
+            )
         if not callable(getattr(module, "test_step", None)):
-            raise TypeError(f"the TTA module ({type(module).__name__}) must have a `test_step` method")
+            raise TypeError(
+                f"the TTA module ({type(module).__name__}) must have a `test_step` method"
+            )
         self.module = module
         self.tta_cfg = copy.deepcopy(tta_cfg)
 
@@ -95,7 +107,9 @@ class BaseTTAModel(BaseModel):
         Raises:
             NotImplementedError: always, here.
         """
-        raise NotImplementedError(f"{type(self).__name__}.merge_preds(data_samples_list) is not implemented")
+        raise NotImplementedError(
+            f"{type(self).__name__}.merge_preds(data_samples_list) is not implemented"
+        )
 
     def test_step(self, data: Any) -> Any:
         """Predict every view with ``module.test_step`` and return :meth:`merge_preds` of them."""
@@ -109,4 +123,6 @@ class BaseTTAModel(BaseModel):
         Raises:
             NotImplementedError: always (so ``val_step`` raises too).
         """
-        raise NotImplementedError(f"{type(self).__name__} only supports test_step; it has no forward")
+        raise NotImplementedError(
+            f"{type(self).__name__} only supports test_step; it has no forward"
+        )

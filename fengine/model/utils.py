@@ -36,7 +36,9 @@ def padded_shape(shapes: Sequence[Sequence[int]], pad_size_divisor: int) -> tupl
     return tuple(target)
 
 
-def stack_batch(tensor_list: list[Tensor], pad_size_divisor: int = 0, pad_value: float = 0) -> Tensor:
+def stack_batch(
+    tensor_list: list[Tensor], pad_size_divisor: int = 0, pad_value: float = 0
+) -> Tensor:
     """Stack tensors of different trailing sizes into one batch, padding at the end of each dim.
 
     Every dim but the first is padded (right/bottom) with ``pad_value`` up to the largest size
@@ -58,16 +60,22 @@ def stack_batch(tensor_list: list[Tensor], pad_size_divisor: int = 0, pad_value:
             differ.
     """
     if not isinstance(tensor_list, list) or not all(isinstance(t, Tensor) for t in tensor_list):
-        kinds = [type(t).__name__ for t in tensor_list] if isinstance(tensor_list, list | tuple) else []
+        kinds = (
+            [type(t).__name__ for t in tensor_list] if isinstance(tensor_list, list | tuple) else []
+        )
         raise TypeError(
             f"stack_batch expects a list of tensors, got {type(tensor_list).__name__} {kinds or tensor_list!r}"
         )
     if not tensor_list:
         raise ValueError("stack_batch expects a non-empty list of tensors, got []")
     if pad_size_divisor < 0:
-        raise ValueError(f"pad_size_divisor must be >= 0 (0 or 1: no rounding), got {pad_size_divisor}")
+        raise ValueError(
+            f"pad_size_divisor must be >= 0 (0 or 1: no rounding), got {pad_size_divisor}"
+        )
     shapes = [tuple(t.shape) for t in tensor_list]
-    if len({len(shape) for shape in shapes}) != 1 or (shapes[0] and len({s[0] for s in shapes}) != 1):
+    if len({len(shape) for shape in shapes}) != 1 or (
+        shapes[0] and len({s[0] for s in shapes}) != 1
+    ):
         raise ValueError(
             f"stack_batch expects tensors with the same ndim and the same size in dim 0 (only the "
             f"trailing dims are padded), got shapes {shapes}"
@@ -101,7 +109,9 @@ def merge_dict(*dicts: dict[Any, Any]) -> dict[Any, Any]:
     merged: dict[Any, Any] = {}
     for index, item in enumerate(dicts):
         if not isinstance(item, dict):
-            raise TypeError(f"merge_dict argument {index} must be a dict, got {type(item).__name__}: {item!r}")
+            raise TypeError(
+                f"merge_dict argument {index} must be a dict, got {type(item).__name__}: {item!r}"
+            )
         merged.update(item)
     return merged
 

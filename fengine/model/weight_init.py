@@ -44,7 +44,9 @@ def _as_list(value: Any, what: str) -> list[dict[str, Any]]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list | tuple) or not all(isinstance(item, Mapping) for item in value):
-        raise TypeError(f"{what} must be a dict or a list of dicts, got {type(value).__name__}: {value!r}")
+        raise TypeError(
+            f"{what} must be a dict or a list of dicts, got {type(value).__name__}: {value!r}"
+        )
     return [copy.deepcopy(dict(item)) for item in value]
 
 
@@ -54,7 +56,9 @@ def _build(target: nn.Module, cfg: Mapping[str, Any], wholemodule: bool) -> tupl
     return target, initializer
 
 
-def _override_plan(module: nn.Module, override: Any, outer: Mapping[str, Any]) -> list[tuple[nn.Module, Any]]:
+def _override_plan(
+    module: nn.Module, override: Any, outer: Mapping[str, Any]
+) -> list[tuple[nn.Module, Any]]:
     plan = []
     for item in _as_list(override, "`override`"):
         name = item.pop("name", None)

@@ -17,7 +17,12 @@ def t(*values: float) -> torch.Tensor:
 
 
 def test_a19_mixed_values_and_order() -> None:
-    losses = {"loss": t(1.0), "loss_b": t(2.0, 4.0), "acc": t(0.5), "loss_list": [t(1.0, 3.0), t(5.0)]}
+    losses = {
+        "loss": t(1.0),
+        "loss_b": t(2.0, 4.0),
+        "acc": t(0.5),
+        "loss_list": [t(1.0, 3.0), t(5.0)],
+    }
     loss, log_vars = parse_losses(losses)
     assert isinstance(loss, torch.Tensor)
     assert loss.item() == 11.0
@@ -31,14 +36,21 @@ def test_substring_rule_and_total_first() -> None:
     loss, log_vars = parse_losses({"loss_cls": t(1.0), "aux_loss": t(2.0), "top1": t(9.0)})
     assert float(loss) == 3.0
     assert [(k, float(v)) for k, v in log_vars.items()] == [
-        ("loss", 3.0), ("loss_cls", 1.0), ("aux_loss", 2.0), ("top1", 9.0)
+        ("loss", 3.0),
+        ("loss_cls", 1.0),
+        ("aux_loss", 2.0),
+        ("top1", 9.0),
     ]
 
 
 def test_list_values_sum_their_means() -> None:
     loss, log_vars = parse_losses({"loss_cls": t(1.0), "loss_list": [t(2.0), t(3.0)]})
     assert float(loss) == 6.0
-    assert [(k, float(v)) for k, v in log_vars.items()] == [("loss", 6.0), ("loss_cls", 1.0), ("loss_list", 5.0)]
+    assert [(k, float(v)) for k, v in log_vars.items()] == [
+        ("loss", 6.0),
+        ("loss_cls", 1.0),
+        ("loss_list", 5.0),
+    ]
 
 
 def test_no_loss_key_gives_int_zero() -> None:

@@ -62,4 +62,10 @@ class ToyModel(BaseModel):
 
 def batches() -> list[dict[str, torch.Tensor]]:
     generator = torch.Generator().manual_seed(0)
-    return [{"inputs": torch.randn(3, 2, generator=generator), "data_samples": torch.randn(3, 1, generator=generator)} for _ in range(4)]
+    return [
+        {
+            "inputs": torch.randn(3, 2, generator=generator),
+            "data_samples": torch.randn(3, 1, generator=generator),
+        }
+        for _ in range(4)
+    ]

@@ -30,7 +30,9 @@ def test_train_step_order_and_numbers_match_a_plain_loop() -> None:
         ref_opt.step()
         ref_opt.zero_grad()
         assert list(log_vars) == ["loss", "acc"]
-        assert torch.equal(log_vars["loss"], ref_loss.detach()) and not log_vars["loss"].requires_grad
+        assert (
+            torch.equal(log_vars["loss"], ref_loss.detach()) and not log_vars["loss"].requires_grad
+        )
     for ours, theirs in zip(model.parameters(), reference.parameters()):
         assert torch.equal(ours, theirs)
 
@@ -58,8 +60,11 @@ def test_positional_batches_and_bad_batches() -> None:
 def test_seed_example_builds_preprocessor_from_config() -> None:
     model = BaseModel(
         data_preprocessor=dict(
-            type="ImgDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-            bgr_to_rgb=True, pad_size_divisor=32,
+            type="ImgDataPreprocessor",
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_size_divisor=32,
         )
     )
     assert isinstance(model.data_preprocessor, ImgDataPreprocessor)
@@ -76,7 +81,10 @@ def test_data_preprocessor_forms() -> None:
     assert type(BaseModel().data_preprocessor) is BaseDataPreprocessor
     module = ImgDataPreprocessor()
     assert BaseModel(data_preprocessor=module).data_preprocessor is module
-    with pytest.raises(TypeError, match=r"^data_preprocessor should be a `dict` or `nn.Module` instance, but got str"):
+    with pytest.raises(
+        TypeError,
+        match=r"^data_preprocessor should be a `dict` or `nn.Module` instance, but got str",
+    ):
         BaseModel(data_preprocessor="ImgDataPreprocessor")  # type: ignore[arg-type]
 
 
@@ -90,19 +98,29 @@ def test_to_and_cpu_move_every_preprocessor_inside() -> None:
     model = Wrapper()
     assert model.device == torch.device("cpu")
     model.to("meta")
-    assert model.data_preprocessor.device == model.inner.data_preprocessor.device == torch.device("meta")
+    assert (
+        model.data_preprocessor.device
+        == model.inner.data_preprocessor.device
+        == torch.device("meta")
+    )
     assert model.device == torch.device("meta")
     model.to(torch.float64)  # a dtype-only move keeps the device
     assert model.inner.data_preprocessor.device == torch.device("meta")
     model = Wrapper()
     model.inner.data_preprocessor._device = torch.device("meta")
     model.cpu()
-    assert model.data_preprocessor.device == model.inner.data_preprocessor.device == torch.device("cpu")
+    assert (
+        model.data_preprocessor.device
+        == model.inner.data_preprocessor.device
+        == torch.device("cpu")
+    )
     assert BaseModel().device == torch.device("cpu")
 
 
 def test_parse_losses_is_the_core_function() -> None:
-    loss, log_vars = BaseModel().parse_losses({"loss_a": torch.tensor([1.0, 3.0]), "top1": torch.tensor(5.0)})
+    loss, log_vars = BaseModel().parse_losses(
+        {"loss_a": torch.tensor([1.0, 3.0]), "top1": torch.tensor(5.0)}
+    )
     assert float(loss) == 2.0 and [float(v) for v in log_vars.values()] == [2.0, 2.0, 5.0]
 
 
@@ -111,7 +129,9 @@ class SeedModel(BaseModel):
 
     def __init__(self, num_classes: int = 10, init_cfg: Any = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.backbone = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
         self.head = nn.Linear(64, num_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

@@ -40,7 +40,9 @@ def constant(layer: str, val: float, bias: float) -> dict[str, Any]:
 class Net(BaseModule):
     def __init__(self) -> None:
         super().__init__(
-            init_cfg=dict(constant("Conv2d", 1, 2), override=dict(type="Constant", name="reg", val=3, bias=4))
+            init_cfg=dict(
+                constant("Conv2d", 1, 2), override=dict(type="Constant", name="reg", val=3, bias=4)
+            )
         )
         self.feat, self.reg, self.cls = nn.Conv2d(1, 1, 1), nn.Conv2d(1, 1, 1), nn.Linear(1, 1)
         self.leaf = Leaf(constant("Conv2d", 7, 8))
@@ -67,7 +69,9 @@ def test_a25_values_and_plain_container(log_file: Path) -> None:
     net = Net()
     cls_before = values(net.cls)
     net.init_weights()
-    assert values(net.feat) == (1, 2) and values(net.reg) == (3, 4) and values(net.cls) == cls_before
+    assert (
+        values(net.feat) == (1, 2) and values(net.reg) == (3, 4) and values(net.cls) == cls_before
+    )
     assert values(net.leaf.conv) == (7, 8) and values(net.mm[0].conv) == (5, 5)
     # A BaseModule inside a plain nn.Sequential is never reached: the parent's Conv2d rule wins.
     assert values(net.plain[0].conv) == (1, 2) and net.plain[0].is_init is False
@@ -77,9 +81,15 @@ def test_a25_values_and_plain_container(log_file: Path) -> None:
     assert text.startswith("Name of parameter - Initialization information\n")
     assert "\nfeat.weight - torch.Size([1, 1, 1, 1]): \nConstantInit: val=1, bias=2 \n" in text
     assert "\nreg.bias - torch.Size([1]): \nConstantInit: val=3, bias=4 \n" in text
-    assert "\ncls.weight - torch.Size([1, 1]): \nThe value is the same before and after calling `init_weights` of Net  \n" in text
+    assert (
+        "\ncls.weight - torch.Size([1, 1]): \nThe value is the same before and after calling `init_weights` of Net  \n"
+        in text
+    )
     assert "\nleaf.conv.weight - torch.Size([1, 1, 1, 1]): \nConstantInit: val=7, bias=8 \n" in text
-    assert "\nuser.lin.weight - torch.Size([1, 1]): \nInitialized by user-defined `init_weights` in UserInit  \n" in text
+    assert (
+        "\nuser.lin.weight - torch.Size([1, 1]): \nInitialized by user-defined `init_weights` in UserInit  \n"
+        in text
+    )
     assert not any(hasattr(m, "_params_init_info") for m in net.modules())
 
 
@@ -104,14 +114,22 @@ def test_child_cfg_overrides_parent_for_its_subtree() -> None:
 
     parent = Parent()
     parent.init_weights()
-    assert values(parent.direct) == (1, 1) and values(parent.inner[0]) == (2, 2) and values(parent.table["x"]) == (3, 3)
+    assert (
+        values(parent.direct) == (1, 1)
+        and values(parent.inner[0]) == (2, 2)
+        and values(parent.table["x"]) == (3, 3)
+    )
 
 
 def test_foo_model_rules_reach_nested_components() -> None:
     class Component(BaseModule):
         def __init__(self) -> None:
             super().__init__()
-            self.linear, self.conv1d, self.conv2d = nn.Linear(1, 1), nn.Conv1d(1, 1, 1), nn.Conv2d(1, 1, 1)
+            self.linear, self.conv1d, self.conv2d = (
+                nn.Linear(1, 1),
+                nn.Conv1d(1, 1, 1),
+                nn.Conv2d(1, 1, 1),
+            )
 
     class Foo(BaseModule):
         def __init__(self) -> None:
@@ -125,7 +143,11 @@ def test_foo_model_rules_reach_nested_components() -> None:
     foo = Foo()
     foo.init_weights()
     for comp in (foo.component1, foo.component2, foo.component3[0]):
-        assert values(comp.linear) == (1, 2) and values(comp.conv1d) == (3, 4) and values(comp.conv2d) == (5, 6)
+        assert (
+            values(comp.linear) == (1, 2)
+            and values(comp.conv1d) == (3, 4)
+            and values(comp.conv2d) == (5, 6)
+        )
     assert values(foo.reg) == (1, 2)
 
 
@@ -134,7 +156,9 @@ def test_init_cfg_is_deep_copied_and_shown_in_repr() -> None:
     leaf = Leaf(cfg)
     cfg["val"] = 99
     assert leaf.init_cfg == constant("Linear", 1, 0)
-    assert repr(leaf).endswith("\ninit_cfg={'type': 'Constant', 'layer': 'Linear', 'val': 1, 'bias': 0}")
+    assert repr(leaf).endswith(
+        "\ninit_cfg={'type': 'Constant', 'layer': 'Linear', 'val': 1, 'bias': 0}"
+    )
     assert "init_cfg" not in repr(Leaf())
 
 

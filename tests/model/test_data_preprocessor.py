@@ -63,10 +63,16 @@ def test_device_follows_to_and_cpu() -> None:
 
 def test_a21_list_and_batched_tensor() -> None:
     x = torch.arange(18, dtype=torch.uint8).view(3, 2, 3)
-    pre = ImgDataPreprocessor(mean=[1, 2, 3], std=[1, 1, 2], bgr_to_rgb=True, pad_size_divisor=4, pad_value=-1)
+    pre = ImgDataPreprocessor(
+        mean=[1, 2, 3], std=[1, 1, 2], bgr_to_rgb=True, pad_size_divisor=4, pad_value=-1
+    )
     out = pre({"inputs": [x]})
     inputs = out["inputs"]
-    assert inputs.shape == (1, 3, 4, 4) and inputs.dtype == torch.float32 and out["data_samples"] is None
+    assert (
+        inputs.shape == (1, 3, 4, 4)
+        and inputs.dtype == torch.float32
+        and out["data_samples"] is None
+    )
     assert inputs[0, 0, :2].tolist() == [[11, 12, 13, -1], [14, 15, 16, -1]]
     assert inputs[0, 1, :2].tolist() == [[4, 5, 6, -1], [7, 8, 9, -1]]
     assert inputs[0, 2, :2].tolist() == [[-1.5, -1, -0.5, -1], [0, 0.5, 1, -1]]
@@ -77,7 +83,9 @@ def test_a21_list_and_batched_tensor() -> None:
 
 
 def test_a21_two_sizes_rgb_to_bgr() -> None:
-    pre = ImgDataPreprocessor(mean=[127.5], std=[1, 2, 3], pad_size_divisor=16, pad_value=10, rgb_to_bgr=True)
+    pre = ImgDataPreprocessor(
+        mean=[127.5], std=[1, 2, 3], pad_size_divisor=16, pad_value=10, rgb_to_bgr=True
+    )
     images = [torch.randint(0, 255, (3, 10, 10)), torch.randint(0, 255, (3, 15, 15))]
     out = pre({"inputs": images, "data_samples": ["a", "b"]})
     assert out["inputs"].shape == (2, 3, 16, 16) and out["data_samples"] == ["a", "b"]
@@ -87,8 +95,14 @@ def test_a21_two_sizes_rgb_to_bgr() -> None:
     assert torch.equal(out["inputs"][1, :, :15, :15], expected)
 
 
-def direct(images: list[torch.Tensor], mean: list[float] | None, std: list[float] | None,
-           flip: bool, divisor: int, pad_value: float) -> torch.Tensor:
+def direct(
+    images: list[torch.Tensor],
+    mean: list[float] | None,
+    std: list[float] | None,
+    flip: bool,
+    divisor: int,
+    pad_value: float,
+) -> torch.Tensor:
     """The computation written out element-wise in numpy, float32 as torch does it."""
     step = max(divisor, 1)
     height = math.ceil(max(i.shape[1] for i in images) / step) * step
@@ -99,7 +113,9 @@ def direct(images: list[torch.Tensor], mean: list[float] | None, std: list[float
         if flip:
             arr = arr[::-1]
         if mean is not None and std is not None:
-            arr = (arr - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+            arr = (arr - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[
+                :, None, None
+            ]
         out[n, :, : arr.shape[1], : arr.shape[2]] = arr
     return torch.from_numpy(out)
 
@@ -115,11 +131,20 @@ def direct(images: list[torch.Tensor], mean: list[float] | None, std: list[float
     data=st.data(),
 )
 def test_preprocessor_equals_direct_computation(
-    channels: int, divisor: int, flip: bool, normalize: bool, pad_value: float, same_size: bool, data: st.DataObject
+    channels: int,
+    divisor: int,
+    flip: bool,
+    normalize: bool,
+    pad_value: float,
+    same_size: bool,
+    data: st.DataObject,
 ) -> None:
     flip = flip and channels == 3
     count = data.draw(st.integers(1, 3))
-    sizes = [(data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))) for _ in range(1 if same_size else count)]
+    sizes = [
+        (data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)))
+        for _ in range(1 if same_size else count)
+    ]
     sizes = sizes * count if same_size else sizes
     images = [torch.randint(0, 256, (channels, h, w), dtype=torch.uint8) for h, w in sizes]
     values = st.floats(0.5, 200, allow_nan=False, width=32)
@@ -132,7 +157,9 @@ def test_preprocessor_equals_direct_computation(
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-5)
     assert all(torch.equal(a, b) for a, b in zip(images, snapshot))
     if same_size:
-        torch.testing.assert_close(pre({"inputs": torch.stack(images)})["inputs"], expected, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(
+            pre({"inputs": torch.stack(images)})["inputs"], expected, rtol=1e-6, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize(

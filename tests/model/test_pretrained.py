@@ -59,7 +59,9 @@ def test_without_prefix_strips_ddp_module_prefix_and_loads_non_strictly(
     assert "missing keys in source state_dict: other.weight, other.bias" in warning
 
 
-def test_shape_mismatch_skipped_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_shape_mismatch_skipped_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = saved(tmp_path, {"weight": torch.ones(3, 3), "bias": torch.full((2,), 5.0)})
     linear = nn.Linear(2, 2)
     before = linear.weight.clone()
@@ -80,7 +82,12 @@ def test_pretrained_runs_after_children_and_records_info(tmp_path: Path) -> None
 
     class Model(BaseModule):
         def __init__(self) -> None:
-            super().__init__([dict(type="Pretrained", checkpoint=str(path)), dict(type="Constant", val=1, layer="Conv2d")])
+            super().__init__(
+                [
+                    dict(type="Pretrained", checkpoint=str(path)),
+                    dict(type="Constant", val=1, layer="Conv2d"),
+                ]
+            )
             self.backbone = Backbone()
             self.child = Child()
 
@@ -96,20 +103,33 @@ def test_pretrained_runs_after_children_and_records_info(tmp_path: Path) -> None
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
-    assert torch.equal(model.backbone.conv.weight, state["backbone.conv.weight"])  # Pretrained beat Constant
-    assert model.child.head.weight.eq(9).all()  # "head" is not a key under the child: untouched by loading
-    assert f"\nbackbone.conv.weight - torch.Size([2, 1, 1, 1]): \nPretrainedInit: load from {path} \n" in lines
+    assert torch.equal(
+        model.backbone.conv.weight, state["backbone.conv.weight"]
+    )  # Pretrained beat Constant
+    assert model.child.head.weight.eq(
+        9
+    ).all()  # "head" is not a key under the child: untouched by loading
+    assert (
+        f"\nbackbone.conv.weight - torch.Size([2, 1, 1, 1]): \nPretrainedInit: load from {path} \n"
+        in lines
+    )
 
 
 def test_prefix_absent_is_key_error(tmp_path: Path) -> None:
     path = saved(tmp_path, detector_state())
-    with pytest.raises(KeyError, match=r"prefix 'neck' is not in the pretrained model.*\['backbone', 'head'\]"):
+    with pytest.raises(
+        KeyError, match=r"prefix 'neck' is not in the pretrained model.*\['backbone', 'head'\]"
+    ):
         initialize(Backbone(), dict(type="Pretrained", checkpoint=path, prefix="neck"))
 
 
 def test_select_prefix_is_pure() -> None:
     state = {"a.x": torch.ones(1), "ab.y": torch.zeros(1), "a.z.w": torch.ones(2)}
-    assert set(select_prefix(state, "a.")) == {"x", "z.w"} and set(state) == {"a.x", "ab.y", "a.z.w"}
+    assert set(select_prefix(state, "a.")) == {"x", "z.w"} and set(state) == {
+        "a.x",
+        "ab.y",
+        "a.z.w",
+    }
 
 
 def test_only_weights_are_loaded(tmp_path: Path) -> None:

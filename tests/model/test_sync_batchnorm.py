@@ -13,10 +13,14 @@ from fengine.model.utils import _BatchNormXd
 def make_model() -> nn.Sequential:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, affine=False))
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, affine=False)),
     )
     model.train()
-    model[1](torch.randn(5, 4, 2, 2))  # move running stats and num_batches_tracked off their defaults
+    model[1](
+        torch.randn(5, 4, 2, 2)
+    )  # move running stats and num_batches_tracked off their defaults
     with torch.no_grad():
         model[1].weight.uniform_()
         model[1].bias.uniform_()
@@ -25,7 +29,9 @@ def make_model() -> nn.Sequential:
 
 def test_convert_shares_state_and_keeps_training_flag() -> None:
     model = make_model()
-    model[1].eval()  # fengine keeps this flag (MMEngine's converted layer comes back in training mode)
+    model[
+        1
+    ].eval()  # fengine keeps this flag (MMEngine's converted layer comes back in training mode)
     bn, inner = model[1], model[2][1]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = convert_sync_batchnorm(model)
@@ -47,7 +53,9 @@ def test_round_trip_keeps_every_tensor_and_forward() -> None:
     expected = model[1](model[0](x))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     reverted = revert_sync_batchnorm(convert_sync_batchnorm(model))
-    assert type(reverted[1]) is _BatchNormXd and isinstance(reverted[1], nn.modules.batchnorm._BatchNorm)
+    assert type(reverted[1]) is _BatchNormXd and isinstance(
+        reverted[1], nn.modules.batchnorm._BatchNorm
+    )
     assert reverted[1].training is False
     after = reverted.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before) and after.keys() == before.keys()

@@ -56,7 +56,9 @@ MODELS.register_module(module=Echo, name="TestEchoModel", force=True)
 
 def test_module_from_config_gets_the_preprocessor() -> None:
     cfg = dict(type="TestEchoModel")
-    tta = JoinTTA(cfg, tta_cfg=dict(merge="join"), data_preprocessor=dict(type="ImgDataPreprocessor"))
+    tta = JoinTTA(
+        cfg, tta_cfg=dict(merge="join"), data_preprocessor=dict(type="ImgDataPreprocessor")
+    )
     assert type(tta.module).__name__ == "Echo" and tta.tta_cfg == {"merge": "join"}
     assert type(tta.module.data_preprocessor).__name__ == "ImgDataPreprocessor"
     assert cfg == {"type": "TestEchoModel"}  # the caller's config is not modified

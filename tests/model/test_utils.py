@@ -17,7 +17,9 @@ from fengine.model import detect_anomalous_params, merge_dict, stack_batch
 
 
 def test_a22_images_padded_to_divisor() -> None:
-    out = stack_batch([torch.ones(3, 10, 10), torch.ones(3, 15, 15)], pad_size_divisor=16, pad_value=10)
+    out = stack_batch(
+        [torch.ones(3, 10, 10), torch.ones(3, 15, 15)], pad_size_divisor=16, pad_value=10
+    )
     assert out.shape == (2, 3, 16, 16)
     assert out[0, 0, 9, 9] == 1 and out[0, 0, 10, 10] == 10 and out[1, 0, 15, 15] == 10
     assert out[1, 0, 14, 14] == 1
@@ -80,7 +82,10 @@ def test_smallest_multiple_and_inputs_top_left(
     ndim: int, channels: int, divisor: int, pad_value: float, data: st.DataObject
 ) -> None:
     count = data.draw(st.integers(1, 4))
-    sizes = [data.draw(st.lists(st.integers(1, 9), min_size=ndim - 1, max_size=ndim - 1)) for _ in range(count)]
+    sizes = [
+        data.draw(st.lists(st.integers(1, 9), min_size=ndim - 1, max_size=ndim - 1))
+        for _ in range(count)
+    ]
     tensors = [torch.randn(channels, *s) for s in sizes]
     versions = [t._version for t in tensors]
     out = stack_batch(tensors, divisor, pad_value)
@@ -107,8 +112,9 @@ keys = st.text("abcdef", min_size=1, max_size=3)
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.dictionaries(keys, st.integers(), max_size=5), min_size=3, max_size=3))
 def test_merge_dict_associative_for_disjoint_keys(raw: list[dict[str, int]]) -> None:
-    seen: set[str] = set()
-    a, b, c = ({k: v for k, v in d.items() if k not in seen and not seen.add(k)} for d in raw)  # type: ignore[func-returns-value]
+    a, b, c = raw
+    b = {k: v for k, v in b.items() if k not in a}  # make the three key sets disjoint
+    c = {k: v for k, v in c.items() if k not in a and k not in b}
     snapshot = [dict(a), dict(b), dict(c)]
     left, right = merge_dict(merge_dict(a, b), c), merge_dict(a, merge_dict(b, c))
     assert left == right == merge_dict(a, b, c) == {**a, **b, **c}
@@ -134,7 +140,9 @@ def test_merge_dict_is_opaque_to_fx_tracing() -> None:
             return fengine.model.utils.merge_dict({"a": x}, {"b": x + 1})
 
     traced = torch.fx.symbolic_trace(UsesMerge())
-    assert any(node.op == "call_function" and node.target is merge_dict for node in traced.graph.nodes)
+    assert any(
+        node.op == "call_function" and node.target is merge_dict for node in traced.graph.nodes
+    )
     out = traced(torch.zeros(1))
     assert set(out) == {"a", "b"} and out["b"].item() == 1.0
 
@@ -149,15 +157,23 @@ class ThreeLayers(nn.Module):
         self.c.requires_grad_(False)
 
 
-def test_unreached_parameters_logged_at_error_and_returned(caplog: pytest.LogCaptureFixture) -> None:
+def test_unreached_parameters_logged_at_error_and_returned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     model = ThreeLayers()
     loss = model.a(torch.ones(1, 2)).sum()
     with caplog.at_level(logging.ERROR, logger="fengine"):
         found = detect_anomalous_params(loss, model)
-    assert found == {"b.weight": "not in the computational graph", "b.bias": "not in the computational graph"}
+    assert found == {
+        "b.weight": "not in the computational graph",
+        "b.bias": "not in the computational graph",
+    }
     records = [r for r in caplog.records if r.name == "fengine"]
     assert [r.levelno for r in records] == [logging.ERROR, logging.ERROR]
-    assert records[0].getMessage() == "b.weight with shape torch.Size([1, 2]) is not in the computational graph \n"
+    assert (
+        records[0].getMessage()
+        == "b.weight with shape torch.Size([1, 2]) is not in the computational graph \n"
+    )
     assert records[1].getMessage().startswith("b.bias with shape torch.Size([1])")
 
 
@@ -180,7 +196,9 @@ def test_non_finite_parameters_reported_with_both_reasons() -> None:
 def test_nothing_anomalous_after_backward_through_deep_shared_graph() -> None:
     layer = nn.Linear(3, 3)
     x = torch.ones(1, 3)
-    for _ in range(2000):  # deeper than Python's recursion limit; the layer is reused (shared nodes)
+    for _ in range(
+        2000
+    ):  # deeper than Python's recursion limit; the layer is reused (shared nodes)
         x = layer(x).tanh()
     loss = x.sum()
     loss.backward()

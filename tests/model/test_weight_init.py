@@ -40,22 +40,36 @@ def test_functional_constant_skips_missing_bias() -> None:
 
 # Each functional initialiser against torch.nn.init with the same seed (MMEngine calls the same).
 RANDOM_CASES: list[tuple[Any, dict[str, Any], Any]] = [
-    (xavier_init, dict(gain=2, distribution="uniform"), lambda w: nn.init.xavier_uniform_(w, gain=2)),
+    (
+        xavier_init,
+        dict(gain=2, distribution="uniform"),
+        lambda w: nn.init.xavier_uniform_(w, gain=2),
+    ),
     (xavier_init, {}, lambda w: nn.init.xavier_normal_(w, gain=1)),
     (normal_init, dict(mean=1, std=0.5), lambda w: nn.init.normal_(w, 1, 0.5)),
     (uniform_init, dict(a=-3, b=2), lambda w: nn.init.uniform_(w, -3, 2)),
-    (kaiming_init, {}, lambda w: nn.init.kaiming_normal_(w, a=0, mode="fan_out", nonlinearity="relu")),
+    (
+        kaiming_init,
+        {},
+        lambda w: nn.init.kaiming_normal_(w, a=0, mode="fan_out", nonlinearity="relu"),
+    ),
     (
         kaiming_init,
         dict(a=0.1, mode="fan_in", nonlinearity="leaky_relu", distribution="uniform"),
         lambda w: nn.init.kaiming_uniform_(w, a=0.1, mode="fan_in", nonlinearity="leaky_relu"),
     ),
-    (caffe2_xavier_init, {}, lambda w: nn.init.kaiming_uniform_(w, a=1, mode="fan_in", nonlinearity="leaky_relu")),
+    (
+        caffe2_xavier_init,
+        {},
+        lambda w: nn.init.kaiming_uniform_(w, a=1, mode="fan_in", nonlinearity="leaky_relu"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("fn", "kwargs", "reference"), RANDOM_CASES)
-def test_random_functional_forms_match_torch_init(fn: Any, kwargs: dict[str, Any], reference: Any) -> None:
+def test_random_functional_forms_match_torch_init(
+    fn: Any, kwargs: dict[str, Any], reference: Any
+) -> None:
     conv = nn.Conv2d(3, 4, 3)
     torch.manual_seed(3)
     fn(conv, bias=0.25, **kwargs)
@@ -68,9 +82,15 @@ def test_random_functional_forms_match_torch_init(fn: Any, kwargs: dict[str, Any
 @pytest.mark.filterwarnings("ignore:trunc_normal_")
 @settings(max_examples=25, deadline=None)
 @given(
-    mean=st.floats(-1, 1), std=st.floats(0.1, 2), a=st.floats(-2, -0.1), width=st.floats(0.2, 3), seed=st.integers(0, 99)
+    mean=st.floats(-1, 1),
+    std=st.floats(0.1, 2),
+    a=st.floats(-2, -0.1),
+    width=st.floats(0.2, 3),
+    seed=st.integers(0, 99),
 )
-def test_trunc_normal_is_inverse_cdf_of_one_uniform_draw(mean: float, std: float, a: float, width: float, seed: int) -> None:
+def test_trunc_normal_is_inverse_cdf_of_one_uniform_draw(
+    mean: float, std: float, a: float, width: float, seed: int
+) -> None:
     b = a + width
     tensor = torch.empty(64)
     torch.manual_seed(seed)
@@ -101,7 +121,16 @@ def test_bias_init_with_prob() -> None:
 
 
 def test_registry_names() -> None:
-    names = ["Constant", "Xavier", "Normal", "TruncNormal", "Uniform", "Kaiming", "Caffe2Xavier", "Pretrained"]
+    names = [
+        "Constant",
+        "Xavier",
+        "Normal",
+        "TruncNormal",
+        "Uniform",
+        "Kaiming",
+        "Caffe2Xavier",
+        "Pretrained",
+    ]
     assert all(name in WEIGHT_INITIALIZERS for name in names)
     init = WEIGHT_INITIALIZERS.build(dict(type="Normal", bias_prob=0.01, layer="Linear"))
     assert init.bias == pytest.approx(-4.5951, abs=1e-4) and init.layer == ["Linear"]
@@ -144,7 +173,12 @@ def test_override_name_only_initialises_whole_child() -> None:
 def test_override_with_own_type() -> None:
     model = nn.Module()
     model.a, model.b = nn.Linear(1, 1), nn.Linear(1, 1)
-    cfg = dict(type="Constant", val=1, layer="Linear", override=[dict(name="b", type="Constant", val=5, bias=6)])
+    cfg = dict(
+        type="Constant",
+        val=1,
+        layer="Linear",
+        override=[dict(name="b", type="Constant", val=5, bias=6)],
+    )
     snapshot = repr(cfg)
     initialize(model, cfg)
     assert values(model.a) == (1.0, 0.0) and values(model.b) == (5.0, 6.0)
@@ -155,9 +189,21 @@ def test_override_with_own_type() -> None:
     ("cfg", "error", "message"),
     [
         ("Constant", TypeError, "init_cfg must be a dict or a list of dicts"),
-        (dict(type="Constant", val=1, override=dict(val=2)), ValueError, 'must contain the key "name"'),
-        (dict(type="Constant", val=1, override=dict(name="a", val=2)), ValueError, 'needs a "type" key'),
-        (dict(type="Constant", val=1, override=dict(name="nope", type="Constant", val=2)), ValueError, r"'nope'.*no submodule.*\['a'\]"),
+        (
+            dict(type="Constant", val=1, override=dict(val=2)),
+            ValueError,
+            'must contain the key "name"',
+        ),
+        (
+            dict(type="Constant", val=1, override=dict(name="a", val=2)),
+            ValueError,
+            'needs a "type" key',
+        ),
+        (
+            dict(type="Constant", val=1, override=dict(name="nope", type="Constant", val=2)),
+            ValueError,
+            r"'nope'.*no submodule.*\['a'\]",
+        ),
         (dict(type="Constant", val=1, override="a"), TypeError, "`override` must be a dict"),
         (dict(type="Constant", val=1, bias="0"), TypeError, "bias must be a number"),
         (dict(type="Normal", bias_prob=1), TypeError, "bias_prob must be a float"),
@@ -165,7 +211,9 @@ def test_override_with_own_type() -> None:
         (dict(type="Xavier", distribution="cauchy"), ValueError, "distribution must be one of"),
     ],
 )
-def test_config_errors_leave_module_untouched(cfg: Any, error: type[Exception], message: str) -> None:
+def test_config_errors_leave_module_untouched(
+    cfg: Any, error: type[Exception], message: str
+) -> None:
     model = nn.Module()
     model.a = nn.Linear(2, 2)
     before = model.a.weight.clone()

@@ -41,7 +41,9 @@ def test_custom_wrapper_after_registration_and_child_registries() -> None:
     child.register_module(module=DotModule)
     assert is_model_wrapper(wrapped, registry=parent)  # the parent sees its children's classes
     assert is_model_wrapper(wrapped, registry=child)
-    assert not is_model_wrapper(nn.DataParallel(nn.Linear(1, 1)), registry=child)  # but not vice versa
+    assert not is_model_wrapper(
+        nn.DataParallel(nn.Linear(1, 1)), registry=child
+    )  # but not vice versa
 
 
 def free_port() -> int:
@@ -52,7 +54,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def gloo_group() -> Iterator[None]:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
     try:
         yield
     finally:
@@ -90,8 +94,13 @@ class WithUnused(ToyModel):
 def test_ddp_detect_anomalous_params_logs_prefixed_names(
     gloo_group: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ddp = MMDistributedDataParallel(WithUnused(), detect_anomalous_params=True, find_unused_parameters=True)
+    ddp = MMDistributedDataParallel(
+        WithUnused(), detect_anomalous_params=True, find_unused_parameters=True
+    )
     wrapper: Any = StandInOptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), [])
     with caplog.at_level(logging.ERROR, logger="fengine"):
         ddp.train_step(batches()[0], wrapper)
-    assert [r.getMessage().split(" with shape")[0] for r in caplog.records] == ["module.unused.weight", "module.unused.bias"]
+    assert [r.getMessage().split(" with shape")[0] for r in caplog.records] == [
+        "module.unused.weight",
+        "module.unused.bias",
+    ]

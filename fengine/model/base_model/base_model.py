@@ -42,7 +42,9 @@ def build_data_preprocessor(data_preprocessor: Mapping[str, Any] | nn.Module | N
     if isinstance(data_preprocessor, Mapping):
         built = MODELS.build(data_preprocessor)
         if not isinstance(built, nn.Module):
-            raise TypeError(f"data_preprocessor config {dict(data_preprocessor)!r} built a {type(built).__name__}, not an nn.Module")
+            raise TypeError(
+                f"data_preprocessor config {dict(data_preprocessor)!r} built a {type(built).__name__}, not an nn.Module"
+            )
         return built
     raise TypeError(
         "data_preprocessor should be a `dict` or `nn.Module` instance, but got "
@@ -67,7 +69,9 @@ class BaseModel(BaseModule):
     """
 
     def __init__(
-        self, data_preprocessor: Mapping[str, Any] | nn.Module | None = None, init_cfg: InitCfg | None = None
+        self,
+        data_preprocessor: Mapping[str, Any] | nn.Module | None = None,
+        init_cfg: InitCfg | None = None,
     ) -> None:
         super().__init__(init_cfg)
         self.data_preprocessor = build_data_preprocessor(data_preprocessor)
@@ -114,7 +118,9 @@ class BaseModel(BaseModule):
         """Preprocess (``training=False``) and forward in ``'predict'`` mode."""
         return self._run_forward(self.data_preprocessor(data, False), mode="predict")
 
-    def parse_losses(self, losses: Mapping[str, LossValue]) -> tuple[Tensor | int, OrderedDict[str, Tensor | int]]:
+    def parse_losses(
+        self, losses: Mapping[str, LossValue]
+    ) -> tuple[Tensor | int, OrderedDict[str, Tensor | int]]:
         """The total loss and the values to log (see :func:`fengine.core.parse_losses`)."""
         return parse_losses(losses)
 

@@ -43,7 +43,9 @@ def cast_data(data: Any, device: torch.device, non_blocking: bool = False) -> An
         return type(data)(*(cast_data(item, device, non_blocking) for item in data))
     if isinstance(data, Sequence):
         return type(data)(cast_data(item, device, non_blocking) for item in data)  # type: ignore[call-arg]
-    if isinstance(data, Tensor) or (not isinstance(data, type) and callable(getattr(data, "to", None))):
+    if isinstance(data, Tensor) or (
+        not isinstance(data, type) and callable(getattr(data, "to", None))
+    ):
         return data.to(device, non_blocking=non_blocking)
     return data
 
@@ -177,7 +179,10 @@ def preprocess_images(
         batch = prepare(inputs, 1)
         height, width = batch.shape[2:]
         step = max(pad_size_divisor, 1)
-        pad_h, pad_w = math.ceil(height / step) * step - height, math.ceil(width / step) * step - width
+        pad_h, pad_w = (
+            math.ceil(height / step) * step - height,
+            math.ceil(width / step) * step - width,
+        )
         return F.pad(batch, (0, pad_w, 0, pad_h), "constant", pad_value)
     if isinstance(inputs, list | tuple) and inputs and all(isinstance(x, Tensor) for x in inputs):
         return stack_batch([prepare(image, 0) for image in inputs], pad_size_divisor, pad_value)
@@ -187,7 +192,9 @@ def preprocess_images(
     )
 
 
-def build_batch_augments(augments: Sequence[Any] | None) -> nn.ModuleList | tuple[Callable[..., Any], ...] | None:
+def build_batch_augments(
+    augments: Sequence[Any] | None,
+) -> nn.ModuleList | tuple[Callable[..., Any], ...] | None:
     """Build ``batch_augments`` configs from :data:`MODELS`; modules go in an ``nn.ModuleList``.
 
     Args:
@@ -205,13 +212,19 @@ def build_batch_augments(augments: Sequence[Any] | None) -> nn.ModuleList | tupl
     built = [MODELS.build(aug) if isinstance(aug, Mapping) else aug for aug in augments]
     for aug in built:
         if not callable(aug):
-            raise TypeError(f"batch_augments entries must be config dicts or callables, got {aug!r}")
-    return nn.ModuleList(built) if all(isinstance(aug, nn.Module) for aug in built) else tuple(built)
+            raise TypeError(
+                f"batch_augments entries must be config dicts or callables, got {aug!r}"
+            )
+    return (
+        nn.ModuleList(built) if all(isinstance(aug, nn.Module) for aug in built) else tuple(built)
+    )
 
 
 def _as_buffer(name: str, values: Sequence[float]) -> Tensor:
     if len(values) not in (1, 3):
-        raise ValueError(f"{name} must have 1 or 3 values (one per channel, or one for all), got {list(values)!r}")
+        raise ValueError(
+            f"{name} must have 1 or 3 values (one per channel, or one for all), got {list(values)!r}"
+        )
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1)
 
 
@@ -257,9 +270,13 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
     ) -> None:
         super().__init__(non_blocking)
         if bgr_to_rgb and rgb_to_bgr:
-            raise ValueError("`bgr_to_rgb` and `rgb_to_bgr` cannot both be True (they are the same flip)")
+            raise ValueError(
+                "`bgr_to_rgb` and `rgb_to_bgr` cannot both be True (they are the same flip)"
+            )
         if (mean is None) != (std is None):
-            raise ValueError(f"mean and std should be both None or both sequences, got mean={mean!r}, std={std!r}")
+            raise ValueError(
+                f"mean and std should be both None or both sequences, got mean={mean!r}, std={std!r}"
+            )
         if pad_size_divisor < 0:
             raise ValueError(f"pad_size_divisor must be >= 0, got {pad_size_divisor}")
         self._enable_normalize = mean is not None
@@ -287,13 +304,22 @@ class ImgDataPreprocessor(BaseDataPreprocessor):
             KeyError: no ``'inputs'`` key.
         """
         if not isinstance(data, Mapping):
-            raise TypeError(f"ImgDataPreprocessor expects a dict with 'inputs', got {type(data).__name__}")
+            raise TypeError(
+                f"ImgDataPreprocessor expects a dict with 'inputs', got {type(data).__name__}"
+            )
         if "inputs" not in data:
-            raise KeyError(f"ImgDataPreprocessor expects a dict with an 'inputs' key, got keys {list(data)}")
+            raise KeyError(
+                f"ImgDataPreprocessor expects a dict with an 'inputs' key, got keys {list(data)}"
+            )
         cast: dict[str, Any] = self.cast_data(data)
         mean, std = (self.mean, self.std) if self._enable_normalize else (None, None)
         inputs = preprocess_images(
-            cast["inputs"], mean, std, self._channel_conversion, self.pad_size_divisor, self.pad_value
+            cast["inputs"],
+            mean,
+            std,
+            self._channel_conversion,
+            self.pad_size_divisor,
+            self.pad_value,
         )
         data_samples = cast.get("data_samples")
         if training and self.batch_augments is not None:

@@ -32,7 +32,9 @@ class MMDistributedDataParallel(DistributedDataParallel):
             ``find_unused_parameters``, ...).
     """
 
-    def __init__(self, module: nn.Module, detect_anomalous_params: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, module: nn.Module, detect_anomalous_params: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(module=module, **kwargs)
         self.detect_anomalous_params = detect_anomalous_params
 
