@@ -22,6 +22,7 @@ from fengine.hooks.early_stopping_hook import (
     early_stopping_fn_hook,
 )
 from fengine.registry import HOOKS
+from fengine.testing import check_hook
 
 
 def evaluate(
@@ -217,3 +218,8 @@ def test_stops_exactly_when_patience_non_improving_evaluations_accumulate(
     assert state.best_score == last_improving
     if stop is not None:
         assert state.wait_count == patience or patience == 0
+
+
+def test_default_hook_contract() -> None:
+    check_hook(EarlyStoppingHook("accuracy", patience=1, restore_best_weights=True), max_examples=15)
+    check_hook(EarlyStoppingHook("accuracy", strict=False, baseline=0.5), max_examples=10)

@@ -20,6 +20,7 @@ from fengine.hooks import Hook
 from fengine.hooks.ema_hook import EMAHook, EMAHookState, ema_fn_hook, swap_state_dicts
 from fengine.model.averaged_model import BaseAveragedModel
 from fengine.registry import HOOKS, MODELS, RegistryError
+from fengine.testing import check_hook
 
 
 class Toy(nn.Module):
@@ -353,3 +354,9 @@ def test_donated_hook_equals_pure_hook(values: list[float]) -> None:
             )
         results.append(shell.hook_state().ema.params["w"])  # type: ignore[union-attr]
     assert torch.equal(results[0], results[1])
+
+
+def test_default_hook_contract() -> None:
+    # The pure (non-donated) handlers; the façade donates, which the contract forbids by design.
+    averager = fc_ema.ExponentialMovingAverage(momentum=0.5, update_buffers=True)
+    check_hook(ema_fn_hook("EMAHook", averager), max_examples=15)

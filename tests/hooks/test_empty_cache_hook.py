@@ -13,6 +13,7 @@ from fengine.core.run import EventInfo, RunState
 from fengine.hooks import Hook
 from fengine.hooks.empty_cache_hook import EmptyCacheHook, empty_cache_fn_hook
 from fengine.registry import HOOKS
+from fengine.testing import check_hook
 
 
 def count(pipeline: Pipeline, events: list[Event]) -> int:
@@ -111,3 +112,7 @@ def test_facade() -> None:
     assert host.run_state.effects == (EmptyCache(), EmptyCache(), EmptyCache())
     with pytest.raises(TypeError, match="EmptyCacheHook after_iter must be a bool, got 1"):
         EmptyCacheHook(after_iter=1)  # type: ignore[arg-type]
+
+
+def test_default_hook_contract() -> None:
+    check_hook(EmptyCacheHook(before_epoch=True, after_iter=True), max_examples=10)

@@ -16,6 +16,7 @@ from fengine.core.pipeline import HookError, Pipeline, dispatch
 from fengine.core.run import EventInfo, RunState
 from fengine.hooks.profiler_hook import ProfilerHook
 from fengine.registry import HOOKS
+from fengine.testing import check_hook
 
 
 def actions(
@@ -137,3 +138,8 @@ def test_argument_errors(kwargs: dict[str, Any], error: type[Exception], message
 def test_registered_with_mmengine_priority() -> None:
     assert HOOKS.get("ProfilerHook") is ProfilerHook
     assert ProfilerHook().priority == "VERY_LOW"
+
+
+def test_default_hook_contract() -> None:
+    check_hook(ProfilerHook(by_epoch=False, json_trace_path="trace.json"), max_examples=10)
+    check_hook(ProfilerHook(), max_examples=10)

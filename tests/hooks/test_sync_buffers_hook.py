@@ -12,6 +12,7 @@ from fengine.core.run import EventInfo, RunState
 from fengine.hooks import Hook
 from fengine.hooks.sync_buffers_hook import SyncBuffersHook, SyncBuffersState
 from fengine.registry import HOOKS
+from fengine.testing import check_hook
 
 
 def legal_run(
@@ -116,3 +117,7 @@ def test_state_and_facade() -> None:
     hook.before_val_epoch(host)
     assert host.run_state.hook_states["S"] == SyncBuffersState(called_in_train=False)
     assert host.run_state.effects == (SyncBuffers(),)
+
+
+def test_default_hook_contract() -> None:
+    check_hook(SyncBuffersHook(), max_examples=10)
