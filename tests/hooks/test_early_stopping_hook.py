@@ -221,5 +221,7 @@ def test_stops_exactly_when_patience_non_improving_evaluations_accumulate(
 
 
 def test_default_hook_contract() -> None:
-    check_hook(EarlyStoppingHook("accuracy", patience=1, restore_best_weights=True), max_examples=15)
+    check_hook(
+        EarlyStoppingHook("accuracy", patience=1, restore_best_weights=True), max_examples=15
+    )
     check_hook(EarlyStoppingHook("accuracy", strict=False, baseline=0.5), max_examples=10)
