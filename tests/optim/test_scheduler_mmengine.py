@@ -1,8 +1,10 @@
-"""Differential check against MMEngine itself on random composite configs (skipped without it).
+"""Differential checks against MMEngine itself (skipped without it): random composite configs,
+and resuming from MMEngine's own scheduler state dicts.
 
 MMEngine is never imported here: a separate interpreter that has it (``MMENGINE_PYTHON``, default
 ``/tmp/mmenv/bin/python``) runs the same toy loop on the same configs, and the values must agree
-within 1e-12 relative, including which configs fail.
+within 1e-12 relative, including which configs fail. MMEngine's state dicts, loaded into
+schedulers built with other arguments, must continue exactly as MMEngine does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 from typing import Any
 
 import pytest
+import torch
 
 import fengine.optim.scheduler as sch
 
@@ -148,3 +151,76 @@ def test_random_composite_configs_match_mmengine() -> None:
         flat_mine = [v for row in mine for v in row]
         flat_ref = [v for row in reference for v in row]
         assert flat_mine == pytest.approx(flat_ref, rel=1e-12, abs=0), case
+
+
+MMENGINE_STATES = """
+import copy, sys, torch
+import mmengine.optim.scheduler as M
+
+def run(k, s):
+    if k == "plateau":
+        s.step()
+        s.step({"loss": 1.0})
+    else:
+        s.step()
+
+out = {}
+for k, name, kwargs in CASES:
+    o = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    s = getattr(M, name)(o, **kwargs)
+    for _ in range(3):
+        run(k, s)
+    state = {key: v for key, v in s.state_dict().items() if key != "anneal_func"}
+    opt_state = copy.deepcopy(o.state_dict())
+    values = []
+    for _ in range(4):
+        run(k, s)
+        values.append(s.get_last_value()[0])
+    out[k] = dict(opt=opt_state, sched=state, values=values)
+torch.save(out, sys.argv[1])
+"""
+
+# (key, class, MMEngine's constructor arguments, fengine's deliberately different ones)
+STATE_CASES = [
+    ("ms", "MultiStepLR", {"milestones": [1, 3], "gamma": 0.5, "end": 6}, {"milestones": [1]}),
+    ("cos", "CosineAnnealingLR", {"eta_min_ratio": 0.1, "end": 8, "by_epoch": False}, {}),
+    (
+        "restart",
+        "CosineRestartLR",
+        {"periods": [2, 3], "restart_weights": [1, 0.5], "eta_min": 0.01, "by_epoch": False},
+        {"periods": [5], "eta_min": 0.0},
+    ),
+    ("onecycle", "OneCycleLR", {"eta_max": 0.5, "total_steps": 10, "by_epoch": False}, None),
+    ("poly", "PolyMomentum", {"eta_min": 0.1, "end": 7, "by_epoch": False}, {}),
+    ("plateau", "ReduceOnPlateauLR", {"patience": 0}, {}),
+]
+
+
+@pytest.mark.skipif(not os.path.exists(PYTHON), reason=f"no interpreter with MMEngine at {PYTHON}")
+def test_mmengine_scheduler_state_dicts_resume_identically(tmp_path: Any) -> None:
+    cases = [(k, name, mm) for k, name, mm, _ in STATE_CASES]
+    path = tmp_path / "states.pth"
+    script = f"CASES = {cases!r}\n" + MMENGINE_STATES
+    completed = subprocess.run(
+        [PYTHON, "-c", script, str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if completed.returncode != 0 and "No module named 'mmengine'" in completed.stderr:
+        pytest.skip(f"{PYTHON} has no mmengine")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    saved = torch.load(path, weights_only=False)  # MMEngine keeps milestones in a Counter
+    for key, name, mm_kwargs, ours_kwargs in STATE_CASES:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        scheduler = getattr(sch, name)(
+            optimizer, **(mm_kwargs if ours_kwargs is None else ours_kwargs)
+        )
+        optimizer.load_state_dict(saved[key]["opt"])
+        scheduler.load_state_dict(saved[key]["sched"])
+        values = []
+        for _ in range(4):
+            if key == "plateau":
+                scheduler.step()
+                scheduler.step({"loss": 1.0})
+            else:
+                scheduler.step()
+            values.append(scheduler.get_last_value()[0])
+        assert values == saved[key]["values"], key
