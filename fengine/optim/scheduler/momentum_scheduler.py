@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fengine.optim.scheduler.base import check_optimizer
 from fengine.optim.scheduler.lr_scheduler import signature_without_param_name
 from fengine.optim.scheduler.param_scheduler import (
     ConstantParamScheduler,
@@ -40,7 +41,7 @@ class MomentumSchedulerMixin:
         cls.__signature__ = signature_without_param_name(cls)  # type: ignore[attr-defined]
 
     def __init__(self, optimizer: Any, *args: Any, **kwargs: Any) -> None:
-        groups = getattr(optimizer, "param_groups", [])
+        groups = check_optimizer(optimizer)
         defaults: Mapping[str, Any] = getattr(optimizer, "defaults", None) or (
             groups[0] if groups else {}
         )

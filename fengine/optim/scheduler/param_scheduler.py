@@ -14,7 +14,7 @@ from typing import Any, cast
 import attrs
 
 from fengine.core import schedule as fs
-from fengine.optim.scheduler.base import INF, ParamGroupsOwner, _ParamScheduler
+from fengine.optim.scheduler.base import INF, ParamGroupsOwner, _ParamScheduler, check_optimizer
 from fengine.optim.scheduler.plateau import ReduceOnPlateauParamScheduler
 from fengine.registry import PARAM_SCHEDULERS
 
@@ -276,7 +276,7 @@ class OneCycleParamScheduler(_ParamScheduler):
     ) -> None:
         if param_name != "lr":
             raise ValueError(f"OneCycle schedules only 'lr', got param_name={param_name!r}")
-        groups = optimizer.param_groups
+        groups = check_optimizer(optimizer)
         peaks = _per_group(eta_max, len(groups))
         if len(peaks) != len(groups):
             raise ValueError(f"expected {len(groups)} values for eta_max, got {len(peaks)}")
