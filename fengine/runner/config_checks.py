@@ -1,0 +1,215 @@
+"""Checks of the Runner's arguments made at construction, before anything is built or trained.
+
+Configs are only inspected here: registered types are resolved (an unknown name lists the close
+matches) and the loop arguments validated, so a typo fails in seconds instead of after the
+datasets are loaded or an epoch is trained. Building stays lazy, in MMEngine's order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch.utils.data
+
+from fengine.registry import (
+    DATA_SAMPLERS,
+    DATASETS,
+    EVALUATOR,
+    FUNCTIONS,
+    LOOPS,
+    METRICS,
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    ConfigError,
+    Registry,
+)
+from fengine.runner.base_loop import check_schedule
+
+_LOADER_KEYS = frozenset(inspect.signature(torch.utils.data.DataLoader).parameters) | {"num_batch_per_epoch"}
+_EPOCH_KEYS = ("max_epochs", "val_begin", "val_interval", "dynamic_intervals", "check_finite")
+_ITER_KEYS = ("max_iters", "val_begin", "val_interval", "dynamic_intervals", "check_finite")
+
+
+def check_together(stage: str, **items: Any) -> None:
+    """``items`` must be all ``None`` or all given (e.g. a dataloader, its loop config, ...).
+
+    Raises:
+        ValueError: naming the given and the missing ones.
+    """
+    given = [name for name, value in items.items() if value is not None]
+    if given and len(given) != len(items):
+        missing = [name for name in items if name not in given]
+        raise ValueError(
+            f"{', '.join(items)} should be either all None or all set for {stage}, but "
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set and "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} None"
+        )
+
+
+def check_type(cfg: Any, registry: Registry, where: str) -> None:
+    """Resolve ``cfg['type']`` in ``registry`` when ``cfg`` is a config dict with a ``type``.
+
+    Raises:
+        KeyError: an unknown type (naming ``where`` and the close registered names).
+    """
+    if isinstance(cfg, Mapping) and "type" in cfg:
+        try:
+            registry.resolve(cfg["type"])
+        except KeyError as error:
+            raise type(error)(f"{where}: {error}") from None
+
+
+def check_train_cfg(train_cfg: Any) -> None:
+    """Validate ``train_cfg`` (``by_epoch`` + loop arguments, or a registered ``type``).
+
+    Raises:
+        TypeError: not a dict (or loop), or a value of the wrong type.
+        ValueError: both ``type`` and ``by_epoch``, neither ``by_epoch`` nor a length, an
+            unknown key (the accepted ones are listed) or a value out of range.
+        KeyError: an unknown loop ``type``.
+    """
+    if train_cfg is None or not isinstance(train_cfg, Mapping):
+        if train_cfg is not None and not callable(getattr(train_cfg, "run", None)):
+            raise TypeError(f"train_cfg should be a dict or a loop object, got {train_cfg!r}")
+        return
+    cfg = dict(train_cfg)
+    if "type" in cfg:
+        if "by_epoch" in cfg:
+            raise ValueError("train_cfg: only one of `type` or `by_epoch` can be given")
+        check_type(cfg, LOOPS, "train_cfg")
+        return
+    by_epoch = cfg.pop("by_epoch", None)
+    if by_epoch is None:
+        by_epoch = "max_epochs" in cfg or "max_iters" not in cfg
+    if not isinstance(by_epoch, bool):
+        raise TypeError(f"train_cfg: `by_epoch` must be a bool, got {by_epoch!r}")
+    accepted = _EPOCH_KEYS if by_epoch else _ITER_KEYS
+    unknown = sorted(set(cfg) - set(accepted))
+    if unknown:
+        kind = "an epoch-based" if by_epoch else "an iteration-based"
+        raise ValueError(f"train_cfg: unknown keys {unknown} for {kind} loop; accepted: by_epoch, {', '.join(accepted)}")
+    limit = accepted[0]
+    if limit not in cfg:
+        raise ValueError(f"train_cfg needs `{limit}` for {'by_epoch=True' if by_epoch else 'by_epoch=False'}")
+    check_schedule(
+        limit,
+        cfg[limit],
+        cfg.get("val_begin", 1),
+        cfg.get("val_interval", 1 if by_epoch else 1000),
+        cfg.get("dynamic_intervals"),
+        cfg.get("check_finite", True),
+    )
+
+
+def check_dataloader(cfg: Any, name: str) -> None:
+    """Validate a dataloader config (or accept any iterable dataloader object).
+
+    Raises:
+        TypeError: neither a dict nor an iterable with ``len``; a non-int ``batch_size``.
+        KeyError: a dict without ``dataset``, or an unknown dataset/sampler/collate type.
+        ValueError: an unknown DataLoader keyword, or ``batch_size <= 0``.
+    """
+    if cfg is None:
+        return
+    if not isinstance(cfg, Mapping):
+        if not hasattr(cfg, "__iter__"):
+            raise TypeError(f"{name} should be a DataLoader or a config dict, got {cfg!r}")
+        return
+    if "dataset" not in cfg:
+        raise KeyError(f"{name} config needs a `dataset` (an object or a dict with `type`); got keys {sorted(cfg)}")
+    unknown = sorted(set(cfg) - _LOADER_KEYS)
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {unknown}; accepted: {', '.join(sorted(_LOADER_KEYS))}")
+    batch_size = cfg.get("batch_size", 1)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+        raise TypeError(f"{name}: `batch_size` must be an int, got {batch_size!r}")
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"{name}: `batch_size` must be > 0, got {batch_size!r}")
+    check_type(cfg["dataset"], DATASETS, f"{name}.dataset")
+    for key in ("sampler", "batch_sampler"):
+        check_type(cfg.get(key), DATA_SAMPLERS, f"{name}.{key}")
+    collate = cfg.get("collate_fn")
+    if collate is not None and not callable(collate) and not isinstance(collate, Mapping):
+        raise TypeError(f"{name}: `collate_fn` must be a callable or a dict(type=...), got {collate!r}")
+    check_type(collate, FUNCTIONS, f"{name}.collate_fn")
+
+
+def check_evaluator(cfg: Any, name: str) -> None:
+    """Validate an evaluator: an object, a metric config, ``dict(metrics=...)`` or a list.
+
+    Raises:
+        TypeError: another kind of value.
+        KeyError: an unknown metric or evaluator type.
+    """
+    if cfg is None or (not isinstance(cfg, (Mapping, list, tuple)) and callable(getattr(cfg, "evaluate", None))):
+        return
+    if isinstance(cfg, Mapping):
+        if "metrics" in cfg:
+            check_type(cfg, EVALUATOR, name)
+            metrics = cfg["metrics"]
+            for i, metric in enumerate(metrics if isinstance(metrics, (list, tuple)) else [metrics]):
+                check_type(metric, METRICS, f"{name}.metrics[{i}]")
+        else:
+            check_type(cfg, METRICS, name)
+        return
+    if isinstance(cfg, (list, tuple)):
+        for i, metric in enumerate(cfg):
+            check_type(metric, METRICS, f"{name}[{i}]")
+        return
+    raise TypeError(f"{name} should be an Evaluator, a metric config dict or a list of them, got {cfg!r}")
+
+
+def check_optim_wrapper(cfg: Any) -> None:
+    """Validate an optimizer-wrapper config (single or one per sub-model).
+
+    Raises:
+        TypeError: not a dict or wrapper object.
+        KeyError: unknown wrapper, constructor or optimizer types; a single-optimizer config
+            without ``optimizer``.
+    """
+    if cfg is None or not isinstance(cfg, Mapping):
+        if not (cfg is None or callable(getattr(cfg, "update_params", None)) or isinstance(cfg, torch.optim.Optimizer)):
+            raise TypeError(f"optim_wrapper should be an OptimWrapper, an optimizer or a config dict, got {cfg!r}")
+        return
+    check_type(cfg, OPTIM_WRAPPERS, "optim_wrapper")
+    constructor = cfg.get("constructor")
+    if constructor is not None:
+        check_type({"type": constructor}, OPTIM_WRAPPER_CONSTRUCTORS, "optim_wrapper.constructor")
+        return
+    if "optimizer" not in cfg:
+        raise KeyError(
+            "optim_wrapper config needs an `optimizer` (e.g. dict(type='SGD', lr=0.01)), "
+            f"got keys {sorted(cfg)}"
+        )
+    check_type(cfg["optimizer"], OPTIMIZERS, "optim_wrapper.optimizer")
+
+
+def check_param_scheduler(cfg: Any) -> None:
+    """Validate scheduler configs: a dict, a list of dicts/schedulers, or a dict of such lists.
+
+    Raises:
+        KeyError: an unknown scheduler type.
+        ConfigError: an entry that is neither a config nor a scheduler object.
+    """
+    if cfg is None:
+        return
+    if isinstance(cfg, Mapping) and "type" not in cfg:
+        for name, group in cfg.items():
+            _check_scheduler_list(group, f"param_scheduler[{name!r}]")
+        return
+    _check_scheduler_list(cfg, "param_scheduler")
+
+
+def _check_scheduler_list(cfg: Any, where: str) -> None:
+    entries = cfg if isinstance(cfg, Sequence) and not isinstance(cfg, str) else [cfg]
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Mapping):
+            if "type" not in entry:
+                raise ConfigError(f"{where}[{i}] needs a `type`, got {dict(entry)!r}")
+            check_type(entry, PARAM_SCHEDULERS, f"{where}[{i}]")
+        elif not callable(getattr(entry, "step", None)):
+            raise ConfigError(f"{where}[{i}] should be a scheduler config dict or a scheduler, got {entry!r}")

@@ -1,0 +1,272 @@
+"""The runner's hook side: registration in MMEngine's order, the one run-state cell, dispatch.
+
+Hooks are kept in call order (MMEngine's insertion rule: after the last hook whose priority value
+is lower or equal, so ties run first-registered first) and mirrored by a
+:class:`~fengine.core.pipeline.Pipeline` of their functional forms. Firing an event looks up the
+precomputed handler tuple; an event no hook handles costs that lookup and nothing else, and the
+clock is read only when someone handles the event.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from fengine.core.events import STAGES, Event
+from fengine.core.pipeline import FnHook, Pipeline, dispatch
+from fengine.core.priority import Priority, PriorityLike, get_priority
+from fengine.core.run import EventInfo, RunState
+from fengine.hooks.hook import Hook
+from fengine.registry import HOOKS
+
+#: MMEngine's default hooks, in registration order.
+DEFAULT_HOOKS: Mapping[str, Mapping[str, Any]] = {
+    "runtime_info": {"type": "RuntimeInfoHook"},
+    "timer": {"type": "IterTimerHook"},
+    "sampler_seed": {"type": "DistSamplerSeedHook"},
+    "logger": {"type": "LoggerHook"},
+    "param_scheduler": {"type": "ParamSchedulerHook"},
+    "checkpoint": {"type": "CheckpointHook", "interval": 1},
+}
+
+_EVENT_NAMES = frozenset(e.value for e in Event)
+_INFO_KEYS = ("batch_idx", "data_batch", "outputs", "metrics", "checkpoint")
+
+
+class HookHostMixin:
+    """Hook registration, the run-state cell and event dispatch (the runner's ``HookHost``)."""
+
+    _run: RunState
+    _hooks: list[Hook]
+    _fn_hooks: list[FnHook[Any]]
+    _pipeline: Pipeline
+    _detached: weakref.WeakKeyDictionary[Hook, Any]
+    _event_end: list[Callable[[], None]]
+
+    def _init_hook_host(self, run: RunState) -> None:
+        self._run = run
+        self._hooks = []
+        self._fn_hooks = []
+        self._pipeline = Pipeline.of(())
+        self._detached = weakref.WeakKeyDictionary()
+        #: Work an effect deferred to the end of the event being dispatched (checkpoint writes,
+        #: so they hold every hook's state after the event).
+        self._event_end = []
+
+    # -- the cell --------------------------------------------------------------------------------
+    @property
+    def run_state(self) -> RunState:
+        """The current run state (what hooks see)."""
+        return self._run
+
+    @run_state.setter
+    def run_state(self, value: RunState) -> None:
+        self._run = value
+
+    # -- registration ------------------------------------------------------------------------------
+    @property
+    def hooks(self) -> list[Hook]:
+        """The registered hooks in call order (a copy)."""
+        return list(self._hooks)
+
+    @property
+    def hook_names(self) -> list[str]:
+        """The unique name of each hook in :attr:`hooks` (its key in states and checkpoints)."""
+        return [fn.name for fn in self._fn_hooks]
+
+    def register_hook(self, hook: Hook | Mapping[str, Any], priority: PriorityLike | None = None) -> None:
+        """Register ``hook`` in MMEngine's order.
+
+        The effective priority is ``priority`` if given, else a config's ``'priority'`` key, else
+        the hook's own ``priority`` attribute; it is stored on the hook as given. The hook goes
+        right after the last registered hook whose priority value is lower or equal, so hooks of
+        equal priority run in registration order. Its name is its class name, with ``#2``,
+        ``#3`` ... for repeats. (Unlike MMEngine, a config dict is not modified.)
+
+        Args:
+            hook: a :class:`~fengine.hooks.Hook` or a config dict built through ``HOOKS``.
+            priority: overrides the hook's priority.
+
+        Raises:
+            TypeError: ``hook`` is neither a Hook nor a dict, or its config builds something
+                that is not a Hook, or the priority has the wrong type.
+            ValueError: an int priority outside ``0..100``.
+            KeyError: an unknown priority name or hook type (naming close matches).
+        """
+        if isinstance(hook, Mapping):
+            cfg = dict(hook)
+            from_cfg = cfg.pop("priority", None)
+            built = HOOKS.build(cfg)
+            if not isinstance(built, Hook):
+                raise TypeError(
+                    f"hook config {dict(hook)!r} built a {type(built).__name__}, not a Hook; "
+                    "register classes derived from fengine.hooks.Hook"
+                )
+            hook, priority = built, priority if priority is not None else from_cfg
+        elif not isinstance(hook, Hook):
+            raise TypeError(
+                f"hook should be an instance of Hook or dict, but got {hook!r} "
+                f"of type {type(hook).__name__}"
+            )
+        if priority is not None:
+            get_priority(priority)
+            hook.priority = priority
+        value = get_priority(hook.priority)
+        index = 0
+        for i in range(len(self._hooks) - 1, -1, -1):
+            if value >= get_priority(self._hooks[i].priority):
+                index = i + 1
+                break
+        base = type(hook).__name__
+        repeats = sum(1 for h in self._hooks if type(h).__name__ == base)
+        name = base if repeats == 0 else f"{base}#{repeats + 1}"
+        self._hooks.insert(index, hook)
+        self._fn_hooks.insert(index, hook.to_fn_hook(name))
+        self._pipeline = Pipeline.of(self._fn_hooks)
+
+    def register_default_hooks(self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None) -> None:
+        """Register MMEngine's six default hooks merged with ``hooks``.
+
+        A key set to ``None`` removes that default; any other value replaces the default of
+        that key (keeping its place) or is added after the defaults.
+
+        Args:
+            hooks: the user's ``default_hooks``.
+
+        Raises:
+            KeyError: ``None`` given for a key that is not a default hook.
+            TypeError: ``hooks`` is not a dict.
+        """
+        merged: dict[str, Any] = dict(DEFAULT_HOOKS)
+        if hooks is not None:
+            if not isinstance(hooks, Mapping):
+                raise TypeError(f"default_hooks must be a dict of name -> hook, got {hooks!r}")
+            for key, value in hooks.items():
+                if value is None:
+                    if key not in DEFAULT_HOOKS:
+                        raise KeyError(
+                            f"default_hooks[{key!r}] is None, but {key!r} is not a default hook; "
+                            f"None removes one of {', '.join(DEFAULT_HOOKS)}"
+                        )
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+        for value in merged.values():
+            self.register_hook(value)
+
+    def register_custom_hooks(self, hooks: list[Hook | Mapping[str, Any]]) -> None:
+        """Register each of ``hooks`` in list order (see :meth:`register_hook`)."""
+        if not isinstance(hooks, (list, tuple)):
+            raise TypeError(f"custom_hooks must be a list of hooks or hook configs, got {hooks!r}")
+        for hook in hooks:
+            self.register_hook(hook)
+
+    def register_hooks(
+        self,
+        default_hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None,
+        custom_hooks: list[Hook | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Register the default hooks, then the custom ones."""
+        self.register_default_hooks(default_hooks)
+        if custom_hooks is not None:
+            self.register_custom_hooks(custom_hooks)
+
+    def get_hooks_info(self) -> str:
+        """MMEngine's per-stage listing of hooks: ``(PRIORITY) ClassName`` lines per stage."""
+        blocks = []
+        for stage in STAGES:
+            lines = []
+            for hook in self._hooks:
+                if stage.value in hook.get_triggered_stages():
+                    lines.append(f"({_priority_label(hook.priority):<12}) {type(hook).__name__:<35}")
+            if lines:
+                blocks.append(f"{stage.value}:\n" + "\n".join(lines) + "\n -------------------- ")
+        return "\n".join(blocks)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    def _fire(self, event: Event, batch_idx: int | None = None, data_batch: Any = None,
+              outputs: Any = None, metrics: Any = None, checkpoint: Any = None) -> None:
+        if not self._pipeline.by_event[event]:  # precomputed per event: no hook, no cost
+            return
+        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self)
+        mark = len(self._event_end)
+        self._run = dispatch(self._pipeline, event, self._run, info, self._carry_out)
+        if len(self._event_end) > mark:
+            self._finish_event(mark)
+
+    def _finish_event(self, mark: int) -> None:
+        tasks = self._event_end[mark:]
+        del self._event_end[mark:]
+        for task in tasks:
+            task()
+
+    def _carry_out(self, run: RunState) -> RunState:
+        """Carry out and clear ``run.effects``, returning the resulting state (the interpreter)."""
+        raise NotImplementedError
+
+    def call_hook(self, fn_name: str, **kwargs: Any) -> None:
+        """Call ``fn_name`` on every hook in order, as MMEngine's ``call_hook``.
+
+        A standard event goes through the pipeline (with ``batch_idx``, ``data_batch``,
+        ``outputs``, ``metrics``, ``checkpoint`` keywords); any other name calls that method on
+        each hook that has it, passing the runner and ``kwargs``.
+
+        Raises:
+            TypeError: unexpected keywords for a standard event, or a hook method rejecting
+                the keywords (the hook is named).
+        """
+        if fn_name in _EVENT_NAMES:
+            unknown = sorted(set(kwargs) - set(_INFO_KEYS))
+            if unknown:
+                raise TypeError(f"call_hook({fn_name!r}) got unexpected keywords {unknown}; accepted {list(_INFO_KEYS)}")
+            self._fire(Event(fn_name), **kwargs)
+            return
+        for hook in list(self._hooks):
+            method = getattr(hook, fn_name, None)
+            if method is None:
+                continue
+            try:
+                method(self, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{error} in {hook!r}") from None
+
+    def run_hook(self, hook: Hook, event: Event, info: EventInfo) -> None:
+        """Run ``hook``'s handler for ``event`` on the current state and carry out its effects.
+
+        This is what built-in hooks' MMEngine-named methods call. A hook that is not registered
+        keeps its state beside the run (not in it, so it never enters checkpoints).
+        """
+        index = next((i for i, h in enumerate(self._hooks) if h is hook), None)
+        fn = self._fn_hooks[index] if index is not None else hook.to_fn_hook(f"{type(hook).__name__}@detached")
+        if event not in fn.on:
+            return
+        info = attrs.evolve(info, time=info.time or time.time(), runner=info.runner if info.runner is not None else self)
+        single = Pipeline(hooks=(fn,), by_event={event: ((fn, fn.on[event]),)})
+        run = self._run
+        if index is None:
+            run = attrs.evolve(run, hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
+        mark = len(self._event_end)
+        run = dispatch(single, event, run, info, self._carry_out)
+        if index is None:
+            states = dict(run.hook_states)
+            self._detached[hook] = states.pop(fn.name)
+            run = attrs.evolve(run, hook_states=states)
+        self._run = run
+        if len(self._event_end) > mark:
+            self._finish_event(mark)
+
+    def hook_states(self) -> dict[str, Any]:
+        """Every registered hook's current state, by name (initial states for untouched hooks)."""
+        states = self._run.hook_states
+        return {fn.name: states.get(fn.name, fn.init) for fn in self._fn_hooks}
+
+
+def _priority_label(priority: PriorityLike) -> Any:
+    try:
+        return Priority(priority).name
+    except ValueError:
+        return priority

@@ -1,0 +1,269 @@
+"""The effects interpreter: what hooks asked for, carried out on the world, in emission order.
+
+Every effect type of :mod:`fengine.core.effects` has exactly one handler here (a test checks the
+table against ``KNOWN_EFFECTS``). File effects act on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from fengine import dist
+from fengine.core import effects as fx
+from fengine.core.run import RunState
+from fengine.runner.base_loop import epoch_sampler
+from fengine.runner.checkpoint import read_checkpoint, save_checkpoint
+from fengine.runner.checkpointing import CheckpointMixin
+from fengine.runner.profiler import ProfilerSession
+from fengine.utils.fileio import atomic_write
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def _serialisable(tag: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {}
+    for key, value in tag.items():
+        try:
+            json.dumps(_json_ready(value))
+        except TypeError:
+            continue  # MMEngine drops values JSON cannot hold
+        kept[key] = _json_ready(value)
+    return kept
+
+
+class EffectInterpreter(CheckpointMixin):
+    """Carries out effects (``_carry_out``), one handler per effect type."""
+
+    visualizer: Any
+    log_processor: Any
+    timestamp: str
+    log_dir: str
+    _profiler: ProfilerSession
+    _tensorboard: Any
+
+    def _carry_out(self, run: RunState) -> RunState:
+        pending = run.effects
+        self._run = attrs.evolve(run, effects=())
+        for effect in pending:
+            handler = _HANDLERS.get(type(effect))
+            if handler is None:
+                raise TypeError(
+                    f"unknown effect {effect!r}; the runner carries out "
+                    f"{', '.join(t.__name__ for t in _HANDLERS)}"
+                )
+            handler(self, effect)
+        return self._run
+
+    # -- checkpoints and files -------------------------------------------------------------------
+    def _publish(self, effect: fx.PublishCheckpoint) -> None:
+        if self.rank != 0:
+            return
+        if not os.path.exists(effect.src):  # saved earlier in this very event: write it first
+            self._finish_event(0)
+        checkpoint = read_checkpoint(effect.src, weights_only=self.checkpoint_weights_only)
+        removed = [k for k in checkpoint if k not in effect.keys]
+        for key in removed:
+            checkpoint.pop(key)
+        if removed:
+            self.logger.warning(f"Key {removed} will be removed because they are not found in published_keys.")
+        checkpoint.get("meta", {}).pop("checksum", None)
+        digest = hashlib.sha256(pickle.dumps(checkpoint)).hexdigest()
+        target = f"{os.path.splitext(effect.src)[0]}-{digest[:8]}.pth"
+        save_checkpoint(checkpoint, target)
+        self.logger.info(f"The checkpoint ({effect.src}) is published to {target}.")
+
+    def _remove(self, effect: fx.RemoveFile) -> None:
+        if self.rank != 0:
+            return
+        path = os.path.join(str(self.work_dir), effect.path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+    def _add_to_checkpoint(self, effect: fx.AddToCheckpoint) -> None:
+        if not self._open_checkpoints:
+            raise ValueError(
+                f"AddToCheckpoint({effect.key!r}) was emitted outside before_save_checkpoint / "
+                "after_load_checkpoint, where there is no checkpoint to add to"
+            )
+        self._open_checkpoints[-1][effect.key] = effect.value
+
+    def _export_logs(self, effect: fx.ExportLogs) -> None:
+        if self.rank != 0:
+            return
+        copied = []
+        for folder, _, files in os.walk(effect.src_dir):
+            for name in files:
+                if name.endswith(tuple(effect.suffixes)):
+                    source = os.path.join(folder, name)
+                    target = os.path.join(effect.dst_dir, os.path.relpath(source, effect.src_dir))
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.copyfile(source, target)
+                    copied.append(source)
+        self.logger.info(f"The log files under {effect.src_dir} are copied to {effect.dst_dir}.")
+        if not effect.keep_local:
+            for handler in list(self.logger.handlers):
+                if isinstance(handler, logging.FileHandler):
+                    handler.close()
+                    self.logger.removeHandler(handler)
+            for source in copied:
+                os.remove(source)
+
+    # -- logging ---------------------------------------------------------------------------------
+    def _log_text(self, effect: fx.LogText) -> None:
+        self.logger.log(effect.level, effect.message)
+
+    def _log_step(self, effect: fx.LogStep) -> None:
+        if effect.kind == "iter":
+            tag, line = self.log_processor.get_log_after_iter(self, effect.batch_idx, effect.mode)
+        elif effect.kind == "epoch":
+            tag, line = self.log_processor.get_log_after_epoch(
+                self, effect.batch_idx + 1, effect.mode, with_non_scalar=effect.mode == "test"
+            )
+        else:
+            raise ValueError(f"LogStep.kind must be 'iter' or 'epoch', got {effect.kind!r}")
+        self.logger.info(line)
+        if not effect.scalars:
+            return
+        if effect.mode == "test" and effect.kind == "epoch":
+            # MMEngine's LoggerHook dumps the test summary to one JSON file instead of the backends.
+            if self.rank == 0:
+                data = json.dumps(_serialisable(tag))
+                atomic_write(os.path.join(self.log_dir, f"{self.timestamp}.json"), data.encode())
+            return
+        self.visualizer.add_scalars(tag, step=effect.step, file_path=f"{self.timestamp}.json")
+
+    def _update_scalars(self, effect: fx.UpdateScalars) -> None:
+        update = self.message_hub.update_scalar
+        for key, value in effect.values.items():
+            update(key, value)
+
+    def _update_info(self, effect: fx.UpdateInfo) -> None:
+        for key, value in effect.values.items():
+            self.message_hub.update_info(key, value)
+        for key in effect.pop:
+            self.message_hub.pop_info(key)
+
+    def _record_optimizer_scalars(self, effect: fx.RecordOptimizerScalars) -> None:
+        rates = self.optim_wrapper.get_lr()
+        if not isinstance(rates, dict):
+            raise TypeError(
+                f"`runner.optim_wrapper.get_lr()` should return a dict of learning rates, got {rates!r}"
+            )
+        update = self.message_hub.update_scalar
+        for name, values in rates.items():
+            update(f"train/{name}", values[0])
+
+    def _write_tensorboard(self, effect: fx.WriteTensorboard) -> None:
+        if self.rank != 0:
+            return
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.logger.warning("tensorboard is not installed; TensorBoard scalars are not written")
+                self._tensorboard = False
+                return
+            self._tensorboard = SummaryWriter(os.path.join(self.log_dir, "vis_data"))
+        if self._tensorboard is not False:
+            for key, value in effect.values.items():
+                self._tensorboard.add_scalar(key, value, effect.step)
+
+    # -- training control ------------------------------------------------------------------------
+    def _stop_training(self, effect: fx.StopTraining) -> None:
+        self._run = attrs.evolve(self._run, stop_training=True)
+
+    def _step_schedulers(self, effect: fx.StepSchedulers) -> None:
+        schedulers = self.param_schedulers
+        if schedulers is None:
+            return
+        if isinstance(schedulers, Mapping):
+            groups = list(schedulers.values())
+        elif isinstance(schedulers, list):
+            groups = [schedulers]
+        else:
+            raise TypeError(
+                "runner.param_schedulers should be list of ParamScheduler or a dict containing "
+                f"list of ParamScheduler, but got {schedulers!r}"
+            )
+        for group in groups:
+            for scheduler in group:
+                if scheduler.by_epoch != effect.by_epoch:
+                    continue
+                if effect.metrics is None:
+                    scheduler.step()
+                elif getattr(scheduler, "need_val_args", False):
+                    scheduler.step(effect.metrics)
+
+    def _set_sampler_epoch(self, effect: fx.SetSamplerEpoch) -> None:
+        sampler = epoch_sampler(getattr(self._train_loop, "dataloader", None))
+        if sampler is not None:
+            sampler.set_epoch(effect.epoch)
+
+    # -- devices and tensors ---------------------------------------------------------------------
+    def _empty_cache(self, effect: fx.EmptyCache) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _sync_buffers(self, effect: fx.SyncBuffers) -> None:
+        if dist.is_distributed():
+            for buffer in self.model.buffers():
+                dist.all_reduce(buffer, op="mean")
+
+    def _load_weights(self, effect: fx.LoadWeights) -> None:
+        live = {**self._run.params, **self._run.buffers}
+        unknown = sorted(set(effect.tensors) - set(live))
+        if unknown:
+            raise KeyError(f"LoadWeights names tensors the model does not have: {unknown}")
+        with torch.no_grad():
+            for name, tensor in effect.tensors.items():
+                live[name].copy_(tensor)
+
+    def _profile(self, effect: fx.ProfilerAction) -> None:
+        self._profiler.apply(effect.action, effect.options)
+
+
+_HANDLERS: Mapping[type, Callable[[Any, Any], None]] = {
+    fx.SaveCheckpoint: EffectInterpreter._save_requested,
+    fx.PublishCheckpoint: EffectInterpreter._publish,
+    fx.RemoveFile: EffectInterpreter._remove,
+    fx.AddToCheckpoint: EffectInterpreter._add_to_checkpoint,
+    fx.LogText: EffectInterpreter._log_text,
+    fx.LogStep: EffectInterpreter._log_step,
+    fx.UpdateScalars: EffectInterpreter._update_scalars,
+    fx.UpdateInfo: EffectInterpreter._update_info,
+    fx.RecordOptimizerScalars: EffectInterpreter._record_optimizer_scalars,
+    fx.StopTraining: EffectInterpreter._stop_training,
+    fx.StepSchedulers: EffectInterpreter._step_schedulers,
+    fx.SetSamplerEpoch: EffectInterpreter._set_sampler_epoch,
+    fx.EmptyCache: EffectInterpreter._empty_cache,
+    fx.SyncBuffers: EffectInterpreter._sync_buffers,
+    fx.LoadWeights: EffectInterpreter._load_weights,
+    fx.ProfilerAction: EffectInterpreter._profile,
+    fx.WriteTensorboard: EffectInterpreter._write_tensorboard,
+    fx.ExportLogs: EffectInterpreter._export_logs,
+}

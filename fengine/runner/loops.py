@@ -1,0 +1,303 @@
+"""MMEngine's training loops over the runner's run-state cell.
+
+Counters follow MMEngine: ``iter`` grows after the ``after_train_iter`` hooks, ``epoch`` after
+the ``after_train_epoch`` hooks and before validation. Each iteration evolves the run state once
+(the ``iter`` increment); events nobody handles cost one lookup.
+
+Resuming: the runner hands the loop the saved generators and data position. An epoch loop resumed
+mid-epoch restores the generators the epoch's data iterator was created with, re-creates it,
+passes over the batches already trained, then restores the generators of the save; at an epoch
+boundary it restores them at once. A validation that was due at the saved position but had not
+run yet when the checkpoint was written runs first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from fengine.core.events import Event
+from fengine.core.plain import to_plain
+from fengine.core.state import RngState
+from fengine.registry import LOOPS
+from fengine.runner.base_loop import (
+    BaseLoop,
+    ValSchedule,
+    check_finite_loss,
+    check_schedule,
+    epoch_sampler,
+)
+
+_logger = logging.getLogger(__name__)
+
+
+class _TrainLoop(BaseLoop):
+    """What both train loops share: the schedule, resume bookkeeping and the data position."""
+
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        limit_name: str,
+        limit: int,
+        val_begin: int,
+        val_interval: int,
+        dynamic_intervals: Any,
+        check_finite: bool,
+    ) -> None:
+        check_schedule(limit_name, limit, val_begin, val_interval, dynamic_intervals, check_finite)
+        super().__init__(runner, dataloader)
+        self.schedule = ValSchedule(val_begin, val_interval, dynamic_intervals)
+        self.check_finite = check_finite
+        self._validated_at: int | None = None
+        self._epoch_start_rng: RngState | None = None
+        metainfo = getattr(getattr(self.dataloader, "dataset", None), "metainfo", None)
+        if metainfo is not None:
+            runner.visualizer.dataset_meta = metainfo
+
+    @property
+    def val_begin(self) -> int:
+        """The first epoch/iteration that may validate."""
+        return self.schedule.val_begin
+
+    @property
+    def val_interval(self) -> int:
+        """The current validation interval."""
+        return self.schedule.val_interval
+
+    def _position(self) -> int:
+        raise NotImplementedError
+
+    def _validate_if_due(self) -> bool:
+        count = self._position()
+        last = self.max_epochs if isinstance(self, EpochBasedTrainLoop) else self.max_iters
+        if self._runner._val_loop is None or not self.schedule.due(count, last):
+            return False
+        self._validated_at = count
+        self._runner.val_loop.run()
+        return True
+
+    def data_position(self, epoch: int, iteration: int) -> dict[str, Any]:
+        """Where the data stream stands at a checkpoint whose counters are ``epoch``/``iteration``.
+
+        Returns:
+            ``by_epoch``; ``inner_iter`` (batches of the current epoch already trained);
+            ``validated`` (whether the validation due at this position already ran);
+            ``epoch_start_rng`` (the generators when the data iterator was created, needed to
+            re-create it mid-epoch); ``sampler`` (its ``seed`` and ``epoch`` when it has them).
+        """
+        by_epoch = isinstance(self, EpochBasedTrainLoop)
+        inner = self._inner_iter(epoch, iteration)
+        sampler = getattr(self.dataloader, "sampler", None)
+        return {
+            "by_epoch": by_epoch,
+            "inner_iter": inner,
+            "validated": self._validated_at == (epoch if by_epoch else iteration),
+            "epoch_start_rng": to_plain(self._epoch_start_rng) if self._epoch_start_rng is not None else None,
+            "sampler": {"seed": getattr(sampler, "seed", None), "epoch": getattr(sampler, "epoch", None)},
+        }
+
+    def _inner_iter(self, epoch: int, iteration: int) -> int:
+        return iteration
+
+    def _run_iter(self, batch_idx: int, data_batch: Any) -> None:
+        runner = self._runner
+        runner._fire(Event.BEFORE_TRAIN_ITER, batch_idx, data_batch)
+        outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        if self.check_finite:
+            check_finite_loss(outputs, runner, batch_idx)
+        runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
+        run = runner._run
+        runner._run = attrs.evolve(run, iter=run.iter + 1)
+
+
+@LOOPS.register_module()
+class EpochBasedTrainLoop(_TrainLoop):
+    """Train by epochs (MMEngine's ``EpochBasedTrainLoop``).
+
+    Args:
+        runner: the runner.
+        dataloader: a dataloader or its config.
+        max_epochs: epochs to train.
+        val_begin: the first epoch after which validation may run; ``0`` also validates before
+            training (MMEngine ignores ``0``).
+        val_interval: validate every this many epochs (and always after the last).
+        dynamic_intervals: ``(milestone, interval)`` pairs: from epoch ``milestone`` on, use
+            ``interval``.
+        check_finite: stop with :class:`~fengine.runner.base_loop.NonFiniteLossError` when a
+            step's loss is NaN/Inf (``False`` trains on).
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        max_epochs: int,
+        val_begin: int = 1,
+        val_interval: int = 1,
+        dynamic_intervals: list[tuple[int, int]] | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(runner, dataloader, "max_epochs", max_epochs, val_begin, val_interval, dynamic_intervals, check_finite)
+        length = len(self.dataloader)
+        self._set_run(
+            max_epochs=int(max_epochs),
+            max_iters=int(max_epochs) * length,
+            train_by_epoch=True,
+            dataloader_len={**runner._run.dataloader_len, "train": length},
+        )
+        self._epoch_start_iter = self._iter
+        self._skip = 0
+        self._skip_rng: tuple[RngState | None, RngState | None] = (None, None)
+
+    def _position(self) -> int:
+        return self._epoch
+
+    def _inner_iter(self, epoch: int, iteration: int) -> int:
+        return max(iteration - self._epoch_start_iter, 0) if epoch == self._epoch else 0
+
+    def run(self) -> Any:
+        """Train until ``max_epochs`` (or a stop request); returns the model."""
+        runner = self._runner
+        runner._fire(Event.BEFORE_TRAIN)
+        rng, position = runner._take_resume_point()
+        inner = int(position.get("inner_iter", 0)) if position else 0
+        if inner:
+            start = position.get("epoch_start_rng") if position else None
+            self._skip, self._skip_rng = inner, (start, rng)
+            self._epoch_start_iter = self._iter - inner
+        else:
+            if rng is not None:
+                rng.restore()
+            if not (position and position.get("validated")):
+                self._validate_if_due()
+        while self._epoch < self.max_epochs and not self.stop_training:
+            self.run_epoch()
+            self._validate_if_due()
+        runner._fire(Event.AFTER_TRAIN)
+        return runner.model
+
+    def run_epoch(self) -> None:
+        """One epoch: ``before_train_epoch``, the iterations, ``after_train_epoch``, ``epoch += 1``."""
+        runner = self._runner
+        runner._fire(Event.BEFORE_TRAIN_EPOCH)
+        runner.model.train()
+        skip, (start_rng, saved_rng) = self._skip, self._skip_rng
+        self._skip, self._skip_rng = 0, (None, None)
+        if start_rng is not None:
+            start_rng.restore()
+        self._epoch_start_rng = RngState.capture()
+        batches: Iterator[Any] = iter(self.dataloader)
+        if skip:
+            # Passing over the trained batches keeps the sampler's order exact; each is loaded.
+            next(itertools.islice(batches, skip - 1, None), None)
+            if saved_rng is not None:
+                saved_rng.restore()
+        for batch_idx, data_batch in enumerate(batches, start=skip):
+            self.run_iter(batch_idx, data_batch)
+        runner._fire(Event.AFTER_TRAIN_EPOCH)
+        run = runner._run
+        runner._run = attrs.evolve(run, epoch=run.epoch + 1)
+        self._epoch_start_iter = runner._run.iter
+
+    def run_iter(self, idx: int, data_batch: Any) -> None:
+        """One iteration: hooks around ``model.train_step``, then ``iter += 1``."""
+        self._run_iter(idx, data_batch)
+
+
+class _InfiniteIterator:
+    """Iterates a dataloader forever, restarting it (with ``set_epoch``) when it runs out."""
+
+    def __init__(self, dataloader: Any, loop: IterBasedTrainLoop) -> None:
+        self._dataloader = dataloader
+        self._loop = loop
+        self._epoch = 0
+        loop._epoch_start_rng = RngState.capture()
+        self._iterator = iter(dataloader)
+
+    def __iter__(self) -> _InfiniteIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            _logger.warning(
+                "Reach the end of the dataloader, it will be restarted and continue to iterate. It is "
+                "recommended to use `fengine.dataset.InfiniteSampler` to enable the dataloader to "
+                "iterate infinitely."
+            )
+            self._epoch += 1
+            sampler = epoch_sampler(self._dataloader)
+            if sampler is not None:
+                sampler.set_epoch(self._epoch)
+            if getattr(self._dataloader, "num_workers", 0):
+                time.sleep(2)  # lets worker processes of the last pass shut down (MMEngine's guard)
+            self._loop._epoch_start_rng = RngState.capture()
+            self._iterator = iter(self._dataloader)
+            return next(self._iterator)
+
+
+@LOOPS.register_module()
+class IterBasedTrainLoop(_TrainLoop):
+    """Train for a number of iterations (MMEngine's ``IterBasedTrainLoop``).
+
+    The whole run is one epoch (``max_epochs == 1``, ``epoch`` stays 0); ``batch_idx`` is the
+    global iteration index. Arguments as :class:`EpochBasedTrainLoop`, with ``max_iters`` and
+    ``val_interval`` default 1000.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        dataloader: Any,
+        max_iters: int,
+        val_begin: int = 1,
+        val_interval: int = 1000,
+        dynamic_intervals: list[tuple[int, int]] | None = None,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__(runner, dataloader, "max_iters", max_iters, val_begin, val_interval, dynamic_intervals, check_finite)
+        self._set_run(
+            max_epochs=1,
+            max_iters=int(max_iters),
+            train_by_epoch=False,
+            dataloader_len={**runner._run.dataloader_len, "train": len(self.dataloader)},
+        )
+        self.dataloader_iterator = _InfiniteIterator(self.dataloader, self)
+
+    def _position(self) -> int:
+        return self._iter
+
+    def run(self) -> Any:
+        """Train until ``max_iters`` (or a stop request); returns the model."""
+        runner = self._runner
+        runner._fire(Event.BEFORE_TRAIN)
+        runner._fire(Event.BEFORE_TRAIN_EPOCH)
+        rng, position = runner._take_resume_point()
+        if self._iter > 0:
+            runner.logger.warning(f"Advance dataloader {self._iter} steps to skip data that has already been trained")
+            next(itertools.islice(self.dataloader_iterator, self._iter - 1, None))
+        if rng is not None:
+            rng.restore()
+        if not (isinstance(position, Mapping) and position.get("validated")):
+            self._validate_if_due()
+        model = runner.model
+        while self._iter < self.max_iters and not self.stop_training:
+            if not model.training:  # validation (or a hook) left it in eval mode
+                model.train()
+            data_batch = next(self.dataloader_iterator)
+            self.run_iter(data_batch)
+            self._validate_if_due()
+        runner._fire(Event.AFTER_TRAIN_EPOCH)
+        runner._fire(Event.AFTER_TRAIN)
+        return runner.model
+
+    def run_iter(self, data_batch: Any) -> None:
+        """One iteration with ``batch_idx = runner.iter``."""
+        self._run_iter(self._iter, data_batch)

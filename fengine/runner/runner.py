@@ -1,0 +1,404 @@
+"""``Runner``: MMEngine's runner API as the imperative shell over fengine's run state and hooks.
+
+The run's state (counters, hook states, ...) lives in one :class:`~fengine.core.run.RunState`
+cell; loops evolve it, hooks see it, the effects interpreter carries out what hooks ask for.
+Components are given as objects or config dicts; configs are checked at construction (before
+anything is built or trained) and built lazily in MMEngine's order (model and hooks at
+construction; loops, optimizer wrapper and schedulers when ``train``/``val``/``test`` start), so
+seeded runs draw random numbers in the same order as MMEngine's.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import pprint
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from fengine import dist
+from fengine.core.events import Event
+from fengine.core.run import RunState
+from fengine.logging import MessageHub, MMLogger
+from fengine.registry import RUNNERS, VISUALIZERS
+from fengine.runner import config_checks as checks
+from fengine.runner.base_loop import BaseLoop
+from fengine.runner.builders import BuildMixin
+from fengine.runner.interpreter import EffectInterpreter
+from fengine.runner.profiler import ProfilerSession
+from fengine.runner.randomness import set_random_seed
+from fengine.utils.fileio import atomic_write
+from fengine.visualization import Visualizer
+
+_RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
+_FROM_CFG = (
+    "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg",
+    "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator", "test_evaluator",
+    "default_hooks", "custom_hooks", "data_preprocessor", "load_from", "visualizer", "log_processor",
+    "experiment_name", "work_dir", "env_cfg", "default_scope",
+)
+
+
+class MissingLoopError(ValueError, RuntimeError):
+    """``train``/``val``/``test`` called on a runner built without that stage's components."""
+
+
+@RUNNERS.register_module()
+class Runner(BuildMixin, EffectInterpreter):
+    """Build a run from objects or configs and train, validate or test it (MMEngine's ``Runner``).
+
+    Arguments are MMEngine's. Differences: ``work_dir=None`` uses a fresh folder under
+    ``./work_dirs/``; ``train_cfg`` also takes ``check_finite`` (stop on a NaN/Inf loss, default
+    on); ``val_begin=0`` validates before training; ``randomness`` accepts ``seed``,
+    ``deterministic`` and ``diff_rank_seed`` only.
+
+    Raises:
+        ValueError, TypeError, KeyError: a bad argument or config, naming it (checked here,
+            before anything is built).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Mapping[str, Any],
+        work_dir: str | None = None,
+        train_dataloader: Any = None,
+        val_dataloader: Any = None,
+        test_dataloader: Any = None,
+        train_cfg: Mapping[str, Any] | None = None,
+        val_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+        auto_scale_lr: Mapping[str, Any] | None = None,
+        optim_wrapper: Any = None,
+        param_scheduler: Any = None,
+        val_evaluator: Any = None,
+        test_evaluator: Any = None,
+        default_hooks: Mapping[str, Any] | None = None,
+        custom_hooks: list[Any] | None = None,
+        data_preprocessor: nn.Module | Mapping[str, Any] | None = None,
+        load_from: str | None = None,
+        resume: bool = False,
+        launcher: str = "none",
+        env_cfg: Mapping[str, Any] | None = None,
+        log_processor: Any = None,
+        log_level: str | int = "INFO",
+        visualizer: Any = None,
+        default_scope: str | None = None,
+        randomness: Mapping[str, Any] | None = None,
+        experiment_name: str | None = None,
+        cfg: Mapping[str, Any] | None = None,
+    ) -> None:
+        checks.check_together("training", train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper)
+        checks.check_together("validation", val_dataloader=val_dataloader, val_cfg=val_cfg, val_evaluator=val_evaluator)
+        checks.check_together("testing", test_dataloader=test_dataloader, test_cfg=test_cfg, test_evaluator=test_evaluator)
+        if param_scheduler is not None and optim_wrapper is None:
+            raise ValueError(f"param_scheduler should be None when optim_wrapper is None, but got {param_scheduler!r}")
+        checks.check_train_cfg(train_cfg)
+        for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader), ("test_dataloader", test_dataloader)):
+            checks.check_dataloader(loader, name)
+        checks.check_evaluator(val_evaluator, "val_evaluator")
+        checks.check_evaluator(test_evaluator, "test_evaluator")
+        checks.check_optim_wrapper(optim_wrapper)
+        checks.check_param_scheduler(param_scheduler)
+        randomness = {"seed": None} if randomness is None else dict(randomness)
+        unknown = sorted(set(randomness) - set(_RANDOMNESS_KEYS))
+        if unknown:
+            raise ValueError(f"randomness: unknown keys {unknown}; accepted: {', '.join(_RANDOMNESS_KEYS)}")
+        if launcher not in ("none", "pytorch"):
+            raise ValueError(f"launcher must be 'none' or 'pytorch' (torchrun), got {launcher!r}")
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be a bool, got {resume!r}")
+
+        self.cfg: dict[str, Any] = copy.deepcopy(dict(cfg)) if cfg is not None else {}
+        self._cfg_text = pprint.pformat(self.cfg, sort_dicts=False) if self.cfg else ""
+        self._train_dataloader, self._val_dataloader, self._test_dataloader = train_dataloader, val_dataloader, test_dataloader
+        self._train_loop: Any = train_cfg
+        self._val_loop: Any = val_cfg
+        self._test_loop: Any = test_cfg
+        self._val_evaluator, self._test_evaluator = val_evaluator, test_evaluator
+        self.optim_wrapper = optim_wrapper
+        self.param_schedulers = param_scheduler
+        self.auto_scale_lr = auto_scale_lr
+        self._launcher = launcher
+        self.distributed = launcher != "none"
+        env = dict(env_cfg) if env_cfg is not None else {"dist_cfg": {"backend": "nccl"}}
+        if env.get("cudnn_benchmark"):
+            torch.backends.cudnn.benchmark = True
+        if self.distributed:
+            dist.init_dist(launcher, **env.get("dist_cfg", {}))
+        self.rank, self.world_size = dist.get_dist_info()
+        stamp = torch.tensor(time.time(), dtype=torch.float64)
+        dist.broadcast(stamp)
+        self.timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(stamp.item()))
+        self._randomness_cfg = randomness
+        self._set_randomness(randomness.get("seed"))
+
+        self.work_dir = os.path.abspath(work_dir if work_dir is not None else self._fresh_work_dir())
+        os.makedirs(self.work_dir, exist_ok=True)
+        base = f"{experiment_name}_{self.timestamp}" if experiment_name is not None else self.timestamp
+        name, n = base, 1
+        while MessageHub.check_instance_created(name):  # another runner in this process, same second
+            n += 1
+            name = f"{base}_{n}"
+        self.experiment_name = name
+        self.log_dir = os.path.join(self.work_dir, self.timestamp)
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.default_scope = default_scope
+        self.log_processor = self.build_log_processor({} if log_processor is None else log_processor)
+        self.logger: logging.Logger = MMLogger.get_instance(
+            name=self.experiment_name,
+            log_file=os.path.join(self.log_dir, f"{self.timestamp}.log"),
+            log_level=log_level,
+            file_mode="a",
+        )
+        self.message_hub = MessageHub.get_instance(self.experiment_name)
+        self.visualizer = self._build_visualizer(visualizer)
+
+        self._load_from, self._resume, self._has_loaded = load_from, resume, False
+        self.checkpoint_weights_only = True
+        if isinstance(model, Mapping) and data_preprocessor is not None:
+            model = {"data_preprocessor": data_preprocessor, **model}
+        self.model = self.wrap_model(self.cfg.get("model_wrapper_cfg"), self.build_model(model))
+        self.model_name = type(self._unwrapped()).__name__
+        self._open_checkpoints = []
+        self._resume_point = None
+        self._profiler = ProfilerSession(self.log_dir, self.logger)
+        self._tensorboard = None
+        self._init_hook_host(
+            RunState(
+                work_dir=self.work_dir,
+                log_dir=self.log_dir,
+                rank=self.rank,
+                world_size=self.world_size,
+                meta={"experiment_name": self.experiment_name, "seed": self.seed, "cfg": self._cfg_text},
+                resumed=resume,
+            )
+        )
+        self._refresh_model_refs()
+        self.register_hooks(default_hooks, custom_hooks)
+        self.logger.info(f"Hooks will be executed in the following order:\n{self.get_hooks_info()}")
+        if self.cfg and self.rank == 0:
+            atomic_write(os.path.join(self.work_dir, f"{self.timestamp}.py"), self._cfg_text.encode())
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> Runner:
+        """Build a runner from a config mapping whose keys are the constructor's arguments."""
+        cfg = copy.deepcopy(dict(cfg))
+        if "model" not in cfg:
+            raise KeyError(f"Runner.from_cfg: the config needs a `model`; got keys {sorted(cfg)}")
+        kwargs = {key: cfg.get(key) for key in _FROM_CFG}
+        return cls(
+            model=cfg["model"],
+            resume=cfg.get("resume", False),
+            launcher=cfg.get("launcher", "none"),
+            log_level=cfg.get("log_level", "INFO"),
+            randomness=cfg.get("randomness", {"seed": None}),
+            cfg=cfg,
+            **kwargs,
+        )
+
+    # -- set-up helpers ------------------------------------------------------------------------
+    def _fresh_work_dir(self) -> str:
+        base = os.path.join("work_dirs", self.timestamp)
+        path, n = base, 1
+        while os.path.exists(path) and not self.distributed:
+            n += 1
+            path = f"{base}_{n}"
+        return path
+
+    def _set_randomness(self, seed: int | None) -> None:
+        self._randomness_cfg["seed"] = seed
+        self._deterministic = bool(self._randomness_cfg.get("deterministic", False))
+        self._seed = set_random_seed(
+            seed, self._deterministic, bool(self._randomness_cfg.get("diff_rank_seed", False))
+        )
+        if hasattr(self, "_run"):
+            self._run = attrs.evolve(self._run, meta={**self._run.meta, "seed": self._seed})
+
+    def _build_visualizer(self, visualizer: Any) -> Any:
+        if visualizer is None:
+            return Visualizer.get_instance(
+                name=self.experiment_name, vis_backends=[{"type": "LocalVisBackend"}], save_dir=self.log_dir
+            )
+        if isinstance(visualizer, Mapping):
+            return VISUALIZERS.build({"name": self.experiment_name, "save_dir": self.log_dir, **visualizer})
+        return visualizer
+
+    def _refresh_model_refs(self) -> None:
+        model = self._unwrapped()
+        names = {name for name, _ in model.named_parameters()}
+        tensors = model.state_dict(keep_vars=True)
+        self._run = attrs.evolve(
+            self._run,
+            params={k: v for k, v in tensors.items() if k in names},
+            buffers={k: v for k, v in tensors.items() if k not in names},
+        )
+
+    def _set_dataloader_len(self, mode: str, length: int) -> None:
+        self._run = attrs.evolve(self._run, dataloader_len={**self._run.dataloader_len, mode: length})
+
+    def _train_dataset_meta(self) -> Any:
+        loop = self._train_loop
+        dataset = getattr(getattr(loop, "dataloader", None), "dataset", None) if isinstance(loop, BaseLoop) else None
+        return getattr(dataset, "metainfo", None)
+
+    def _build_optim_wrapper(self) -> Any:
+        return self.build_optim_wrapper(self.optim_wrapper)
+
+    def _build_param_schedulers(self) -> Any:
+        return self.build_param_scheduler(self.param_schedulers)
+
+    # -- running ---------------------------------------------------------------------------------
+    def train(self) -> nn.Module:
+        """Train (MMEngine's order: build, ``before_run``, ``init_weights``, load/resume, loop, ``after_run``).
+
+        Returns:
+            The model.
+
+        Raises:
+            MissingLoopError: the runner has no training components.
+            TypeError: the model has no ``train_step`` (or no ``val_step`` with validation).
+        """
+        model = self._unwrapped()
+        if self._train_loop is None:
+            raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner")
+        for method, needed in (("train_step", True), ("val_step", self._val_loop is not None)):
+            if needed and not callable(getattr(model, method, None)):
+                raise TypeError(f"{type(model).__name__} has no `{method}`; train() needs it")
+        self._train_loop = self.build_train_loop(self._train_loop)
+        self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
+        self.scale_lr(self.optim_wrapper, self.auto_scale_lr)
+        if self.param_schedulers is not None:
+            self.param_schedulers = self.build_param_scheduler(self.param_schedulers)
+        if self._val_loop is not None:
+            self._val_loop = self.build_val_loop(self._val_loop)
+        self._refresh_model_refs()
+        self._fire(Event.BEFORE_RUN)
+        init_weights = getattr(model, "init_weights", None)
+        if callable(init_weights):
+            init_weights()
+            for tensor in model.state_dict().values():
+                dist.broadcast(tensor)
+        self.load_or_resume()
+        self.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
+        result: nn.Module = self._train_loop.run()
+        self._fire(Event.AFTER_RUN)
+        return result
+
+    def val(self) -> dict[str, Any]:
+        """Validate (``before_run``, load/resume, the val loop, ``after_run``); returns metrics."""
+        return self._evaluate("val")
+
+    def test(self) -> dict[str, Any]:
+        """Test (``before_run``, load/resume, the test loop, ``after_run``); returns metrics."""
+        return self._evaluate("test")
+
+    def _evaluate(self, mode: str) -> dict[str, Any]:
+        if getattr(self, f"_{mode}_loop") is None:
+            raise MissingLoopError(
+                f"{mode}() needs {mode}_dataloader, {mode}_cfg and {mode}_evaluator given to the Runner"
+            )
+        loop = getattr(self, f"{mode}_loop")
+        self._refresh_model_refs()
+        self._fire(Event.BEFORE_RUN)
+        self.load_or_resume()
+        metrics: dict[str, Any] = loop.run()
+        self._fire(Event.AFTER_RUN)
+        return metrics
+
+    # -- MMEngine's attributes ---------------------------------------------------------------------
+    @property
+    def train_loop(self) -> Any:
+        """The train loop (built on first access), or ``None`` without training components."""
+        if self._train_loop is not None and not isinstance(self._train_loop, BaseLoop):
+            self._train_loop = self.build_train_loop(self._train_loop)
+        return self._train_loop
+
+    @property
+    def val_loop(self) -> Any:
+        """The validation loop (built on first access), or ``None``."""
+        if self._val_loop is not None and not isinstance(self._val_loop, BaseLoop):
+            self._val_loop = self.build_val_loop(self._val_loop)
+        return self._val_loop
+
+    @property
+    def test_loop(self) -> Any:
+        """The test loop (built on first access), or ``None``."""
+        if self._test_loop is not None and not isinstance(self._test_loop, BaseLoop):
+            self._test_loop = self.build_test_loop(self._test_loop)
+        return self._test_loop
+
+    @property
+    def train_dataloader(self) -> Any:
+        """The train loop's dataloader."""
+        return self.train_loop.dataloader
+
+    @property
+    def val_dataloader(self) -> Any:
+        """The validation loop's dataloader."""
+        return self.val_loop.dataloader
+
+    @property
+    def test_dataloader(self) -> Any:
+        """The test loop's dataloader."""
+        return self.test_loop.dataloader
+
+    @property
+    def val_evaluator(self) -> Any:
+        """The validation loop's evaluator."""
+        return self.val_loop.evaluator
+
+    @property
+    def test_evaluator(self) -> Any:
+        """The test loop's evaluator."""
+        return self.test_loop.evaluator
+
+    @property
+    def epoch(self) -> int:
+        """Completed training epochs."""
+        return int(self._run.epoch)
+
+    @property
+    def iter(self) -> int:
+        """Completed training iterations."""
+        return int(self._run.iter)
+
+    @property
+    def max_epochs(self) -> int:
+        """Total training epochs (0 without a train loop)."""
+        return int(self._run.max_epochs)
+
+    @property
+    def max_iters(self) -> int:
+        """Total training iterations (0 without a train loop)."""
+        return int(self._run.max_iters)
+
+    @property
+    def seed(self) -> int:
+        """The random seed in use."""
+        return self._seed
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether deterministic algorithms were requested."""
+        return self._deterministic
+
+    @property
+    def launcher(self) -> str:
+        """The launcher (``'none'`` or ``'pytorch'``)."""
+        return self._launcher
+
+    @property
+    def val_interval(self) -> int:
+        """The train loop's current validation interval."""
+        return int(self.train_loop.val_interval)
+
+    @property
+    def val_begin(self) -> int:
+        """The first epoch/iteration that may validate."""
+        return int(self.train_loop.val_begin)
