@@ -110,7 +110,8 @@ def check_dataloader(cfg: Any, name: str) -> None:
 
     Raises:
         TypeError: neither a dict nor an iterable with ``len``; a non-int ``batch_size``.
-        KeyError: a dict without ``dataset``, or an unknown dataset/sampler/collate type.
+        KeyError: a dict without ``dataset`` or ``sampler``, or an unknown dataset/sampler/collate
+            type.
         ValueError: an unknown DataLoader keyword, or ``batch_size <= 0``.
     """
     if cfg is None:
@@ -119,8 +120,9 @@ def check_dataloader(cfg: Any, name: str) -> None:
         if not hasattr(cfg, "__iter__"):
             raise TypeError(f"{name} should be a DataLoader or a config dict, got {cfg!r}")
         return
-    if "dataset" not in cfg:
-        raise KeyError(f"{name} config needs a `dataset` (an object or a dict with `type`); got keys {sorted(cfg)}")
+    for key, example in (("dataset", "an object or a dict with `type`"), ("sampler", "e.g. dict(type='DefaultSampler', shuffle=True)")):
+        if key not in cfg:
+            raise KeyError(f"{name} config needs a `{key}` ({example}); got keys {sorted(cfg)}")
     unknown = sorted(set(cfg) - _LOADER_KEYS)
     if unknown:
         raise ValueError(f"{name}: unknown keys {unknown}; accepted: {', '.join(sorted(_LOADER_KEYS))}")

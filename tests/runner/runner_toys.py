@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ class ToyModel(BaseModel):
 class ToyDataset(Dataset[dict[str, torch.Tensor]]):
     """12 fixed samples of 2 features with label 1."""
 
-    metainfo: dict[str, Any] = {}
+    metainfo: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, size: int = 12) -> None:
         generator = torch.Generator().manual_seed(0)

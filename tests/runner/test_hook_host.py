@@ -1,0 +1,198 @@
+"""Hook registration (spec §1.3, §3.1, A1), dispatch, ``call_hook`` and ``run_hook``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from runner_toys import ToyModel, toy_kwargs
+
+from fengine.core.events import Event
+from fengine.core.priority import Priority, get_priority
+from fengine.core.run import EventInfo
+from fengine.hooks import EMAHook, Hook, IterTimerHook
+from fengine.registry import HOOKS
+from fengine.runner.runner import Runner
+
+DEFAULT_ORDER = ["RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "LoggerHook", "ParamSchedulerHook", "CheckpointHook"]
+
+
+@HOOKS.register_module(force=True)
+class H1(Hook):
+    pass
+
+
+class H2(Hook):
+    priority = 55
+
+
+class H3(Hook):
+    pass
+
+
+def _names(runner: Runner) -> list[str]:
+    return [type(h).__name__ for h in runner.hooks]
+
+
+def test_a1_order_ties_and_stored_priorities(tmp_path: Any) -> None:
+    h3 = H3()
+    custom = [EMAHook(priority="NORMAL"), {"type": "H1", "priority": "HIGHEST"}, H2(), h3]
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=custom)
+    runner.register_hook(H3(), priority=Priority.NORMAL)
+    assert _names(runner) == [
+        "H1", "RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "EMAHook", "H3", "H3",
+        "H2", "LoggerHook", "ParamSchedulerHook", "CheckpointHook",
+    ]
+    by_name = dict(zip(runner.hook_names, runner.hooks))
+    assert by_name["H1"].priority == "HIGHEST"
+    assert by_name["H2"].priority == 55
+    assert by_name["H3#2"].priority is Priority.NORMAL
+    assert by_name["H3"] is h3 and h3.priority == "NORMAL"
+
+
+def test_seed_default_ema_priority_runs_before_normal_hooks(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=[{"type": "EMAHook"}])
+    assert _names(runner)[:3] == ["RuntimeInfoHook", "EMAHook", "IterTimerHook"]
+
+
+def test_default_hooks_merge(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={"timer": None})
+    assert _names(runner) == ["RuntimeInfoHook", "DistSamplerSeedHook", "LoggerHook", "ParamSchedulerHook", "CheckpointHook"]
+    replaced = IterTimerHook()
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={"timer": replaced, "extra": H3()})
+    assert _names(runner) == [*DEFAULT_ORDER[:3], "H3", *DEFAULT_ORDER[3:]]
+    assert runner.hooks[1] is replaced
+    with pytest.raises(KeyError, match=r"'foo'.*not a default hook"):
+        Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={"foo": None})
+
+
+def test_register_hook_rejects_what_is_not_a_hook(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path))
+    with pytest.raises(TypeError, match="instance of Hook or dict"):
+        runner.register_hook(["x"])  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="not registered in the hook registry"):
+        runner.register_hook({"type": "NoSuchHook"})
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        runner.register_hook(H3(), priority=101)
+    with pytest.raises(KeyError, match="unknown priority name"):
+        runner.register_hook({"type": "H1", "priority": "SOON"})
+    with pytest.raises(TypeError, match="custom_hooks must be a list"):
+        Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=H3())  # type: ignore[arg-type]
+
+
+def test_priority_precedence_and_config_left_alone(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={k: None for k in DEFAULT_ORDER_KEYS})
+    cfg = {"type": "H1", "priority": "LOW"}
+    runner.register_hook(cfg)
+    runner.register_hook(cfg, priority=5)
+    runner.register_hook(H2())
+    assert cfg == {"type": "H1", "priority": "LOW"}
+    assert [h.priority for h in runner.hooks] == [5, 55, "LOW"]
+    assert runner.hook_names == ["H1#2", "H2", "H1"]
+
+
+DEFAULT_ORDER_KEYS = ("runtime_info", "timer", "sampler_seed", "logger", "param_scheduler", "checkpoint")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 100), st.sampled_from(list(Priority)), st.sampled_from(["high", "LOW", "normal"])), max_size=8))
+def test_call_order_is_a_stable_sort_by_priority(priorities: list[Any]) -> None:
+    runner = _BARE_RUNNER
+    runner._init_hook_host(runner.run_state)
+    hooks = [H3() for _ in priorities]
+    for hook, priority in zip(hooks, priorities):
+        runner.register_hook(hook, priority=priority)
+    expected = sorted(range(len(hooks)), key=lambda i: get_priority(priorities[i]))
+    assert [id(h) for h in runner.hooks] == [id(hooks[i]) for i in expected]
+
+
+_BARE_RUNNER: Runner
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bare_runner(tmp_path_factory: Any) -> None:
+    global _BARE_RUNNER
+    _BARE_RUNNER = Runner(ToyModel(), work_dir=str(tmp_path_factory.mktemp("bare")))
+
+
+def test_get_hooks_info_lists_stages_in_mmengine_format(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={k: None for k in DEFAULT_ORDER_KEYS})
+
+    class OnIter(Hook):
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            pass
+
+    runner.register_hook(OnIter(), priority=55)
+    runner.register_hook(OnIter(), priority="VERY_LOW")
+    assert runner.get_hooks_info() == (
+        "after_train_iter:\n"
+        f"({55:<12}) {'OnIter':<35}\n"
+        f"({'VERY_LOW':<12}) {'OnIter':<35}\n"
+        " -------------------- "
+    )
+
+
+def test_call_hook_custom_events_and_signature_errors(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path))
+    seen: list[Any] = []
+
+    class Custom(Hook):
+        def my_event(self, runner: Any, x: int) -> None:
+            seen.append((runner, x))
+
+    class Broken(Hook):
+        priority = "LOWEST"
+
+        def my_event(self, runner: Any) -> None:
+            pass
+
+    runner.register_hook(Custom())
+    runner.call_hook("my_event", x=5)
+    assert seen == [(runner, 5)]
+    runner.register_hook(Broken())
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'x' in <.*Broken"):
+        runner.call_hook("my_event", x=5)
+    with pytest.raises(TypeError, match=r"unexpected keywords \['foo'\]"):
+        runner.call_hook("before_train", foo=1)
+
+
+def test_call_hook_standard_event_reaches_class_and_builtin_hooks(tmp_path: Any) -> None:
+    runner = Runner(**toy_kwargs(tmp_path))
+    seen: list[int] = []
+
+    class Watch(Hook):
+        def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+            seen.append(batch_idx)
+
+    runner.register_hook(Watch())
+    runner.train_loop  # noqa: B018 - builds the loop, as MMEngine's property does
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.call_hook("before_train_iter", batch_idx=3, data_batch=None)
+    assert seen == [3]
+    assert runner.message_hub.get_info("iter") == 0  # RuntimeInfoHook's effect was carried out
+    assert runner.message_hub.get_scalar("train/lr").current() == 0.1
+
+
+def test_events_no_hook_handles_do_not_read_the_clock(tmp_path: Any, monkeypatch: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), default_hooks={k: None for k in DEFAULT_ORDER_KEYS})
+    monkeypatch.setattr(time, "time", lambda: pytest.fail("clock read for an unhandled event"))
+    for event in Event:
+        runner._fire(event)
+
+
+def test_run_hook_for_registered_and_detached_hooks(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path))
+    timer = runner.hooks[1]
+    assert isinstance(timer, IterTimerHook)
+    timer.before_train_epoch(runner)
+    state = runner.hook_states()["IterTimerHook"]
+    assert state != IterTimerHook().to_fn_hook("x").init
+    detached = IterTimerHook()
+    detached.before_train_epoch(runner)
+    assert runner.hook_states()["IterTimerHook"] is state
+    assert "IterTimerHook@detached" not in runner.run_state.hook_states
+    runner.run_hook(detached, Event.BEFORE_TRAIN_EPOCH, EventInfo(time=5.0))
+    assert runner._detached[detached] is not None
