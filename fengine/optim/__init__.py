@@ -1,5 +1,19 @@
 """Optimizer wrappers and parameter schedulers, at MMEngine's ``mmengine.optim`` paths."""
 
+from fengine.optim.optimizer import (
+    SGD,
+    TORCH_OPTIMIZERS,
+    Adam,
+    AdamW,
+    AmpOptimWrapper,
+    BaseOptimWrapper,
+    DefaultOptimWrapperConstructor,
+    OptimWrapper,
+    OptimWrapperDict,
+    OptimWrapperError,
+    build_optim_wrapper,
+    register_torch_optimizers,
+)
 from fengine.optim.scheduler import (
     ConstantLR,
     ConstantMomentum,
@@ -35,6 +49,12 @@ from fengine.optim.scheduler import (
 )
 
 __all__ = [
+    "SGD",
+    "TORCH_OPTIMIZERS",
+    "Adam",
+    "AdamW",
+    "AmpOptimWrapper",
+    "BaseOptimWrapper",
     "ConstantLR",
     "ConstantMomentum",
     "ConstantParamScheduler",
@@ -44,6 +64,7 @@ __all__ = [
     "CosineRestartLR",
     "CosineRestartMomentum",
     "CosineRestartParamScheduler",
+    "DefaultOptimWrapperConstructor",
     "ExponentialLR",
     "ExponentialMomentum",
     "ExponentialParamScheduler",
@@ -55,6 +76,9 @@ __all__ = [
     "MultiStepParamScheduler",
     "OneCycleLR",
     "OneCycleParamScheduler",
+    "OptimWrapper",
+    "OptimWrapperDict",
+    "OptimWrapperError",
     "PolyLR",
     "PolyMomentum",
     "PolyParamScheduler",
@@ -65,5 +89,7 @@ __all__ = [
     "StepMomentum",
     "StepParamScheduler",
     "_ParamScheduler",
+    "build_optim_wrapper",
     "build_param_schedulers",
+    "register_torch_optimizers",
 ]

@@ -1,0 +1,258 @@
+"""``torch.optim.SGD``/``Adam``/``AdamW`` whose ``step()`` runs the pure transforms of ``fengine.core.optim``.
+
+They are real ``torch.optim`` optimizers (subclasses), so ``param_groups`` stays the list of dicts
+that parameter schedulers read and write, ``state_dict()``/``load_state_dict()`` use torch's format
+(MMEngine checkpoints load), and step hooks, ``GradScaler`` and ``zero_grad`` work unchanged. Between
+steps the optimizer state lives in one record (:class:`~fengine.core.optim.SGDState` or
+:class:`~fengine.core.optim.AdamState`) that each step donates to the transform; torch's
+per-parameter ``state`` dict is produced from it whenever someone reads it. Options the transforms do
+not cover (``foreach=False``, ``fused``, ``differentiable``, ``capturable``, tensor hyper-parameters,
+sparse gradients, complex Adam parameters) run torch's own implementation instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from fengine.core import optim as fo
+from fengine.core.optim.base import ParamGroup, build_groups
+
+
+def _no_check(hyper: object) -> None:
+    """torch validated the defaults at construction; later group values are the user's."""
+
+
+def _torch_step(cls: type[torch.optim.Optimizer]) -> Callable[..., Any]:
+    # torch wraps ``step`` with its hook runner once per class; call the inner function so that
+    # step hooks do not run twice when this class falls back to torch's implementation.
+    step = cls.step
+    return getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
+
+
+class PureStepOptimizer(torch.optim.Optimizer):
+    """Shared machinery: the state record, its torch-format view, and the donated step."""
+
+    _torch_base: type[torch.optim.Optimizer]
+    #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
+    _transform: fo.Transform[Any]
+    _complex_ok = True
+
+    def _hyper_of(self, group: Mapping[str, Any]) -> Any | None:
+        """The group's hyper-parameter record, or ``None`` if only torch can step this group."""
+        raise NotImplementedError
+
+    def _empty_record(self, names: tuple[str, ...], groups: tuple[ParamGroup[Any], ...]) -> Any:
+        raise NotImplementedError
+
+    def _import(self, record: Any, states: list[dict[str, Any]]) -> Any:
+        """``record`` filled with torch-format per-parameter states (aligned with ``names``)."""
+        raise NotImplementedError
+
+    def _export(self, record: Any, i: int) -> dict[str, Any]:
+        """Parameter ``i``'s torch-format state from ``record`` (empty if it has none)."""
+        raise NotImplementedError
+
+    # -- torch's ``state`` as a view of the record ---------------------------------------------
+    @property
+    def state(self) -> defaultdict[Tensor, Any]:
+        """torch's per-parameter state dict, materialised from the record on access."""
+        record = self.__dict__.get("_record")
+        if record is not None:
+            flat = self.__dict__["_layout"][1]
+            view: defaultdict[Tensor, Any] = defaultdict(dict)
+            for i, p in enumerate(flat):
+                entry = self._export(record, i)
+                if entry:
+                    view[p] = entry
+            self.__dict__["_torch_state"] = view
+            # The dict is the truth until the next step: whoever changed it last wins.
+            self.__dict__["_record"] = None
+        return self.__dict__["_torch_state"]  # type: ignore[no-any-return]
+
+    @state.setter
+    def state(self, value: defaultdict[Tensor, Any]) -> None:
+        self.__dict__["_torch_state"] = value
+        self.__dict__["_record"] = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        torch_state = state.pop("state", None)
+        super().__setstate__(state)
+        self.__dict__["_layout"] = None
+        self.state = torch_state if torch_state is not None else defaultdict(dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``; the record is rebuilt on the next step."""
+        _ = self.state
+        super().add_param_group(param_group)
+        self.__dict__["_layout"] = None
+
+    def _record_for(self, hypers: list[Any]) -> Any:
+        layout = self.__dict__.get("_layout")
+        if layout is None:
+            flat = [p for g in self.param_groups for p in g["params"]]
+            keys = tuple(str(i) for i in range(len(flat)))
+            layout = self.__dict__["_layout"] = (keys, flat, dict(zip(keys, flat)))
+        record = self.__dict__.get("_record")
+        keys, flat, params = layout
+        if record is None:
+            specs, start = [], 0
+            for group, hyper in zip(self.param_groups, hypers):
+                specs.append({"params": keys[start : start + len(group["params"])], **attrs.asdict(hyper, recurse=False)})
+                start += len(group["params"])
+            groups = build_groups(keys, params, hypers[0], specs, _no_check)
+            torch_state = self.__dict__["_torch_state"]
+            return self._import(self._empty_record(keys, groups), [torch_state.get(p, {}) for p in flat])
+        if any(h != g.hyper for h, g in zip(hypers, record.groups)):
+            groups = tuple(attrs.evolve(g, hyper=h) for h, g in zip(hypers, record.groups))
+            record = attrs.evolve(record, groups=groups)
+        return record
+
+    def _eligible(self) -> list[Any] | None:
+        hypers = [self._hyper_of(g) for g in self.param_groups]
+        if any(h is None for h in hypers):
+            return None
+        if not self._complex_ok and any(p.is_complex() for g in self.param_groups for p in g["params"]):
+            return None
+        return hypers
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One optimisation step: the pure transform, donated, on the parameters' ``.grad``.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (run with gradients enabled).
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        hypers = self._eligible()
+        if hypers is not None:
+            record = self._record_for(hypers)
+            keys, flat, params = self.__dict__["_layout"]
+            grads: dict[str, Tensor | None] = {}
+            for key, p in zip(keys, flat):
+                g = p.grad
+                if g is not None:
+                    if g.is_sparse:
+                        hypers = None
+                        break
+                    grads[key] = g
+        if hypers is None:
+            _torch_step(self._torch_base)(self)
+            return loss
+        _, self.__dict__["_record"] = self._transform.update(grads, record, params, donate=True)
+        return loss
+
+
+class SGD(PureStepOptimizer, torch.optim.SGD):
+    """``torch.optim.SGD`` stepping with :func:`fengine.core.optim.sgd` (bit-identical numbers).
+
+    Same arguments as torch's, except that ``lr`` is required (as MMEngine's configs always give
+    it): a config without it fails at build time with a message naming ``lr``.
+    """
+
+    _torch_base = torch.optim.SGD
+    _transform = fo.sgd(0.0)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr, momentum, dampening, weight_decay, nesterov,
+            maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused,
+        )
+
+    def _hyper_of(self, group: Mapping[str, Any]) -> fo.SGDHyper | None:
+        if _torch_only(group) or isinstance(group["weight_decay"], Tensor):
+            return None
+        return fo.SGDHyper(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+                           group["nesterov"], group["maximize"])
+
+    def _empty_record(self, names: tuple[str, ...], groups: tuple[ParamGroup[Any], ...]) -> fo.SGDState:
+        return fo.SGDState(names, groups, (None,) * len(names))
+
+    def _import(self, record: fo.SGDState, states: list[dict[str, Any]]) -> fo.SGDState:
+        return attrs.evolve(record, momentum_buffer=tuple(s.get("momentum_buffer") for s in states))
+
+    def _export(self, record: fo.SGDState, i: int) -> dict[str, Any]:
+        buf = record.momentum_buffer[i]
+        return {} if buf is None else {"momentum_buffer": buf}
+
+
+def _torch_only(group: Mapping[str, Any]) -> bool:
+    return (
+        group.get("foreach") is False
+        or bool(group.get("fused"))
+        or bool(group.get("differentiable"))
+        or bool(group.get("capturable"))
+        or isinstance(group["lr"], Tensor)
+    )
+
+
+class _AdamBase(PureStepOptimizer):
+    _complex_ok = False
+    _transform = fo.adam()
+
+    def _hyper_of(self, group: Mapping[str, Any]) -> fo.AdamHyper | None:
+        betas = tuple(group["betas"])
+        if _torch_only(group) or any(isinstance(b, Tensor) for b in betas):
+            return None
+        return fo.AdamHyper(group["lr"], betas, group["eps"], group["weight_decay"],
+                            group["amsgrad"], group["maximize"], group["decoupled_weight_decay"])
+
+    def _empty_record(self, names: tuple[str, ...], groups: tuple[ParamGroup[Any], ...]) -> fo.AdamState:
+        empty: tuple[Tensor | None, ...] = (None,) * len(names)
+        return fo.AdamState(names, groups, (0,) * len(names), empty, empty, empty)
+
+    def _import(self, record: fo.AdamState, states: list[dict[str, Any]]) -> fo.AdamState:
+        return attrs.evolve(
+            record,
+            count=tuple(int(s["step"]) if "step" in s else 0 for s in states),
+            exp_avg=tuple(s.get("exp_avg") for s in states),
+            exp_avg_sq=tuple(s.get("exp_avg_sq") for s in states),
+            max_exp_avg_sq=tuple(s.get("max_exp_avg_sq") for s in states),
+        )
+
+    def _export(self, record: fo.AdamState, i: int) -> dict[str, Any]:
+        if record.count[i] == 0:
+            return {}
+        # torch keeps the step as a CPU float tensor of the default float dtype.
+        dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        entry = {"step": torch.tensor(float(record.count[i]), dtype=dtype),
+                 "exp_avg": record.exp_avg[i], "exp_avg_sq": record.exp_avg_sq[i]}
+        if record.max_exp_avg_sq[i] is not None:
+            entry["max_exp_avg_sq"] = record.max_exp_avg_sq[i]
+        return entry
+
+
+class Adam(_AdamBase, torch.optim.Adam):
+    """``torch.optim.Adam`` stepping with :func:`fengine.core.optim.adam` (bit-identical numbers)."""
+
+    _torch_base = torch.optim.Adam
+
+
+class AdamW(_AdamBase, torch.optim.AdamW):
+    """``torch.optim.AdamW`` stepping with :func:`fengine.core.optim.adamw` (bit-identical numbers)."""
+
+    _torch_base = torch.optim.AdamW
