@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -360,3 +362,102 @@ def test_default_hook_contract() -> None:
     # The pure (non-donated) handlers; the façade donates, which the contract forbids by design.
     averager = fc_ema.ExponentialMovingAverage(momentum=0.5, update_buffers=True)
     check_hook(ema_fn_hook("EMAHook", averager), max_examples=15)
+
+
+# -- end to end with the Runner (spec A8) ----------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import toy_kwargs  # noqa: E402
+
+from fengine.runner.runner import Runner  # noqa: E402
+
+
+class WeightLog(Hook):
+    """Snapshots of the model's weights after each train iteration and at each validation."""
+
+    priority = "LOWEST"
+
+    def __init__(self) -> None:
+        self.trained: list[dict[str, Tensor]] = []
+        self.validated: list[dict[str, Tensor]] = []
+        self.at_train_start: dict[str, Tensor] = {}
+
+    @staticmethod
+    def snapshot(runner: Any) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+
+    def before_train(self, runner: Any) -> None:
+        self.at_train_start = self.snapshot(runner)
+
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        self.trained.append(self.snapshot(runner))
+
+    def before_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        if batch_idx == 0:
+            self.validated.append(self.snapshot(runner))
+
+
+def ema_of(snapshots: list[dict[str, Tensor]], momentum: float) -> dict[str, Tensor]:
+    average = {k: v.clone() for k, v in snapshots[0].items()}
+    for snapshot in snapshots[1:]:
+        average = {k: v.lerp(snapshot[k], momentum) for k, v in average.items()}
+    return average
+
+
+def test_a8_checkpoint_resume_and_load(tmp_path: Path) -> None:
+    log = WeightLog()
+    runner = Runner(**toy_kwargs(tmp_path / "a", custom_hooks=[EMAHook(momentum=0.5), log]))
+    runner.train()
+    checkpoint = torch.load(tmp_path / "a" / "epoch_2.pth", weights_only=False)
+    assert list(checkpoint)[:5] == [
+        "meta",
+        "state_dict",
+        "message_hub",
+        "optimizer",
+        "ema_state_dict",
+    ]
+    ema = checkpoint["ema_state_dict"]
+    assert int(ema["steps"]) == 8
+    expected = ema_of(log.trained, 0.5)
+    final = log.trained[-1]
+    for name, value in expected.items():
+        assert torch.equal(checkpoint["state_dict"][name], value), name  # deployable average
+        assert torch.equal(ema[f"module.{name}"], final[name])  # the raw training weights
+        assert torch.equal(runner.model.state_dict()[name], final[name])  # training kept them
+        # Each validation ran on the average of the iterations so far.
+        assert torch.equal(log.validated[0][name], ema_of(log.trained[:4], 0.5)[name])
+        assert torch.equal(log.validated[1][name], value)
+
+    resumed_log = WeightLog()
+    resumed = Runner(
+        **toy_kwargs(
+            tmp_path / "b",
+            train_cfg={"by_epoch": True, "max_epochs": 3, "val_interval": 1},
+            custom_hooks=[EMAHook(momentum=0.5), resumed_log],
+            load_from=str(tmp_path / "a" / "epoch_2.pth"),
+            resume=True,
+        )
+    )
+    resumed.train()
+    assert all(
+        torch.equal(resumed_log.at_train_start[k], final[k]) for k in final
+    )  # raw weights back
+    third = torch.load(tmp_path / "b" / "epoch_3.pth", weights_only=False)
+    assert int(third["ema_state_dict"]["steps"]) == 12
+    assert (third["meta"]["epoch"], third["meta"]["iter"]) == (3, 12)
+    continued = ema_of([expected, *resumed_log.trained], 0.5)
+    assert all(torch.equal(third["state_dict"][k], v) for k, v in continued.items())
+
+    loaded_log = WeightLog()
+    loader_only = Runner(
+        **toy_kwargs(
+            tmp_path / "c",
+            custom_hooks=[EMAHook(momentum=0.5), loaded_log],
+            load_from=str(tmp_path / "a" / "epoch_2.pth"),
+        )
+    )
+    loader_only.val()
+    assert all(torch.equal(loader_only.model.state_dict()[k], v) for k, v in expected.items())
+    assert all(torch.equal(loaded_log.validated[0][k], v) for k, v in expected.items())
