@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -129,3 +136,75 @@ def test_facade_and_contract() -> None:
     hook.after_val_iter(sim, batch_idx=1)
     assert sim.effects == [fx.LogStep("train", "iter", 5, step=6, scalars=True), fx.LogStep("val", "iter", 1, scalars=False)]
     check_hook(hook, max_examples=10)
+
+
+# -- end to end with the Runner: log lines and scalars.json (spec §6.4, A24) ---------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import toy_kwargs  # noqa: E402
+
+import fengine.runner.hook_host as hook_host  # noqa: E402
+from fengine.runner.runner import Runner  # noqa: E402
+
+NUMBER = r"-?\d+\.\d{4}"
+
+
+@pytest.fixture
+def one_second_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's clock, read once per event, advances one second per read."""
+    ticks = itertools.count()
+    monkeypatch.setattr(hook_host, "time", types.SimpleNamespace(time=lambda: float(next(ticks))))
+
+
+def run_toy(tmp_path: Path, **overrides: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    kwargs = toy_kwargs(tmp_path, optim_wrapper={"optimizer": {"type": "SGD", "lr": 0.1}, "clip_grad": {"max_norm": 100}})
+    kwargs.update(overrides)
+    Runner(**kwargs).train()
+    (log,) = tmp_path.glob("*/*.log")
+    (scalars,) = tmp_path.glob("*/vis_data/scalars.json")
+    lines = [line.split(" - ")[-1] for line in log.read_text().splitlines() if " - INFO - " in line]
+    return lines, [json.loads(line) for line in scalars.read_text().splitlines()]
+
+
+def test_epoch_mode_lines_and_json(tmp_path: Path, one_second_per_event: None) -> None:
+    hooks = {"logger": {"type": "LoggerHook", "interval": 3}, "checkpoint": None}
+    lines, records = run_toy(tmp_path, default_hooks=hooks)
+    train = [line for line in lines if line.startswith("Epoch(train)")]
+    assert len(train) == 2  # the 4th iteration of each epoch is not logged
+    assert re.fullmatch(
+        rf"Epoch\(train\) \[1\]\[3/4\]  lr: 1\.0000e-01  eta: 0:00:10  time: 2\.0000  data_time: 1\.0000  "
+        rf"grad_norm: {NUMBER}  loss: {NUMBER}",
+        train[0],
+    )
+    assert "Epoch(val) [1][3/4]    eta: 0:00:02  time: 2.0000  data_time: 1.0000  " in lines
+    assert "Epoch(val) [1][4/4]    acc: 1  data_time: 1.0000  time: 2.0000" in lines
+    assert lines[lines.index(train[0]) + 1].startswith("Exp name: ")
+    first = records[0]
+    assert (first["lr"], first["data_time"], first["time"], first["epoch"], first["iter"], first["step"]) == (
+        0.1, 1.0, 2.0, 1, 3, 3,
+    )
+    assert list(first) == ["lr", "data_time", "grad_norm", "loss", "time", "epoch", "iter", "step"]
+    assert [r for r in records if "acc" in r] == [
+        {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 1},
+        {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 2},
+    ]
+
+
+def test_iteration_mode_lines_and_validation_steps(tmp_path: Path, one_second_per_event: None) -> None:
+    lines, records = run_toy(
+        tmp_path,
+        train_cfg={"by_epoch": False, "max_iters": 5, "val_interval": 3},
+        log_processor={"by_epoch": False},
+        default_hooks={"logger": {"type": "LoggerHook", "interval": 2}, "checkpoint": None},
+    )
+    assert re.fullmatch(
+        rf"Iter\(train\) \[2/5\]  lr: 1\.0000e-01  eta: 0:00:06  time: 2\.0000  data_time: 1\.0000  "
+        rf"grad_norm: {NUMBER}  loss: {NUMBER}",
+        next(line for line in lines if line.startswith("Iter(train) [2/5]")),
+    )
+    assert lines.count("Iter(val) [4/4]    acc: 1  data_time: 1.0000  time: 2.0000") == 2
+    # MMEngine records these at step 0; fengine at the iteration they were computed.
+    assert [r for r in records if "acc" in r] == [
+        {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 3},
+        {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 5},
+    ]
