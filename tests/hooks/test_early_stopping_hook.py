@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -225,3 +227,70 @@ def test_default_hook_contract() -> None:
         EarlyStoppingHook("accuracy", patience=1, restore_best_weights=True), max_examples=15
     )
     check_hook(EarlyStoppingHook("accuracy", strict=False, baseline=0.5), max_examples=10)
+
+
+# -- end to end with the Runner ----------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import ToyMetric, toy_kwargs  # noqa: E402
+
+from fengine.core.plain import from_plain  # noqa: E402
+from fengine.runner.runner import Runner  # noqa: E402
+
+
+def ten_epochs(
+    work_dir: Path, scores: list[float], hook: EarlyStoppingHook, **kwargs: Any
+) -> Runner:
+    return Runner(
+        **toy_kwargs(
+            work_dir,
+            train_cfg={"by_epoch": True, "max_epochs": 10, "val_interval": 1},
+            val_evaluator=ToyMetric(values=scores),
+            custom_hooks=[hook],
+            default_hooks={
+                "checkpoint": {"type": "CheckpointHook", "interval": 1, "save_best": None}
+            },
+            **kwargs,
+        )
+    )
+
+
+def test_training_ends_at_the_stopping_epoch_and_the_state_survives_resume(tmp_path: Path) -> None:
+    runner = ten_epochs(
+        tmp_path / "a",
+        [90, 91, 92, 88, 89, 90, 95],
+        EarlyStoppingHook("acc", min_delta=1, patience=3),
+    )
+    runner.train()
+    assert runner.epoch == 6
+    assert sorted(p.name for p in (tmp_path / "a").glob("epoch_*.pth"))[-1] == "epoch_6.pth"
+    saved = torch.load(tmp_path / "a" / "epoch_5.pth", weights_only=True)["hooks"][
+        "EarlyStoppingHook"
+    ]
+    state = from_plain(saved)
+    assert (state.best_score, state.wait_count, state.best_epoch, state.best_iter) == (92, 1, 3, 12)
+    # epoch_5.pth is written before epoch 5 validates; the resumed run runs that validation
+    # first and goes on counting from wait 1, so it stops where the uninterrupted run did. From
+    # a fresh state the same scores (89, 90, 99) would each count as improvements.
+    resumed = ten_epochs(
+        tmp_path / "b",
+        [89, 90, 99],
+        EarlyStoppingHook("acc", min_delta=1, patience=3),
+        load_from=str(tmp_path / "a" / "epoch_5.pth"),
+        resume=True,
+    )
+    resumed.train()
+    assert resumed.epoch == 6
+    assert resumed.val_evaluator.calls == 2
+
+
+def test_restore_best_weights_end_to_end(tmp_path: Path) -> None:
+    hook = EarlyStoppingHook("acc", mode="min", patience=2, restore_best_weights=True)
+    runner = ten_epochs(tmp_path, [3.0, 1.0, 2.0, 2.5, 0.5], hook)
+    runner.train()
+    assert runner.epoch == 4
+    best = torch.load(tmp_path / "epoch_2.pth", weights_only=True)["state_dict"]
+    final = torch.load(tmp_path / "epoch_4.pth", weights_only=True)["state_dict"]
+    live = runner.model.state_dict()
+    assert all(torch.equal(live[k], v) for k, v in best.items())
+    assert not all(torch.equal(live[k], v) for k, v in final.items())
