@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -266,3 +271,86 @@ def test_state_survives_plain_round_trip() -> None:
 
     state = CheckpointState((1, 2), "a.pth", 2, "acc", (0.5,), ("b.pth",))
     assert from_plain(to_plain(state)) == state
+
+
+# -- end to end with the Runner: files on disk and their contents ---------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import ToyMetric, toy_kwargs  # noqa: E402
+
+from fengine.runner.runner import Runner  # noqa: E402
+
+
+def train(work_dir: Path, epochs: int = 5, checkpoint: dict[str, Any] | None = None, **overrides: Any) -> Runner:
+    hooks = {"checkpoint": {"type": "CheckpointHook", **(checkpoint or {})}, "logger": None}
+    train_cfg = {"by_epoch": True, "max_epochs": epochs, "val_interval": 1}
+    runner = Runner(**toy_kwargs(work_dir, default_hooks=hooks, train_cfg=train_cfg, **overrides))
+    runner.train()
+    return runner
+
+
+def on_disk(work_dir: Path) -> list[str]:
+    return sorted(p.name for p in work_dir.glob("*.pth"))
+
+
+def test_e2e_a10_max_keep_ckpts(tmp_path: Path) -> None:
+    train(tmp_path, 5, {"interval": 1, "max_keep_ckpts": 2, "save_best": None})
+    assert on_disk(tmp_path) == ["epoch_4.pth", "epoch_5.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == str(tmp_path / "epoch_5.pth")
+    saved = torch.load(tmp_path / "epoch_5.pth", weights_only=False)
+    assert saved["message_hub"]["runtime_info"]["keep_ckpt_ids"] == [4, 5]
+
+
+def test_e2e_a11_best_is_resumable_and_no_extra_regular_file(tmp_path: Path) -> None:
+    metric = ToyMetric(values=[0.1, 0.2, 0.3, 0.2, 0.5])
+    train(tmp_path, 5, {"interval": 2, "save_best": "acc"}, val_evaluator=metric)
+    assert on_disk(tmp_path) == ["best_acc_epoch_5.pth", "epoch_2.pth", "epoch_4.pth", "epoch_5.pth"]
+    best = torch.load(tmp_path / "best_acc_epoch_5.pth", weights_only=False)
+    assert "optimizer" in best and (best["meta"]["epoch"], best["meta"]["iter"]) == (5, 20)
+    regular = torch.load(tmp_path / "epoch_5.pth", weights_only=False)  # rewritten after the improvement
+    assert regular["message_hub"]["runtime_info"]["best_ckpt"] == str(tmp_path / "best_acc_epoch_5.pth")
+    resumed = train(
+        tmp_path, 6, {"interval": 2, "save_best": "acc"}, val_evaluator=ToyMetric(values=[0.6]),
+        load_from=str(tmp_path / "best_acc_epoch_5.pth"), resume=True,
+    )
+    assert (resumed.epoch, resumed.iter) == (6, 24)
+    assert on_disk(tmp_path) == ["best_acc_epoch_6.pth", "epoch_2.pth", "epoch_4.pth", "epoch_5.pth", "epoch_6.pth"]
+
+
+def test_e2e_a15_resume_trims_to_the_new_max_keep(tmp_path: Path) -> None:
+    train(tmp_path, 4, {"interval": 1, "max_keep_ckpts": 3, "save_best": None})
+    assert on_disk(tmp_path) == ["epoch_2.pth", "epoch_3.pth", "epoch_4.pth"]
+    runner = train(tmp_path, 5, {"interval": 1, "max_keep_ckpts": 1, "save_best": None}, resume=True)
+    assert on_disk(tmp_path) == ["epoch_5.pth"]
+    assert (runner.epoch, runner.iter) == (5, 20)
+
+
+def test_e2e_a16_published_copy_and_runtime_info(tmp_path: Path) -> None:
+    train(tmp_path, 3, {"interval": 1, "save_best": None, "published_keys": ["meta", "state_dict"]})
+    (published,) = [name for name in on_disk(tmp_path) if name.startswith("epoch_3-")]
+    assert re.fullmatch(r"epoch_3-[0-9a-f]{8}\.pth", published)
+    assert list(torch.load(tmp_path / published, weights_only=False)) == ["meta", "state_dict"]
+    saved = torch.load(tmp_path / "epoch_3.pth", weights_only=False)
+    assert (saved["meta"]["epoch"], saved["meta"]["iter"]) == (3, 12)
+    runtime = saved["message_hub"]["runtime_info"]
+    assert (runtime["epoch"], runtime["iter"], runtime["last_ckpt"]) == (2, 11, str(tmp_path / "epoch_3.pth"))
+
+
+def test_e2e_iteration_run_follows_the_loop_kind(tmp_path: Path) -> None:
+    hooks = {"checkpoint": {"type": "CheckpointHook", "interval": 3, "save_best": None}, "logger": None}
+    Runner(**toy_kwargs(tmp_path, default_hooks=hooks, train_cfg={"by_epoch": False, "max_iters": 6, "val_interval": 10})).train()
+    assert on_disk(tmp_path) == ["iter_3.pth", "iter_6.pth"]
+    hooks["checkpoint"] = {"type": "CheckpointHook", "interval": 1, "by_epoch": True, "save_best": None}
+    Runner(**toy_kwargs(tmp_path / "b", default_hooks=hooks, train_cfg={"by_epoch": False, "max_iters": 6, "val_interval": 10})).train()
+    assert on_disk(tmp_path / "b") == ["epoch_1.pth"]
+    meta = torch.load(tmp_path / "b" / "epoch_1.pth", weights_only=False)["meta"]
+    assert (meta["epoch"], meta["iter"]) == (1, 6)
+
+
+def test_e2e_standalone_val_saves_best(tmp_path: Path) -> None:
+    kwargs = toy_kwargs(tmp_path, default_hooks={"checkpoint": {"type": "CheckpointHook", "save_best": "acc"}})
+    for key in ("train_dataloader", "train_cfg", "optim_wrapper"):
+        kwargs.pop(key)
+    assert Runner(**kwargs).val() == {"acc": 1}
+    assert on_disk(tmp_path) == ["best_acc_epoch_0.pth"]
+    assert "optimizer" not in torch.load(tmp_path / "best_acc_epoch_0.pth", weights_only=False)
