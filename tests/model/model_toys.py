@@ -10,26 +10,26 @@ import torch
 from torch import nn
 
 from fengine.model import BaseDataPreprocessor, BaseModel
+from fengine.optim import OptimWrapper
 
 
-class StandInOptimWrapper:
-    """The two methods train_step uses, over a torch optimizer, recording the call order."""
+class RecordingOptimWrapper(OptimWrapper):
+    """fengine's OptimWrapper, recording when a step enters its context and updates."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, log: list[str]) -> None:
-        self.optimizer = optimizer
+    def __init__(self, optimizer: torch.optim.Optimizer, log: list[str], **kwargs: Any) -> None:
+        super().__init__(optimizer, **kwargs)
         self.log = log
 
     @contextlib.contextmanager
     def optim_context(self, model: nn.Module) -> Iterator[None]:
         self.log.append("enter")
-        yield
+        with super().optim_context(model):
+            yield
         self.log.append("exit")
 
-    def update_params(self, loss: torch.Tensor) -> None:
+    def update_params(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         self.log.append("update")
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        super().update_params(loss, *args, **kwargs)
 
 
 class RecordingPreprocessor(BaseDataPreprocessor):

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from model_toys import RecordingPreprocessor, StandInOptimWrapper, ToyModel, batches
+from model_toys import RecordingOptimWrapper, RecordingPreprocessor, ToyModel, batches
 from torch import nn
 
 from fengine.model import BaseDataPreprocessor, BaseModel, ImgDataPreprocessor
+from fengine.optim import OptimWrapper
 
 
 def test_train_step_order_and_numbers_match_a_plain_loop() -> None:
@@ -19,7 +20,7 @@ def test_train_step_order_and_numbers_match_a_plain_loop() -> None:
     model = ToyModel(RecordingPreprocessor(log), log)
     torch.manual_seed(0)
     reference = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
-    wrapper = StandInOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), log)
+    wrapper = RecordingOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), log)
     ref_opt = torch.optim.SGD(reference.parameters(), lr=0.1)
     for batch in batches():
         log.clear()
@@ -153,7 +154,7 @@ def test_seed_basic_model_trains() -> None:
     torch.manual_seed(0)
     model = SeedModel(num_classes=3, init_cfg=dict(type="Kaiming", layer="Conv2d"))
     model.init_weights()
-    wrapper = StandInOptimWrapper(torch.optim.SGD(model.parameters(), lr=1.0), [])
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1.0))
     data = {"inputs": torch.randn(6, 3, 8, 8), "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
     losses = [float(model.train_step(data, wrapper)["loss"].detach()) for _ in range(30)]
     assert losses[-1] < 0.4 * losses[0]

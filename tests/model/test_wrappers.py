@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-from model_toys import StandInOptimWrapper, ToyModel, batches
+from model_toys import RecordingOptimWrapper, ToyModel, batches
 from torch import nn
 
 from fengine.model import MMDistributedDataParallel, is_model_wrapper
+from fengine.optim import OptimWrapper
 from fengine.registry import MODEL_WRAPPERS, Registry
 
 
@@ -70,8 +71,8 @@ def test_ddp_train_step_matches_plain_model(gloo_group: None) -> None:
     log: list[str] = []
     ddp = MMDistributedDataParallel(ToyModel(log=log))
     assert is_model_wrapper(ddp)
-    plain_wrapper = StandInOptimWrapper(torch.optim.SGD(plain.parameters(), lr=0.1), [])
-    ddp_wrapper = StandInOptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), log)
+    plain_wrapper = RecordingOptimWrapper(torch.optim.SGD(plain.parameters(), lr=0.1), [])
+    ddp_wrapper = RecordingOptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), log)
     for batch in batches():
         log.clear()
         ours = ddp.train_step(batch, ddp_wrapper)
@@ -97,10 +98,36 @@ def test_ddp_detect_anomalous_params_logs_prefixed_names(
     ddp = MMDistributedDataParallel(
         WithUnused(), detect_anomalous_params=True, find_unused_parameters=True
     )
-    wrapper: Any = StandInOptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), [])
+    wrapper: Any = RecordingOptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), [])
     with caplog.at_level(logging.ERROR, logger="fengine"):
         ddp.train_step(batches()[0], wrapper)
     assert [r.getMessage().split(" with shape")[0] for r in caplog.records] == [
         "module.unused.weight",
         "module.unused.bias",
     ]
+
+
+def test_ddp_accumulation_skips_sync_until_the_update_step(gloo_group: None) -> None:
+    torch.manual_seed(0)
+    plain = ToyModel()
+    torch.manual_seed(0)
+    ddp = MMDistributedDataParallel(ToyModel())
+    wrapper = OptimWrapper(torch.optim.SGD(ddp.parameters(), lr=0.1), accumulative_counts=2)
+    plain_wrapper = OptimWrapper(torch.optim.SGD(plain.parameters(), lr=0.1), accumulative_counts=2)
+    unsynced_at: list[int] = []
+    no_sync = ddp.no_sync
+
+    def spy() -> Any:
+        unsynced_at.append(wrapper.inner_count)
+        return no_sync()
+
+    ddp.no_sync = spy  # type: ignore[method-assign]
+    before = [p.detach().clone() for p in ddp.parameters()]
+    for step, batch in enumerate(batches()):
+        ddp.train_step(batch, wrapper)
+        plain.train_step(batch, plain_wrapper)
+        moved = any(not torch.equal(a, b) for a, b in zip(ddp.parameters(), before))
+        assert moved == (step >= 1)
+    assert unsynced_at == [0, 2]  # the forwards whose backward does not step
+    for a, b in zip(ddp.module.parameters(), plain.parameters()):
+        assert torch.equal(a, b)
