@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,3 +119,35 @@ def test_facade() -> None:
 
 def test_default_hook_contract() -> None:
     check_hook(EmptyCacheHook(before_epoch=True, after_iter=True), max_examples=10)
+
+
+# -- end to end with the Runner ----------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import ToyMetric, loader, toy_kwargs  # noqa: E402
+
+from fengine.runner import interpreter  # noqa: E402
+from fengine.runner.runner import Runner  # noqa: E402
+
+
+def test_runner_empties_the_cache_five_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On CPU emptying the cache does nothing; count the effects the runner carries out instead.
+    calls: list[int] = []
+    monkeypatch.setitem(interpreter._HANDLERS, EmptyCache, lambda runner, effect: calls.append(1))
+    runner = Runner(
+        **toy_kwargs(
+            tmp_path,
+            train_cfg={"by_epoch": True, "max_epochs": 2, "val_interval": 2},
+            test_dataloader=loader(),
+            test_cfg={},
+            test_evaluator=ToyMetric(),
+            custom_hooks=[EmptyCacheHook()],
+        )
+    )
+    runner.train()
+    assert len(calls) == 3  # two train epochs and the validation after the last
+    runner.test()
+    runner.val()
+    assert len(calls) == 5
