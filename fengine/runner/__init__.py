@@ -1,6 +1,34 @@
 """The imperative shell: ``Runner``, loops, checkpoint I/O and the effects interpreter."""
 
 from fengine.core.priority import Priority, get_priority
+from fengine.runner.base_loop import BaseLoop, NonFiniteLossError
+from fengine.runner.checkpoint import (
+    CheckpointError,
+    find_latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from fengine.runner.eval_loops import TestLoop, ValLoop
 from fengine.runner.log_processor import LogProcessor
+from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
+from fengine.runner.randomness import set_random_seed
+from fengine.runner.runner import MissingLoopError, Runner
 
-__all__ = ["LogProcessor", "Priority", "get_priority"]
+__all__ = [
+    "BaseLoop",
+    "CheckpointError",
+    "EpochBasedTrainLoop",
+    "IterBasedTrainLoop",
+    "LogProcessor",
+    "MissingLoopError",
+    "NonFiniteLossError",
+    "Priority",
+    "Runner",
+    "TestLoop",
+    "ValLoop",
+    "find_latest_checkpoint",
+    "get_priority",
+    "load_checkpoint",
+    "save_checkpoint",
+    "set_random_seed",
+]
