@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +96,31 @@ def test_facade() -> None:
 
 def test_contract() -> None:
     check_hook(RuntimeInfoHook(), max_examples=15)
+
+
+# -- end to end with the Runner: the message hub after a default 3-epoch run (spec §6.1) ----------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import toy_kwargs  # noqa: E402
+
+from fengine.runner.runner import Runner  # noqa: E402
+
+
+def test_e2e_hub_after_three_epochs(tmp_path: Path) -> None:
+    train_cfg = {"by_epoch": True, "max_epochs": 3, "val_interval": 1}
+    runner = Runner(**toy_kwargs(tmp_path, train_cfg=train_cfg, default_hooks={"logger": None}))
+    runner.train()
+    saved = torch.load(tmp_path / "epoch_3.pth", weights_only=False)
+    runtime, scalars = saved["message_hub"]["runtime_info"], saved["message_hub"]["log_scalars"]
+    expected_runtime = {
+        "cfg", "seed", "experiment_name", "mmengine_version", "loop_stage", "epoch", "iter",
+        "max_epochs", "max_iters", "eta", "last_ckpt",
+    }
+    assert expected_runtime <= set(runtime)
+    assert (runtime["epoch"], runtime["iter"], runtime["max_epochs"], runtime["max_iters"]) == (2, 11, 3, 12)
+    assert runtime["loop_stage"] == "train" and runtime["seed"] == 0
+    assert {"train/lr", "train/data_time", "train/loss", "train/time", "val/data_time", "val/time", "val/acc"} <= set(scalars)
+    hub = runner.message_hub
+    assert hub.get_scalar("train/lr").current() == 0.1
+    assert len(hub.get_scalar("val/acc").data[0]) == 3
+    assert hub.get_info("loop_stage") is None  # popped after training
