@@ -354,15 +354,15 @@ class OneCycle(Schedule):
         if step > total:
             raise ValueError(f"OneCycle stepped {step + 1} times, beyond total_steps={total}")
         phases = self._phases()
-        start_step = 0.0
-        for i, (end_step, start, stop) in enumerate(phases):
-            if step <= end_step or i == len(phases) - 1:
-                pct = (step - start_step) / (end_step - start_step)
-                if self.anneal_strategy == "cos":
-                    return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
-                return (stop - start) * pct + start
-            start_step = end_step
-        raise AssertionError("unreachable: the last phase always matches")
+        index, start_step = 0, 0.0
+        while index < len(phases) - 1 and step > phases[index][0]:  # the last phase takes the rest
+            start_step = phases[index][0]
+            index += 1
+        end_step, start, stop = phases[index]
+        pct = (step - start_step) / (end_step - start_step)
+        if self.anneal_strategy == "cos":
+            return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (stop - start) * pct + start
 
     def _per_epoch_fields(self, epoch_length: int) -> dict[str, Any]:
         return {} if self.total_steps is None else {"total_steps": self.total_steps * epoch_length}
@@ -416,7 +416,23 @@ def trajectory(
     *,
     epoch_length: int | None = None,
 ) -> list[float]:
-    """The value in effect during each of the first ``steps`` steps (see :func:`value_at`)."""
+    """The value in effect during each of the first ``steps`` steps, in one pass.
+
+    ``trajectory(schedules, base, n)[i] == value_at(schedules, base, i)``; the stepping order is
+    described there.
+
+    Args:
+        schedules: one schedule, or several composed over their windows.
+        base: the parameter's initial value (``initial_lr``).
+        steps: how many values to return.
+        epoch_length: iterations per epoch, to mix epoch- and iteration-based schedules.
+
+    Returns:
+        ``steps`` values, the first being the value once every schedule is built.
+
+    Raises:
+        ValueError: mixed units without ``epoch_length``, or a non-positive ``epoch_length``.
+    """
     group = (schedules,) if isinstance(schedules, Schedule) else tuple(schedules)
     length = _epoch_length(group, epoch_length)
     every_step = tuple(s for s in group if length is None or not s.by_epoch)
@@ -462,7 +478,8 @@ def value_at(
         The parameter value.
 
     Raises:
-        ValueError: mixed units without ``epoch_length``, or a non-positive ``epoch_length``.
+        ValueError: a negative ``step``, mixed units without ``epoch_length``, or a
+            non-positive ``epoch_length``.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")

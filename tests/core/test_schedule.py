@@ -307,6 +307,12 @@ def test_warmup_then_cosine_without_eta_min_is_the_product(
     assert_close(values, [w * c for w, c in zip(warmup, cosine)])
 
 
+def test_reachable_as_fc_schedule() -> None:
+    import fengine.core as fc
+
+    assert fc.schedule is fs and fc.schedule.value_at(fs.Exponential(gamma=0.5), 2.0, 3) == 0.25
+
+
 def test_value_at_needs_epoch_length_to_mix_units() -> None:
     mixed = [fs.Exponential(gamma=0.5), fs.Exponential(gamma=0.5, by_epoch=False)]
     with pytest.raises(ValueError, match="pass epoch_length"):
