@@ -58,6 +58,15 @@ class PureStepOptimizer(torch.optim.Optimizer):
         """Parameter ``i``'s torch-format state from ``record`` (empty if it has none)."""
         raise NotImplementedError
 
+    @property
+    def record(self) -> Any | None:
+        """The pure state record, if the last step ran the transform and ``state`` was not read since.
+
+        ``None`` before the first step, after torch's own implementation stepped, and after
+        ``state``/``state_dict()`` was read (torch's dict is then the truth until the next step).
+        """
+        return self.__dict__.get("_record")
+
     # -- torch's ``state`` as a view of the record ---------------------------------------------
     @property
     def state(self) -> defaultdict[Tensor, Any]:
@@ -82,10 +91,11 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        torch_state = state.pop("state", None)
-        super().__setstate__(state)
+        # Route ``state`` through the property (torch's ``__setstate__`` writes ``__dict__``
+        # directly, and Adam's reads ``self.state`` while it runs).
         self.__dict__["_layout"] = None
-        self.state = torch_state if torch_state is not None else defaultdict(dict)
+        self.state = state.pop("state", None) or defaultdict(dict)
+        super().__setstate__(state)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; the record is rebuilt on the next step."""
