@@ -8,6 +8,8 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
+from fengine.utils.manager import ManagerMixin
+
 T = TypeVar("T")
 
 
@@ -166,6 +168,10 @@ def build_from_cfg(
                 f"{name} (from the {registry.name} registry) rejects its arguments: {error}; "
                 f"given {sorted(args)}, accepted {accepted}"
             ) from None
+    if inspect.isclass(obj_cls) and issubclass(obj_cls, ManagerMixin) and "name" in args:
+        # Named globals (Visualizer, MessageHub, ...) are built as instances `get_current_instance`
+        # finds, as MMEngine does.
+        return obj_cls.get_instance(**args)
     return obj_cls(**args)
 
 

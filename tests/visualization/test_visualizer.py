@@ -67,6 +67,6 @@ def test_instances_and_subclasses_share_current(tmp_path):
     assert MyVisualizer.get_current_instance() is sub
     assert Visualizer.get_instance(first.instance_name) is first
     vis = VISUALIZERS.build(dict(type="Visualizer", name=name()))
-    assert isinstance(vis, Visualizer)
+    assert Visualizer.get_current_instance() is vis  # built as a named global, as in MMEngine
     vis.dataset_meta = {"classes": ("a",)}
     assert vis.dataset_meta == {"classes": ("a",)}
