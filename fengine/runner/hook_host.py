@@ -177,12 +177,14 @@ class HookHostMixin:
 
     def get_hooks_info(self) -> str:
         """MMEngine's per-stage listing of hooks: ``(PRIORITY) ClassName`` lines per stage."""
+        triggered = [(hook, set(hook.get_triggered_stages())) for hook in self._hooks]
         blocks = []
         for stage in STAGES:
-            lines = []
-            for hook in self._hooks:
-                if stage.value in hook.get_triggered_stages():
-                    lines.append(f"({_priority_label(hook.priority):<12}) {type(hook).__name__:<35}")
+            lines = [
+                f"({_priority_label(hook.priority):<12}) {type(hook).__name__:<35}"
+                for hook, stages in triggered
+                if stage.value in stages
+            ]
             if lines:
                 blocks.append(f"{stage.value}:\n" + "\n".join(lines) + "\n -------------------- ")
         return "\n".join(blocks)
