@@ -10,6 +10,8 @@ from fengine.core.optim import GradientTransform, Transform
 from fengine.core.pipeline import FnHook, Handler, HookError, Pipeline, dispatch
 from fengine.core.priority import Priority, PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
+from fengine.core.state import RngState, TrainState
+from fengine.core.step import ModelView, StepOutput, make_eval_step, make_train_step
 
 __all__ = [
     "STAGES",
@@ -19,15 +21,21 @@ __all__ = [
     "GradientTransform",
     "Handler",
     "HookError",
+    "ModelView",
     "Pipeline",
     "Priority",
     "PriorityLike",
+    "RngState",
     "RunState",
+    "StepOutput",
+    "TrainState",
     "Transform",
     "dispatch",
     "effects",
     "ema",
     "get_priority",
+    "make_eval_step",
+    "make_train_step",
     "optim",
     "parse_losses",
     "schedule",
