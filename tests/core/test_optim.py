@@ -134,7 +134,7 @@ def assert_same_as_torch(kind: str, prob: Problem, hps: list[dict[str, Any]]) ->
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(data=st.data())
 def test_bit_identical_to_torch_pure_and_donated(kind: str, data: st.DataObject) -> None:
     prob = data.draw(problems())
