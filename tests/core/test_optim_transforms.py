@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fengine.core import optim as fo
+from fengine.core.plain import from_plain, to_plain
 from fengine.core.tree import versions
 
 
@@ -137,3 +139,20 @@ def test_transform_errors_are_clear() -> None:
     with pytest.raises(RuntimeError, match=r"total norm of order 2.0 of the gradients is nan"):
         fo.clip_grad_norm(1.0, error_if_nonfinite=True).update(nan, fo.ClipNormState(), {})
     assert fo.grad_norm(state) is None
+
+
+def test_states_round_trip_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(4)
+    params = {"a": torch.randn(3, generator=gen), "b": torch.randn(2, 2, generator=gen)}
+    inner = fo.adamw(0.1, amsgrad=True, param_groups=[{"params": ["a"]}, {"params": ["b"], "lr": 0.2}])
+    tx = fo.accumulate(fo.chain(fo.clip_grad_norm(1.0), inner), every=2)
+    state = tx.init(params)
+    for _ in range(3):
+        params, state = tx.update({k: torch.randn(v.shape, generator=gen) for k, v in params.items()}, state, params)
+    torch.save(to_plain(state), tmp_path / "opt.pth")
+    loaded = from_plain(torch.load(tmp_path / "opt.pth", weights_only=True))
+    assert fo.hyperparams(loaded) == fo.hyperparams(state) and loaded.count == state.count == 1
+    grads = {k: torch.randn(v.shape, generator=gen) for k, v in params.items()}
+    expected, _ = tx.update(grads, state, params)
+    got, _ = tx.update(grads, loaded, params)
+    assert all(torch.equal(expected[k], got[k]) for k in params)
