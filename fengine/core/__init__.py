@@ -3,7 +3,7 @@
 Imports torch, attrs, typing_extensions and nothing else of fengine. ``import fengine.core as fc``.
 """
 
-from fengine.core import effects, ema, optim, schedule, tree
+from fengine.core import effects, ema, optim, plain, schedule, tree
 from fengine.core.events import STAGES, Event
 from fengine.core.losses import parse_losses
 from fengine.core.optim import GradientTransform, Transform
@@ -38,6 +38,7 @@ __all__ = [
     "make_train_step",
     "optim",
     "parse_losses",
+    "plain",
     "schedule",
     "tree",
 ]
