@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import uuid
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 import fengine.evaluator.metric as metric_module
 from fengine.evaluator import BaseMetric, DumpResults
+from fengine.logging import MMLogger
 from fengine.registry import METRICS
 
 
@@ -49,12 +51,16 @@ def test_size_cuts_the_padding_samples():
     assert metric.evaluate(3) == {"val/top1": 1.0, "val/n": 3}
 
 
-def test_no_prefix_keeps_plain_names_and_warns(capsys):
+def test_no_prefix_keeps_plain_names_and_warns(tmp_path):
     class Plain(Accuracy):
         default_prefix = None
 
+    log_file = tmp_path / "run.log"
+    logger = MMLogger.get_instance(f"metric-{uuid.uuid4().hex}", log_file=str(log_file))
     metric = Plain()
-    assert "The prefix is not set in metric class Plain" in capsys.readouterr().out
+    for handler in logger.handlers:
+        handler.close()
+    assert "WARNING - The prefix is not set in metric class Plain." in log_file.read_text()
     metric.process(None, [{"pred": 0, "label": 0}])
     assert metric.evaluate(1) == {"top1": 1.0, "n": 1}
 
