@@ -32,6 +32,9 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, damaged or does not fit the model."""
 
 
+_SCALARS = frozenset((bool, int, float, str, type(None)))
+
+
 def _feed(digest: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
@@ -49,6 +52,9 @@ def _feed(digest: Any, value: Any) -> None:
             _feed(digest, item)
     elif isinstance(value, (list, tuple)):
         digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
+        if all(type(item) in _SCALARS for item in value):  # histories, RNG states: hash at once
+            digest.update(repr(value).encode())
+            return
         for item in value:
             _feed(digest, item)
     elif value is None or isinstance(value, (bool, int, float, str, bytes)):

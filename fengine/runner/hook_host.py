@@ -56,6 +56,9 @@ class HookHostMixin:
         #: Work an effect deferred to the end of the event being dispatched (checkpoint writes,
         #: so they hold every hook's state after the event).
         self._event_end = []
+        #: How many of ``_run.effects`` are carried out already. Effects accumulate during an
+        #: event and are cleared once at its end: one record update per event, not per hook.
+        self._done = 0
 
     # -- the cell --------------------------------------------------------------------------------
     @property
@@ -196,18 +199,30 @@ class HookHostMixin:
             return
         info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self)
         mark = len(self._event_end)
-        self._run = dispatch(self._pipeline, event, self._run, info, self._carry_out)
-        if len(self._event_end) > mark:
-            self._finish_event(mark)
+        try:
+            run = dispatch(self._pipeline, event, self._run, info, self._carry_out)
+        except BaseException:
+            self._abandon_event(mark)
+            raise
+        self._end_event(run, mark)
 
-    def _finish_event(self, mark: int) -> None:
+    def _end_event(self, run: RunState, mark: int) -> None:
+        self._run = attrs.evolve(run, effects=()) if run.effects else run
+        self._done = 0
         tasks = self._event_end[mark:]
         del self._event_end[mark:]
         for task in tasks:
             task()
 
+    def _abandon_event(self, mark: int) -> None:
+        # A hook failed mid-event: nothing it deferred is written, and no effect is replayed.
+        del self._event_end[mark:]
+        if self._run.effects:
+            self._run = attrs.evolve(self._run, effects=())
+        self._done = 0
+
     def _carry_out(self, run: RunState) -> RunState:
-        """Carry out and clear ``run.effects``, returning the resulting state (the interpreter)."""
+        """Carry out ``run.effects`` not yet carried out, returning the resulting state."""
         raise NotImplementedError
 
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
@@ -252,14 +267,16 @@ class HookHostMixin:
         if index is None:
             run = attrs.evolve(run, hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
         mark = len(self._event_end)
-        run = dispatch(single, event, run, info, self._carry_out)
+        try:
+            run = dispatch(single, event, run, info, self._carry_out)
+        except BaseException:
+            self._abandon_event(mark)
+            raise
         if index is None:
             states = dict(run.hook_states)
             self._detached[hook] = states.pop(fn.name)
             run = attrs.evolve(run, hook_states=states)
-        self._run = run
-        if len(self._event_end) > mark:
-            self._finish_event(mark)
+        self._end_event(run, mark)
 
     def hook_states(self) -> dict[str, Any]:
         """Every registered hook's current state, by name (initial states for untouched hooks)."""

@@ -65,8 +65,11 @@ class EffectInterpreter(CheckpointMixin):
     _tensorboard: Any
 
     def _carry_out(self, run: RunState) -> RunState:
-        pending = run.effects
-        self._run = attrs.evolve(run, effects=())
+        # Effects stay in the record until the event ends (see HookHostMixin._done); an effect
+        # that dispatches an event of its own (a save) may clear them meanwhile, so the pending
+        # ones are taken first.
+        pending = run.effects[self._done :]
+        self._run, self._done = run, len(run.effects)
         for effect in pending:
             handler = _HANDLERS.get(type(effect))
             if handler is None:
@@ -82,7 +85,9 @@ class EffectInterpreter(CheckpointMixin):
         if self.rank != 0:
             return
         if not os.path.exists(effect.src):  # saved earlier in this very event: write it first
-            self._finish_event(0)
+            tasks, self._event_end[:] = list(self._event_end), []
+            for task in tasks:
+                task()
         checkpoint = read_checkpoint(effect.src, weights_only=self.checkpoint_weights_only)
         removed = [k for k in checkpoint if k not in effect.keys]
         for key in removed:

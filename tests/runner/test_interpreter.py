@@ -32,7 +32,10 @@ def _runner(tmp_path: Any, **overrides: Any) -> Runner:
 
 
 def _apply(runner: Runner, *effects: Any) -> RunState:
-    return runner._carry_out(runner.run_state.emit(*effects))
+    """Carry ``effects`` out as if one hook of an event emitted them, then end the event."""
+    mark = len(runner._event_end)
+    runner._end_event(runner._carry_out(runner.run_state.emit(*effects)), mark)
+    return runner.run_state
 
 
 def test_every_known_effect_has_exactly_one_handler() -> None:
