@@ -211,14 +211,28 @@ class EpochBasedTrainLoop(_TrainLoop):
 
 
 class _InfiniteIterator:
-    """Iterates a dataloader forever, restarting it (with ``set_epoch``) when it runs out."""
+    """Iterates a dataloader forever, restarting it (with ``set_epoch``) when it runs out.
+
+    ``epoch`` counts the passes started; ``pass_start_iter`` is the training iteration the
+    current pass began at. Each pass records the generators it was created with, so a resumed
+    run can re-create the same pass (:meth:`start`).
+    """
 
     def __init__(self, dataloader: Any, loop: IterBasedTrainLoop) -> None:
         self._dataloader = dataloader
         self._loop = loop
-        self._epoch = 0
-        loop._epoch_start_rng = RngState.capture()
-        self._iterator = iter(dataloader)
+        self.start(0, None, loop._iter)
+
+    def start(self, epoch: int, rng: RngState | None, start_iter: int) -> None:
+        """Begin pass ``epoch`` at iteration ``start_iter``, with the generators in state ``rng``."""
+        self.epoch, self.pass_start_iter = epoch, start_iter
+        sampler = epoch_sampler(self._dataloader)
+        if sampler is not None and epoch > 0:
+            sampler.set_epoch(epoch)
+        if rng is not None:
+            rng.restore()
+        self._loop._epoch_start_rng = RngState.capture()
+        self._iterator = iter(self._dataloader)
 
     def __iter__(self) -> _InfiniteIterator:
         return self
@@ -232,14 +246,9 @@ class _InfiniteIterator:
                 "recommended to use `fengine.dataset.InfiniteSampler` to enable the dataloader to "
                 "iterate infinitely."
             )
-            self._epoch += 1
-            sampler = epoch_sampler(self._dataloader)
-            if sampler is not None:
-                sampler.set_epoch(self._epoch)
             if getattr(self._dataloader, "num_workers", 0):
                 time.sleep(2)  # lets worker processes of the last pass shut down (MMEngine's guard)
-            self._loop._epoch_start_rng = RngState.capture()
-            self._iterator = iter(self._dataloader)
+            self.start(self.epoch + 1, None, self._loop._iter)
             return next(self._iterator)
 
 
@@ -274,15 +283,27 @@ class IterBasedTrainLoop(_TrainLoop):
     def _position(self) -> int:
         return self._iter
 
+    def _inner_iter(self, epoch: int, iteration: int) -> int:
+        return iteration - self.dataloader_iterator.pass_start_iter
+
+    def data_position(self, epoch: int, iteration: int) -> dict[str, Any]:
+        """As the epoch loop's, plus ``pass``: how many times the dataloader was restarted."""
+        return {**super().data_position(epoch, iteration), "pass": self.dataloader_iterator.epoch}
+
     def run(self) -> Any:
         """Train until ``max_iters`` (or a stop request); returns the model."""
         runner = self._runner
         runner._fire(Event.BEFORE_TRAIN)
         runner._fire(Event.BEFORE_TRAIN_EPOCH)
         rng, position = runner._take_resume_point()
-        if self._iter > 0:
-            runner.logger.warning(f"Advance dataloader {self._iter} steps to skip data that has already been trained")
-            next(itertools.islice(self.dataloader_iterator, self._iter - 1, None))
+        skip = self._iter
+        if isinstance(position, Mapping) and "pass" in position:
+            # Re-create the saved pass of the dataloader and pass over its trained batches only.
+            skip = int(position["inner_iter"])
+            self.dataloader_iterator.start(int(position["pass"]), position.get("epoch_start_rng"), self._iter - skip)
+        if skip > 0:
+            runner.logger.warning(f"Advance dataloader {skip} steps to skip data that has already been trained")
+            next(itertools.islice(self.dataloader_iterator, skip - 1, None))
         if rng is not None:
             rng.restore()
         if not (isinstance(position, Mapping) and position.get("validated")):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from runner_toys import ToyModel, toy_kwargs
+from runner_toys import ToyModel, loader, toy_kwargs
 
 from fengine.hooks import EMAHook, Hook
 from fengine.runner.checkpoint import CheckpointError, read_checkpoint
@@ -121,14 +121,17 @@ class _Crash(Hook):
             raise KeyboardInterrupt
 
 
-def _exact_kwargs(path: Any, **overrides: Any) -> dict[str, Any]:
+def _exact_kwargs(path: Any, by_epoch: bool, plain_loader: bool, **overrides: Any) -> dict[str, Any]:
+    """Shuffled data, dropout, momentum and validation: everything a resume must restore."""
     data = {"dataset": {"type": "ToyDataset"}, "sampler": {"type": "DefaultSampler", "shuffle": True}, "batch_size": 3}
+    train_cfg = {"by_epoch": True, "max_epochs": 3} if by_epoch else {"by_epoch": False, "max_iters": 10, "val_interval": 3}
     return toy_kwargs(
         path,
         model={"type": "ToyModel", "dropout": 0.5},
-        train_dataloader=data,
+        # torch's own shuffling draws each pass's order from the global generator
+        train_dataloader=loader(shuffle=True) if plain_loader else data,
         val_dataloader=dict(data, sampler={"type": "DefaultSampler", "shuffle": False}),
-        train_cfg={"by_epoch": True, "max_epochs": 3, "val_interval": 1},
+        train_cfg=train_cfg,
         optim_wrapper={"optimizer": {"type": "SGD", "lr": 0.01, "momentum": 0.9}},
         default_hooks=_checkpoint_hook(by_epoch=False, interval=1),
         randomness={"seed": 7},
@@ -136,17 +139,20 @@ def _exact_kwargs(path: Any, **overrides: Any) -> dict[str, Any]:
     )
 
 
-@pytest.mark.parametrize("crash_at", [2, 4, 5])
-def test_resume_mid_epoch_matches_the_uninterrupted_run(tmp_path: Any, crash_at: int) -> None:
-    """Shuffled data, dropout, momentum: crash after iteration ``crash_at``, resume, compare bitwise."""
-    reference = Runner(**_exact_kwargs(tmp_path / "ref"))
+@pytest.mark.parametrize(
+    ("by_epoch", "plain_loader", "crash_at"),
+    [(True, False, 2), (True, False, 4), (True, True, 5), (False, False, 3), (False, True, 4), (False, True, 6)],
+)
+def test_resume_mid_epoch_matches_the_uninterrupted_run(tmp_path: Any, by_epoch: bool, plain_loader: bool, crash_at: int) -> None:
+    """Crash before iteration ``crash_at``, resume from the newest checkpoint, compare bitwise."""
+    reference = Runner(**_exact_kwargs(tmp_path / "ref", by_epoch, plain_loader))
     reference.train()
     with pytest.raises(KeyboardInterrupt):
-        Runner(**_exact_kwargs(tmp_path / "run", custom_hooks=[_Crash(crash_at)])).train()
+        Runner(**_exact_kwargs(tmp_path / "run", by_epoch, plain_loader, custom_hooks=[_Crash(crash_at)])).train()
     assert (tmp_path / "run" / "last_checkpoint").read_text().endswith(f"iter_{crash_at}.pth")
-    resumed = Runner(**_exact_kwargs(tmp_path / "run", resume=True))
+    resumed = Runner(**_exact_kwargs(tmp_path / "run", by_epoch, plain_loader, resume=True))
     resumed.train()
-    assert (resumed.epoch, resumed.iter) == (3, 12)
+    assert (resumed.epoch, resumed.iter) == ((reference.epoch, reference.iter))
     for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
     for a, b in zip(reference.optim_wrapper.state_dict()["state"].values(), resumed.optim_wrapper.state_dict()["state"].values()):
