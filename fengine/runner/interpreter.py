@@ -24,8 +24,8 @@ from fengine.core import effects as fx
 from fengine.core.run import RunState
 from fengine.runner.base_loop import epoch_sampler
 from fengine.runner.checkpoint import read_checkpoint, save_checkpoint
-from fengine.runner.checkpointing import CheckpointMixin
 from fengine.runner.profiler import ProfilerSession
+from fengine.runner.resuming import ResumeMixin
 from fengine.utils.fileio import atomic_write
 
 
@@ -54,7 +54,7 @@ def _serialisable(tag: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-class EffectInterpreter(CheckpointMixin):
+class EffectInterpreter(ResumeMixin):
     """Carries out effects (``_carry_out``), one handler per effect type."""
 
     visualizer: Any

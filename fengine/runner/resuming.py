@@ -1,0 +1,209 @@
+"""The runner's loading side: ``load_checkpoint``, ``resume`` and ``load_or_resume``.
+
+Loading a checkpoint runs ``after_load_checkpoint`` hooks before its weights are applied (MMEngine's
+order). Resuming restores everything :mod:`fengine.runner.checkpointing` saved: counters, message
+hub, optimizer, schedulers, every hook's state (strictly), and hands the generators' states and the
+data position to the train loop, which restores them where the saved run stood.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import torch
+
+from fengine.core.events import Event
+from fengine.core.plain import from_plain
+from fengine.core.state import RngState
+from fengine.runner.checkpoint import (
+    CheckpointError,
+    apply_state_dict,
+    find_latest_checkpoint,
+    read_checkpoint,
+    revise_keys_of,
+)
+from fengine.runner.checkpointing import CheckpointMixin
+
+
+class ResumeMixin(CheckpointMixin):
+    """Loading and resuming (MMEngine's ``Runner`` methods of the same names)."""
+
+    _resume_point: dict[str, Any] | None
+    _has_loaded: bool
+    _load_from: str | None
+    _resume: bool
+    _randomness_cfg: dict[str, Any]
+    checkpoint_weights_only: bool
+
+    def _build_optim_wrapper(self) -> Any:
+        raise NotImplementedError
+
+    def _build_param_schedulers(self) -> Any:
+        raise NotImplementedError
+
+    def _set_randomness(self, seed: int | None) -> None:
+        raise NotImplementedError
+
+    def load_checkpoint(
+        self,
+        filename: str,
+        map_location: Any = "cpu",
+        strict: bool = False,
+        revise_keys: list[tuple[str, str]] | None = None,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Load ``filename``'s weights into the model (MMEngine's ``Runner.load_checkpoint``).
+
+        ``after_load_checkpoint`` hooks see (and may edit) the checkpoint before the weights
+        are applied. Counters, optimizer, schedulers and message hub are left alone.
+
+        Args:
+            filename: the checkpoint file.
+            map_location: as ``torch.load``'s.
+            strict: keys and shapes must match exactly (else mismatches are logged and
+                mismatched shapes skipped).
+            revise_keys: ``(pattern, replacement)`` regexes for weight names; default strips a
+                leading ``module.``.
+            weights_only: ``torch.load``'s safe mode; default
+                ``runner.checkpoint_weights_only`` (``True``).
+
+        Returns:
+            The checkpoint dict.
+
+        Raises:
+            CheckpointError: a missing, unreadable or damaged file, or a strict mismatch.
+        """
+        safe = self.checkpoint_weights_only if weights_only is None else weights_only
+        checkpoint = read_checkpoint(filename, map_location=map_location, weights_only=safe)
+        self._open_checkpoints.append(checkpoint)
+        try:
+            self._fire(Event.AFTER_LOAD_CHECKPOINT, checkpoint=checkpoint)
+        finally:
+            self._open_checkpoints.pop()
+        state_dict = checkpoint.get("state_dict", checkpoint)
+        rules = [(r"^module\.", "")] if revise_keys is None else revise_keys
+        apply_state_dict(self._unwrapped(), revise_keys_of(state_dict, rules), strict, filename, self.logger.warning)
+        self._has_loaded = True
+        self.logger.info(f"Load checkpoint from {filename}")
+        return checkpoint
+
+    def resume(
+        self,
+        filename: str,
+        resume_optimizer: bool = True,
+        resume_param_scheduler: bool = True,
+        map_location: Any = "default",
+    ) -> None:
+        """Continue the run saved in ``filename`` (MMEngine's ``Runner.resume``).
+
+        Loads the weights (through :meth:`load_checkpoint`), the counters from ``meta``, the
+        message hub, the optimizer and scheduler states, and each hook's state (strictly: a
+        stateful registered hook missing from the checkpoint, or a saved state of a hook that is
+        not registered, is an error). The generators' states and the data position are kept
+        for the train loop, which restores them where the saved run stood. A seed that differs
+        from the configured one is replaced by the checkpoint's, as in MMEngine.
+
+        Raises:
+            CheckpointError: an unreadable or damaged file, a file without ``meta`` counters,
+                or hook states that do not match the registered hooks.
+        """
+        self._run = attrs.evolve(self._run, resumed=True)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
+        checkpoint = self.load_checkpoint(filename, map_location=device)
+        meta = checkpoint.get("meta")
+        if not isinstance(meta, Mapping) or "epoch" not in meta or "iter" not in meta:
+            raise CheckpointError(f"cannot resume from {filename!r}: its `meta` has no `epoch`/`iter` counters")
+        self._run = attrs.evolve(self._run, epoch=int(meta["epoch"]), iter=int(meta["iter"]))
+        saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
+        if saved_seed is not None and saved_seed != configured:
+            if configured is not None:
+                self.logger.warning(
+                    f'The value of random seed in the checkpoint "{saved_seed}" is different from '
+                    f'the value in `randomness` config "{configured}"'
+                )
+            self._set_randomness(saved_seed)
+        if pickle.dumps(meta.get("dataset_meta")) != pickle.dumps(self._train_dataset_meta()):
+            self.logger.warning(
+                "The dataset metainfo from the resumed checkpoint is different from the current "
+                "training dataset, please check the correctness of the checkpoint or the training dataset."
+            )
+        if "message_hub" in checkpoint:
+            hub = dict(checkpoint["message_hub"])
+            hub["runtime_info"] = from_plain(hub.get("runtime_info", {}))
+            self.message_hub.load_state_dict(hub)
+        if "optimizer" in checkpoint and resume_optimizer:
+            self.optim_wrapper = self._build_optim_wrapper()
+            self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
+        if resume_param_scheduler and self.param_schedulers is None:
+            self.logger.warning(
+                "`resume_param_scheduler` is True but `runner.param_schedulers` is None, so "
+                "parameter schedulers are not resumed"
+            )
+        elif "param_schedulers" in checkpoint and resume_param_scheduler:
+            self.param_schedulers = self._build_param_schedulers()
+            _load_schedulers(self.param_schedulers, checkpoint["param_schedulers"], filename)
+        self._restore_hook_states(checkpoint, filename)
+        self._resume_point = {"rng": checkpoint.get("rng"), "data_position": checkpoint.get("data_position")}
+        self._has_loaded = True
+        self.logger.info(f"resumed epoch: {self._run.epoch}, iter: {self._run.iter}")
+
+    def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str) -> None:
+        saved = checkpoint.get("hooks")
+        current = self.hook_states()
+        if saved is None:
+            if any(state is not None for state in current.values()):
+                self.logger.warning(f"{filename!r} holds no hook states; hooks start from their initial states")
+            return
+        missing = [n for n, s in current.items() if s is not None and n not in saved]
+        unknown = [n for n, s in saved.items() if s is not None and n not in current]
+        if missing or unknown:
+            raise CheckpointError(
+                f"hook states in {filename!r} do not match the registered hooks: missing {missing}, "
+                f"unknown {unknown}; register the same hooks as the run that saved it"
+            )
+        states = {n: from_plain(s) for n, s in saved.items() if n in current}
+        self._run = attrs.evolve(self._run, hook_states={**self._run.hook_states, **states})
+
+    def load_or_resume(self) -> None:
+        """Resume or load weights as configured, once (``resume``/``load_from``, MMEngine's rules).
+
+        ``resume=True`` without ``load_from`` resumes from the checkpoint named by
+        ``work_dir/last_checkpoint`` (nothing happens when there is none).
+        """
+        if self._has_loaded:
+            return
+        source = None
+        if self._resume and self._load_from is None:
+            source = find_latest_checkpoint(str(self.work_dir))
+            self.logger.info(f"Auto resumed from the latest checkpoint {source}.")
+        elif self._resume:
+            source = self._load_from
+        if source is not None:
+            self.resume(source)
+        elif self._load_from is not None:
+            self.load_checkpoint(self._load_from)
+
+    def _take_resume_point(self) -> tuple[RngState | None, Mapping[str, Any] | None]:
+        """The saved generators and data position, handed to the train loop once."""
+        point, self._resume_point = self._resume_point, None
+        if point is None:
+            return None, None
+        rng = from_plain(point["rng"]) if point.get("rng") is not None else None
+        position = point.get("data_position")
+        return rng, from_plain(position) if position is not None else None
+
+
+def _load_schedulers(schedulers: Any, states: Any, filename: str) -> None:
+    groups = schedulers.items() if isinstance(schedulers, Mapping) else [(None, schedulers)]
+    for name, group in groups:
+        saved = states[name] if name is not None else states
+        if len(saved) != len(group):
+            raise CheckpointError(
+                f"{filename!r} holds {len(saved)} parameter scheduler states"
+                f"{'' if name is None else f' for optimizer {name!r}'} but {len(group)} schedulers are configured"
+            )
+        for scheduler, state in zip(group, saved):
+            scheduler.load_state_dict(state)
