@@ -98,6 +98,7 @@ def _guarded(fn: FnHook[Any]) -> FnHook[Any]:
 
 def _play(fn: FnHook[Any], script: RunScript) -> Simulation:
     sim = Simulation(fn, script.initial_state())
+    checked: Any = _UNSET
     for step in script.steps:
         try:
             sim.step(step)
@@ -109,8 +110,14 @@ def _play(fn: FnHook[Any], script: RunScript) -> Simulation:
         unknown += [e for e in sim.effects if not isinstance(e, fx.KNOWN_EFFECTS)]
         if unknown:
             raise ContractError("known-effects", f"{fn.name!r} emitted {unknown!r}; known: {[t.__name__ for t in fx.KNOWN_EFFECTS]}")
-        _check_round_trip(fn.name, sim.run_state.hook_states.get(fn.name, fn.init))
+        state = sim.run_state.hook_states.get(fn.name, fn.init)
+        if state is not checked:  # handlers return the same object when nothing changed
+            _check_round_trip(fn.name, state)
+            checked = state
     return sim
+
+
+_UNSET = object()
 
 
 def _check_round_trip(name: str, state: Any) -> None:
@@ -130,6 +137,7 @@ def check_hook(
     *,
     scripts: st.SearchStrategy[RunScript] | None = None,
     max_examples: int = 25,
+    hypothesis_settings: settings | None = None,
 ) -> None:
     """Check ``hook`` against the default contract over generated runs; raise on the first breach.
 
@@ -141,6 +149,8 @@ def check_hook(
         hook: an :class:`~fengine.core.pipeline.FnHook` or an MMEngine-style ``Hook`` instance.
         scripts: the runs to draw (e.g. ``events(metric_names=('acc',), by_epoch=False)``).
         max_examples: how many runs to try.
+        hypothesis_settings: full control over hypothesis (overrides ``max_examples``), e.g.
+            ``settings(max_examples=10, phases=[Phase.generate])`` to skip shrinking.
 
     Raises:
         ContractError: a contract is broken; its ``contract`` attribute names which.
@@ -152,7 +162,7 @@ def check_hook(
         raise ContractError("priority", str(error)) from error
     guarded = _guarded(fn)
 
-    @settings(max_examples=max_examples, deadline=None, database=None)
+    @(hypothesis_settings or settings(max_examples=max_examples, deadline=None, database=None))
     @given(scripts if scripts is not None else events())
     def contract(script: RunScript) -> None:
         first = _play(guarded, script)

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from fengine.core import effects as fx
@@ -93,8 +93,10 @@ def test_the_seeds_custom_validation_hook_passes() -> None:
 
 
 def _contract_of(hook: FnHook[Any] | Hook) -> str:
+    # Detection is what these tests are about; shrinking to a minimal run is hypothesis's job.
+    quick = settings(max_examples=15, deadline=None, database=None, phases=[Phase.generate])
     with pytest.raises(ContractError) as info:
-        check_hook(hook, max_examples=15)
+        check_hook(hook, hypothesis_settings=quick)
     return info.value.contract
 
 
@@ -195,6 +197,8 @@ def test_hook_machine_checks_an_invariant_over_time() -> None:
 
 def test_hook_machine_finds_a_broken_invariant() -> None:
     class Leaky(HookMachine):
+        iters_per_epoch = 1
+
         def make_hook(self) -> FnHook[Any]:
             return _keeper(2, buggy=True)
 
@@ -202,4 +206,5 @@ def test_hook_machine_finds_a_broken_invariant() -> None:
             assert len(sim.files) <= 2, f"{len(sim.files)} checkpoints kept"
 
     with pytest.raises(AssertionError, match="checkpoints kept"):
-        run_state_machine_as_test(Leaky, settings=settings(max_examples=30, stateful_step_count=30, database=None))
+        quick = settings(max_examples=30, stateful_step_count=30, database=None, phases=[Phase.generate])
+        run_state_machine_as_test(Leaky, settings=quick)
