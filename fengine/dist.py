@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -87,8 +87,9 @@ def _comm_device(group: Any) -> torch.device:
 def all_reduce(data: torch.Tensor, op: str = "sum", group: Any = None) -> None:
     """Reduce ``data`` across processes in place.
 
-    ``op`` is one of ``sum``, ``mean`` (sum divided by the world size), ``product``, ``min``,
-    ``max``, ``band``, ``bor``, ``bxor`` (case-insensitive). Nothing happens in one process.
+    ``op`` is one of ``sum``, ``mean`` (sum divided by the world size; truncated toward zero
+    for integer tensors), ``product``, ``min``, ``max``, ``band``, ``bor``, ``bxor``
+    (case-insensitive). Nothing happens in one process.
 
     Raises:
         ValueError: an unknown ``op``.
@@ -102,9 +103,44 @@ def all_reduce(data: torch.Tensor, op: str = "sum", group: Any = None) -> None:
     work = data.to(_comm_device(group))
     torch_dist.all_reduce(work, _REDUCE_OPS["sum" if name == "mean" else name], group)
     if name == "mean":
-        work.div_(world_size)
+        # Integer buffers (BatchNorm's num_batches_tracked) take the mean truncated, as copy_ casts.
+        work = torch.true_divide(work, world_size)
     if work is not data:
         data.copy_(work)
+
+
+def grad_all_reduce_mean(
+    grads: Mapping[str, torch.Tensor], group: Any = None
+) -> dict[str, torch.Tensor]:
+    """The mean of each gradient across processes, as new tensors (a pure step's ``grad_reducer``).
+
+    Gradients of one device and dtype travel together in one flat buffer (one collective per
+    kind, like DDP's buckets). As in DDP, each gradient is divided by the world size *before*
+    the sum, so with ``make_train_step(..., grad_reducer=grad_all_reduce_mean)`` every rank
+    gets the parameters DDP gives, bit for bit. The input tensors are not written; in one
+    process they are returned as they are.
+
+    Args:
+        grads: gradients by parameter name (every rank passes the same names).
+        group: the process group; ``None`` = the default one.
+
+    Returns:
+        The averaged gradients, by the same names and with the same shapes.
+    """
+    world_size = get_world_size(group)
+    if world_size == 1:
+        return dict(grads)
+    kinds: dict[tuple[torch.device, torch.dtype], list[str]] = {}
+    for name, grad in grads.items():
+        kinds.setdefault((grad.device, grad.dtype), []).append(name)
+    averaged: dict[str, torch.Tensor] = {}
+    for names in kinds.values():
+        flat = torch.cat([grads[n].reshape(-1) for n in names]).div_(world_size)
+        work = flat.to(_comm_device(group))
+        torch_dist.all_reduce(work, torch_dist.ReduceOp.SUM, group)
+        pieces = torch.split(work.to(flat.device), [grads[n].numel() for n in names])
+        averaged.update((n, p.view_as(grads[n])) for n, p in zip(names, pieces))
+    return {n: averaged[n] for n in grads}
 
 
 def all_gather(data: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
