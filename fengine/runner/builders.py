@@ -18,6 +18,7 @@ from fengine.optim import build_optim_wrapper
 from fengine.optim.scheduler import build_param_schedulers
 from fengine.registry import EVALUATOR, LOG_PROCESSORS, LOOPS, MODEL_WRAPPERS, MODELS
 from fengine.runner.base_loop import BaseLoop
+from fengine.runner.distributed import apply_sync_bn
 from fengine.runner.eval_loops import TestLoop, ValLoop
 from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
@@ -72,7 +73,8 @@ class BuildMixin:
         """Move the model to the device and wrap it for distributed training (MMEngine's rules).
 
         Not distributed: SyncBatchNorm layers are reverted to BatchNorm and the model is used
-        as is. Distributed: ``MMDistributedDataParallel`` (or ``model_wrapper_cfg``'s type).
+        as is. Distributed: BatchNorm layers become SyncBatchNorm when ``cfg.sync_bn='torch'``,
+        then ``MMDistributedDataParallel`` (or ``model_wrapper_cfg``'s type) wraps the model.
         """
         if is_model_wrapper(model):
             if model_wrapper_cfg is not None:
@@ -81,6 +83,7 @@ class BuildMixin:
         model = model.to(device_name())
         if not self.distributed:
             return revert_sync_batchnorm(model)
+        model = apply_sync_bn(model, self.cfg.get("sync_bn"))
         device_ids = [dist.get_local_rank()] if torch.cuda.is_available() else None
         if model_wrapper_cfg is None:
             wrapped: nn.Module = MMDistributedDataParallel(

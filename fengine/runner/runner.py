@@ -30,6 +30,7 @@ from fengine.registry import RUNNERS, VISUALIZERS
 from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.builders import BuildMixin
+from fengine.runner.distributed import check_launch_settings, setup_process_group
 from fengine.runner.interpreter import EffectInterpreter
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
@@ -109,8 +110,7 @@ class Runner(BuildMixin, EffectInterpreter):
         unknown = sorted(set(randomness) - set(_RANDOMNESS_KEYS))
         if unknown:
             raise ValueError(f"randomness: unknown keys {unknown}; accepted: {', '.join(_RANDOMNESS_KEYS)}")
-        if launcher not in ("none", "pytorch"):
-            raise ValueError(f"launcher must be 'none' or 'pytorch' (torchrun), got {launcher!r}")
+        check_launch_settings(launcher, env_cfg, (cfg or {}).get("sync_bn"))
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be a bool, got {resume!r}")
 
@@ -129,8 +129,7 @@ class Runner(BuildMixin, EffectInterpreter):
         env = dict(env_cfg) if env_cfg is not None else {"dist_cfg": {"backend": "nccl"}}
         if env.get("cudnn_benchmark"):
             torch.backends.cudnn.benchmark = True
-        if self.distributed:
-            dist.init_dist(launcher, **env.get("dist_cfg", {}))
+        setup_process_group(launcher, env)
         self.rank, self.world_size = dist.get_dist_info()
         stamp = torch.tensor(time.time(), dtype=torch.float64)
         dist.broadcast(stamp)
