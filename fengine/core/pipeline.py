@@ -9,6 +9,7 @@ for every event, the tuple of handlers, so an event no hook handles costs one lo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -66,16 +67,45 @@ class FnHook(Generic[S]):
         return get_priority(self.priority)
 
 
-class HookError(RuntimeError):
-    """A handler raised: names the hook and the event; the original exception is chained."""
+class HookError(Exception):
+    """A handler raised: names the hook and the event; the original exception is chained.
+
+    Raised as a subclass that is also the original's built-in kind (``HookValueError`` is a
+    ``ValueError``, ...), so code that catches MMEngine's exception types still catches it.
+    """
 
     def __init__(self, hook: str, event: Event, error: BaseException) -> None:
-        super().__init__(
-            f"hook {hook!r} failed in {event.value}: {type(error).__name__}: {error}"
-        )
+        super().__init__(f"hook {hook!r} failed in {event.value}: {type(error).__name__}: {error}")
         self.hook = hook
         self.event = event
         self.error = error
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0])
+
+    @staticmethod
+    def of(hook: str, event: Event, error: BaseException) -> HookError:
+        """The :class:`HookError` for ``error``, also of every built-in kind ``error`` is."""
+        kinds: list[type[BaseException]] = []
+        for base in type(error).__mro__:
+            if base in _CATCHABLE and not any(issubclass(k, base) for k in kinds):
+                kinds.append(base)
+        return _hook_error_type(tuple(kinds))(hook, event, error)
+
+
+#: Built-in kinds a HookError also takes on, so MMEngine-style ``except ValueError`` still works.
+_CATCHABLE = frozenset(
+    {TypeError, ValueError, KeyError, IndexError, AttributeError, AssertionError,
+     NotImplementedError, RuntimeError, ArithmeticError, LookupError}
+)
+
+
+@functools.cache
+def _hook_error_type(kinds: tuple[type[BaseException], ...]) -> type[HookError]:
+    if not kinds:
+        return HookError
+    name = "Hook" + "".join(k.__name__ for k in kinds)
+    return type(name, (HookError, *kinds), {"__module__": __name__})
 
 
 _Entry = tuple[FnHook[Any], Handler[Any]]
@@ -147,7 +177,7 @@ def dispatch(
         except HookError:
             raise
         except Exception as error:
-            raise HookError(hook.name, event, error) from error
+            raise HookError.of(hook.name, event, error) from error
         if new_own is not own:
             run = attrs.evolve(run, hook_states={**run.hook_states, hook.name: new_own})
         if carry_out is not None and run.effects:

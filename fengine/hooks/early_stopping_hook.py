@@ -41,6 +41,13 @@ from fengine.registry import HOOKS
 _WARNING = 30  # logging.WARNING
 
 
+class MissingMonitorError(KeyError, RuntimeError):
+    """The monitored metric is missing with ``strict=True`` (MMEngine raises ``RuntimeError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @attrs.frozen(eq=False)
 class EarlyStoppingState:
     """EarlyStoppingHook's own state (checkpointed with the run).
@@ -107,7 +114,7 @@ def early_stopping_fn_hook(
         if monitor not in metrics:
             available = sorted(metrics)
             if strict:
-                raise KeyError(
+                raise MissingMonitorError(
                     f"early stopping monitors {monitor!r}, which the evaluation did not return "
                     f"(metrics: {available}); check `monitor` or pass strict=False"
                 )

@@ -132,3 +132,20 @@ def test_event_modes() -> None:
 
 def test_known_effects_cover_the_union() -> None:
     assert set(fx.KNOWN_EFFECTS) == set(fx.Effect.__args__)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "caught_as"),
+    [(TypeError, TypeError), (ValueError, ValueError), (KeyError, KeyError), (AssertionError, AssertionError),
+     (RuntimeError, RuntimeError), (ZeroDivisionError, ArithmeticError), (OSError, HookError)],
+)
+def test_hook_errors_keep_the_original_kind(kind: type[Exception], caught_as: type[Exception]) -> None:
+    def boom(run: RunState, own: None, info: EventInfo) -> tuple[RunState, None]:
+        raise kind("bad")
+
+    pipeline = Pipeline.of([FnHook(name="Boom", priority=50, init=None, on={Event.AFTER_RUN: boom})])
+    with pytest.raises(HookError) as info:
+        dispatch(pipeline, Event.AFTER_RUN, RunState(), EventInfo())
+    assert isinstance(info.value, caught_as)
+    assert "hook 'Boom' failed in after_run" in str(info.value)
+    assert info.value.__cause__ is info.value.error
