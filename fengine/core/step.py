@@ -214,8 +214,11 @@ def make_train_step(
             ``update(grads, state, params, *, donate) -> (params, state)``.
         grad_reducer: applied to the gradients (by name) before the optimizer, e.g. an
             ``all_reduce`` mean across ranks; returns the same names.
-        compile: run the step's body under ``torch.compile``; a mapping gives its keyword
-            arguments (``{'backend': 'inductor', 'mode': 'max-autotune'}``).
+        compile: run ``loss_fn`` (the forward pass and the loss) under ``torch.compile``; its
+            backward is compiled with it (AOTAutograd). A mapping gives ``torch.compile``'s
+            keyword arguments (``{'backend': 'inductor', 'mode': 'max-autotune'}``). The
+            optimizer update stays eager: it is already a few fused ``torch._foreach_*`` calls,
+            and its state records are not traceable by TorchDynamo.
 
     Returns:
         ``step(state, batch, *, donate=False) -> (new_state, StepOutput)``.
@@ -243,39 +246,32 @@ def make_train_step(
     if compile is not False:
         forward = torch.compile(forward, **(dict(compile) if isinstance(compile, Mapping) else {}))
 
-    def body(
-        params: dict[str, Tensor],
-        buffers: dict[str, Tensor],
-        opt_state: Any,
-        batch: Any,
-        donate: bool,
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor], Any, Tensor, Mapping[str, Tensor | int]]:
-        leaves = [params[n].detach().requires_grad_() for n in trainable]
-        tensors = dict(params)
-        tensors.update(zip(trainable, leaves))
-        tensors.update(buffers if donate else {n: b.clone() for n, b in buffers.items()})
-        loss, log_vars = _loss_and_logs(forward(tensors, batch))
-        found = torch.autograd.grad(loss, leaves, allow_unused=True)
-        # Frozen parameters are absent and unused ones None: the optimizer skips both.
-        grads: dict[str, Tensor | None] = dict(zip(trainable, found))
-        if grad_reducer is not None:
-            grads.update(grad_reducer({n: g for n, g in grads.items() if g is not None}))
-        new_params, new_opt_state = update(grads, opt_state, params, donate=donate)
-        new_buffers = {n: tensors[n] for n in buffers}
-        return new_params, new_buffers, new_opt_state, loss.detach(), log_vars
-
     def step(
         state: TrainState[Any], batch: Any, *, donate: bool = False
     ) -> tuple[TrainState[Any], StepOutput]:
         if not model.training:
             model.train()
-        params, buffers, opt_state, loss, log_vars = body(
-            state.params, state.buffers, state.opt_state, batch, donate
-        )
+        params, buffers = state.params, state.buffers
+        leaves = [params[n].detach().requires_grad_() for n in trainable]
+        tensors = dict(params)
+        tensors.update(zip(trainable, leaves))
+        tensors.update(buffers if donate else {n: b.clone() for n, b in buffers.items()})
+        with torch.enable_grad():
+            loss, log_vars = _loss_and_logs(forward(tensors, batch))
+            found = torch.autograd.grad(loss, leaves, allow_unused=True)
+        # Frozen parameters are absent and unused ones None: the optimizer skips both.
+        grads: dict[str, Tensor | None] = dict(zip(trainable, found))
+        if grad_reducer is not None:
+            grads.update(grad_reducer({n: g for n, g in grads.items() if g is not None}))
+        new_params, opt_state = update(grads, state.opt_state, params, donate=donate)
         new_state = attrs.evolve(
-            state, params=params, buffers=buffers, opt_state=opt_state, step=state.step + 1
+            state,
+            params=new_params,
+            buffers={n: tensors[n] for n in buffers},
+            opt_state=opt_state,
+            step=state.step + 1,
         )
-        return new_state, StepOutput(loss, log_vars, grad_norm(opt_state))
+        return new_state, StepOutput(loss.detach(), log_vars, grad_norm(opt_state))
 
     return step
 

@@ -265,7 +265,9 @@ def test_donated_steps_are_bit_identical_to_pure_steps(
 def test_step_advances_counter_and_shares_other_fields() -> None:
     tx = optim.sgd(0.1)
     state = attrs.evolve(fc.TrainState.create(mlp(), tx), epoch=3, iter=7, hooks={"h": 1})
-    new, out = make_train_step(mlp(), ce, tx)(state, batches(1)[0])
+    with torch.no_grad():  # e.g. called from inside an evaluation loop
+        new, out = make_train_step(mlp(), ce, tx)(state, batches(1)[0])
+    assert not torch.equal(new.params["0.weight"], state.params["0.weight"])
     assert (new.step, new.epoch, new.iter, new.inner_iter) == (1, 3, 7, 0)
     assert new.hooks is state.hooks
     assert out.grad_norm is None
