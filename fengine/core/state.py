@@ -25,10 +25,12 @@ from fengine.core.plain import from_plain, to_plain
 
 if TYPE_CHECKING:
     from fengine.core.ema import Averager, EMAState
+    from fengine.core.optim import Transform
 
 __all__ = ["RngState", "TrainState"]
 
 OptState = TypeVar("OptState")
+S = TypeVar("S")
 
 
 @attrs.frozen(eq=False)
@@ -133,8 +135,8 @@ class TrainState(Generic[OptState]):
 
     @classmethod
     def create(
-        cls, model: torch.nn.Module, tx: Any, *, averager: Averager | None = None
-    ) -> TrainState[Any]:
+        cls, model: torch.nn.Module, tx: Transform[S], *, averager: Averager | None = None
+    ) -> TrainState[S]:
         """Copy the tensors out of ``model`` and initialise the optimizer (and EMA) state.
 
         Parameters and buffers are detached clones, so later steps never write into ``model``;
@@ -163,7 +165,7 @@ class TrainState(Generic[OptState]):
             params = {n: p.detach().clone() for n, p in model.named_parameters()}
             buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         ema = averager.init(params, buffers) if averager is not None else None
-        return cls(params=params, buffers=buffers, opt_state=tx.init(params), ema=ema)
+        return TrainState(params=params, buffers=buffers, opt_state=tx.init(params), ema=ema)
 
     def to_dict(self) -> dict[str, Any]:
         """This state as plain data for ``torch.save`` (loadable with ``weights_only=True``).

@@ -7,8 +7,8 @@ reaches an earlier state), an optional gradient reducer runs (e.g. a cross-rank 
 optimizer transform returns the new parameters and optimizer state.
 
 ``torch.func.grad`` is deliberately not used: its function transform costs about 2.3x an eager
-forward and backward on small models, while swapping tensors in + ``autograd.grad`` costs about
-the same as an eager ``backward()``.
+forward and backward on small models, while swapping tensors in + ``autograd.grad`` costs within
+a few percent of an eager ``backward()``.
 
 The module passed in is structure only: its own tensors are never read or written (the step sets
 its train/eval flag when that differs). Everything numerical comes from and goes to the state.
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from fengine.core.losses import parse_losses
-from fengine.core.optim import grad_norm
+from fengine.core.optim import Transform, grad_norm
 from fengine.core.state import TrainState
 
 __all__ = [
@@ -104,14 +104,25 @@ class ModelView:
         self.slots = _slots(module) if slots is None else slots
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run ``module(*args, **kwargs)`` on the view's tensors."""
+        """Run ``module(*args, **kwargs)`` on the view's tensors (see :meth:`apply`)."""
         return self.apply(self.module, *args, **kwargs)
 
     def apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn(*args, **kwargs)`` (e.g. a method of the module) with the view's tensors in place.
+        """Call ``fn(*args, **kwargs)`` while the module holds the view's tensors.
+
+        Use it for entry points other than ``forward``: ``view.apply(view.module.loss, x, y)``.
+        The module's own tensors are back in place when this returns or raises.
+
+        Args:
+            fn: any callable; typically a bound method of ``module`` or of a submodule.
+            *args: positional arguments for ``fn``.
+            **kwargs: keyword arguments for ``fn``.
+
+        Returns:
+            What ``fn`` returns.
 
         Raises:
-            KeyError: the view lacks a tensor of the module (names the missing ones).
+            KeyError: the view lacks a tensor of the module (the message names the missing ones).
         """
         tensors, slots = self.tensors, self.slots
         own = [table[attr] for table, attr, _ in slots]
@@ -186,7 +197,7 @@ def _check_model(model: object) -> None:
 def make_train_step(
     model: torch.nn.Module,
     loss_fn: LossFn,
-    tx: Any,
+    tx: Transform[Any],
     *,
     grad_reducer: GradReducer | None = None,
     compile: bool | Mapping[str, Any] = False,
