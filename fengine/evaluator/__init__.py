@@ -2,6 +2,7 @@
 
 from fengine.evaluator.evaluator import Evaluator
 from fengine.evaluator.metric import BaseMetric, DumpResults
+from fengine.evaluator.metrics import Accuracy
 from fengine.evaluator.utils import get_metric_value
 
-__all__ = ["BaseMetric", "DumpResults", "Evaluator", "get_metric_value"]
+__all__ = ["Accuracy", "BaseMetric", "DumpResults", "Evaluator", "get_metric_value"]
