@@ -144,7 +144,7 @@ class HookHostMixin:
             KeyError: ``None`` given for a key that is not a default hook.
             TypeError: ``hooks`` is not a dict.
         """
-        merged: dict[str, Any] = dict(DEFAULT_HOOKS)
+        merged: dict[str, Any] = {**DEFAULT_HOOKS, "checkpoint": self._default_checkpoint_cfg()}
         if hooks is not None:
             if not isinstance(hooks, Mapping):
                 raise TypeError(f"default_hooks must be a dict of name -> hook, got {hooks!r}")
@@ -160,6 +160,20 @@ class HookHostMixin:
                     merged[key] = value
         for value in merged.values():
             self.register_hook(value)
+
+    def _default_checkpoint_cfg(self) -> dict[str, Any]:
+        """The default CheckpointHook: every epoch, or with each validation of an iteration loop.
+
+        MMEngine's default ``CheckpointHook(interval=1, by_epoch=True)`` saves a single
+        ``epoch_1.pth`` at the end of an iteration-based run; fengine's hook follows the loop kind,
+        so the default saves ``iter_N.pth`` every ``val_interval`` iterations instead of every one.
+        """
+        train_cfg = getattr(self, "_train_loop", None)
+        if isinstance(train_cfg, Mapping) and (
+            train_cfg.get("by_epoch") is False or train_cfg.get("type") == "IterBasedTrainLoop"
+        ):
+            return {**DEFAULT_HOOKS["checkpoint"], "interval": int(train_cfg.get("val_interval", 1000))}
+        return dict(DEFAULT_HOOKS["checkpoint"])
 
     def register_custom_hooks(self, hooks: list[Hook | Mapping[str, Any]]) -> None:
         """Register each of ``hooks`` in list order (see :meth:`register_hook`)."""
