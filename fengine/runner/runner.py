@@ -277,6 +277,9 @@ class Runner(BuildMixin, EffectInterpreter):
         if self._val_loop is not None:
             self._val_loop = self.build_val_loop(self._val_loop)
         self._refresh_model_refs()
+        dataset_meta = self._train_dataset_meta()
+        if dataset_meta is not None:
+            self._run = attrs.evolve(self._run, meta={**self._run.meta, "dataset_meta": dataset_meta})
         self._fire(Event.BEFORE_RUN)
         init_weights = getattr(model, "init_weights", None)
         if callable(init_weights):

@@ -114,7 +114,7 @@ def test_e2e_hub_after_three_epochs(tmp_path: Path) -> None:
     runtime, scalars = saved["message_hub"]["runtime_info"], saved["message_hub"]["log_scalars"]
     expected_runtime = {
         "cfg", "seed", "experiment_name", "mmengine_version", "loop_stage", "epoch", "iter",
-        "max_epochs", "max_iters", "eta", "last_ckpt",
+        "max_epochs", "max_iters", "dataset_meta", "eta", "last_ckpt",
     }
     assert expected_runtime <= set(runtime)
     assert (runtime["epoch"], runtime["iter"], runtime["max_epochs"], runtime["max_iters"]) == (2, 11, 3, 12)
