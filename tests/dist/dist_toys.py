@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
@@ -62,6 +61,8 @@ def spawn(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout: floa
 
     A rank that raises ends the others and re-raises here with its traceback.
     """
+    import pytest  # here, so that scripts without pytest can use the rest of this module
+
     context = mp.start_processes(
         _entry,
         args=(fn, world_size, free_port(), args),
