@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fengine.registry import VISBACKENDS
-from fengine.utils.fileio import append_text, atomic_write
+from fengine.utils.fileio import append_text, atomic_write, sync_appended
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,8 +96,10 @@ class LocalVisBackend(BaseVisBackend):
 
     ``add_scalars(d, step)`` appends ``json.dumps({**d, 'step': step})`` (``step`` only if ``d``
     has none) plus a newline to ``<save_dir>/scalars.json`` and, when ``file_path`` is given, to
-    ``<save_dir>/<file_path>`` as well. Appends are flushed and fsynced; the config file is
-    replaced atomically.
+    ``<save_dir>/<file_path>`` as well. Appends are flushed at once and fsynced in batches (before
+    every checkpoint or other atomic write, at :meth:`close` and at exit; see
+    :mod:`fengine.utils.fileio`), so earlier lines are never torn; the config file is replaced
+    atomically.
 
     Args:
         save_dir: the folder to write into.
@@ -176,6 +178,10 @@ class LocalVisBackend(BaseVisBackend):
     @staticmethod
     def _append(record: Mapping[str, Any], path: str) -> None:
         append_text(path, json.dumps(record, default=_json_default) + "\n")
+
+    def close(self) -> None:
+        """Make the appended scalar lines durable (fsync)."""
+        sync_appended()
 
 
 @VISBACKENDS.register_module()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fengine.utils import append_text, atomic_write
+from fengine.utils import append_text, atomic_write, sync_appended
 
 
 @settings(max_examples=25, deadline=None)
@@ -46,3 +46,48 @@ def test_append_text_appends_and_creates_folders(tmp_path):
     append_text(target, "one\n")
     append_text(str(target), "two\n")
     assert target.read_text() == "one\ntwo\n"
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    sync_appended()  # appends of earlier tests
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(fd))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_appends_are_flushed_at_once_and_fsynced_in_one_batch(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    log, other = tmp_path / "scalars.json", tmp_path / "run.json"
+    for i in range(3):
+        append_text(log, f"{i}\n")
+        append_text(other, f"{i}\n")
+        assert log.read_text() == "".join(f"{j}\n" for j in range(i + 1))  # visible at once
+    assert synced == []
+    sync_appended()
+    assert sorted(synced) == sorted([str(log), str(other)])  # one fsync per file, not per line
+    sync_appended()
+    assert len(synced) == 2
+
+
+def test_atomic_write_first_makes_earlier_appends_durable(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    log, checkpoint = tmp_path / "scalars.json", tmp_path / "epoch_1.pth"
+    append_text(log, "line\n")
+    atomic_write(checkpoint, b"weights")
+    assert synced[0] == str(log)  # the log line is on disk before the checkpoint appears
+    assert checkpoint.read_bytes() == b"weights"
+
+
+def test_sync_skips_files_removed_since_their_append(tmp_path):
+    target = tmp_path / "gone.json"
+    append_text(target, "x\n")
+    target.unlink()
+    sync_appended()  # no error
+    append_text(target, "y\n")
+    assert target.read_text() == "y\n"
