@@ -217,7 +217,8 @@ class EffectInterpreter(ResumeMixin):
             )
         for group in groups:
             for scheduler in group:
-                if scheduler.by_epoch != effect.by_epoch:
+                # Configs not built yet (a val/test-only run): skipped, as MMEngine does.
+                if isinstance(scheduler, Mapping) or scheduler.by_epoch != effect.by_epoch:
                     continue
                 if effect.metrics is None:
                     scheduler.step()
