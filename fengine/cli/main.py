@@ -1,0 +1,98 @@
+"""``python -m fengine``: the command-line parser and entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fengine.cli import commands
+
+_EPILOG = """examples:
+  python -m fengine train examples/configs/digits.py
+  python -m fengine train examples/configs/digits.py --cfg-options train_cfg.max_epochs=1
+  python -m fengine train examples/configs/digits.py --resume
+  python -m fengine test examples/configs/digits.py --checkpoint work_dirs/digits/epoch_15.pth
+  python -m fengine plot work_dirs/digits --keys loss,lr,val/accuracy
+  torchrun --nproc-per-node 2 -m fengine train CONFIG.py --launcher pytorch
+"""
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="an MMEngine-style Python config file")
+    parser.add_argument(
+        "--work-dir", help="where checkpoints and logs go (default: ./work_dirs/<config name>)"
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override settings, e.g. train_cfg.max_epochs=1 optim_wrapper.optimizer.lr=0.01",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=["none", "pytorch"],
+        default="none",
+        help="'pytorch' when started by torchrun (one process per rank)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m fengine`` with its ``train``, ``test`` and ``plot`` commands."""
+    parser = argparse.ArgumentParser(
+        prog="fengine",
+        description="Train, test and plot runs described by MMEngine-style config files.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,test,plot}")
+    train = sub.add_parser("train", help="train a model from a config file")
+    _config_arguments(train)
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="PATH",
+        help="resume from PATH, or without PATH from the work dir's latest checkpoint",
+    )
+    train.set_defaults(handler=commands.train)
+
+    test = sub.add_parser("test", help="evaluate a checkpoint with the config's test (or val) loop")
+    _config_arguments(test)
+    test.add_argument(
+        "--checkpoint", help="the checkpoint to load (default: the work dir's latest)"
+    )
+    test.set_defaults(handler=commands.test)
+
+    plot = sub.add_parser("plot", help="draw a run's loss, learning rate and metrics to a PNG")
+    plot.add_argument(
+        "path",
+        metavar="WORK_DIR",
+        help="a work dir (its newest run), a run folder or a scalars.json",
+    )
+    plot.add_argument(
+        "--keys",
+        help="comma-separated curves, e.g. loss,lr,val/accuracy (default: losses, lr, metrics)",
+    )
+    plot.add_argument("--out", help="the PNG to write (default: <run folder>/curves.png)")
+    plot.set_defaults(handler=commands.plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; mistakes in the arguments or the config print a one-line error.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 for a usage or config error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except commands.UsageError as error:
+        print(f"fengine {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return status
