@@ -28,6 +28,29 @@ def _detached(value: Tensor | int) -> Tensor | int:
     return value.detach() if isinstance(value, Tensor) else value
 
 
+def _single_scalar_loss(
+    losses: Mapping[str, LossValue],
+) -> tuple[Tensor, OrderedDict[str, Tensor | int]] | None:
+    """The common ``{'loss': scalar}`` case without the two autograd nodes of the general rule.
+
+    The general rule optimises ``0 + value.mean()``. For a 0-dim floating tensor both the mean
+    and ``0 +`` equal the value except that they turn ``-0.0`` into ``0.0``, and both have
+    gradient exactly 1, so optimising ``value`` directly gives bit-identical gradients while
+    saving a forward op and a backward node each (about 10 µs apiece on CPU). The logged values
+    keep the general rule's exact numbers, computed without autograd.
+    """
+    ((name, value),) = losses.items()
+    if "loss" not in name or not isinstance(value, Tensor) or value.dim() != 0:
+        return None
+    if not value.is_floating_point():
+        return None
+    logged = 0 + value.detach()  # == value.mean() == 0 + value.mean(), bit for bit
+    log_vars: OrderedDict[str, Tensor | int] = OrderedDict(loss=logged)
+    if name != "loss":
+        log_vars[name] = logged
+    return value, log_vars
+
+
 def parse_losses(
     losses: Mapping[str, LossValue],
 ) -> tuple[Tensor | int, OrderedDict[str, Tensor | int]]:
@@ -58,6 +81,10 @@ def parse_losses(
         TypeError: a value that is neither a tensor nor a list of tensors (the message names the
             key).
     """
+    if len(losses) == 1:
+        single = _single_scalar_loss(losses)
+        if single is not None:
+            return single
     reduced = [(name, _reduce(name, value)) for name, value in losses.items()]
     total: Tensor | int = sum((value for name, value in reduced if "loss" in name), 0)
     log_vars: OrderedDict[str, Tensor | int] = OrderedDict(loss=_detached(total))

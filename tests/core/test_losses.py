@@ -99,3 +99,61 @@ def test_total_equals_direct_sum_and_inputs_untouched(raw: dict[str, list[float]
     assert [k for k in log_vars if k != "loss"] == [k for k in raw if k != "loss"]
     for k, v in losses.items():
         assert v._version == versions[k] and torch.equal(v, snapshot[k])
+
+
+def same_value(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal dtype and value, the sign of a zero included; NaN matches NaN."""
+    if a.dtype != b.dtype:
+        return False
+    if bool(a.isnan()) or bool(b.isnan()):
+        return bool(a.isnan()) and bool(b.isnan())
+    return bool(a == b) and bool(torch.signbit(a) == torch.signbit(b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    value=st.floats(allow_nan=True, allow_infinity=True, width=32) | st.just(-0.0),
+    name=st.sampled_from(["loss", "loss_cls", "aux_loss"]),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+)
+def test_a_single_scalar_loss_matches_the_general_rule_bit_for_bit(
+    value: float, name: str, dtype: torch.dtype
+) -> None:
+    w = torch.tensor(value, dtype=dtype, requires_grad=True)
+    loss, log_vars = parse_losses({name: w * 3})
+    # The general rule, by hand: the total is ``0 + mean`` and every term is logged as its mean.
+    w_ref = torch.tensor(value, dtype=dtype, requires_grad=True)
+    term = (w_ref * 3).mean()
+    total = 0 + term
+    expected = OrderedDict(loss=total.detach())
+    if name != "loss":
+        expected[name] = term.detach()
+    assert list(log_vars) == list(expected)
+    for key, ref in expected.items():
+        got = log_vars[key]
+        assert isinstance(got, torch.Tensor) and not got.requires_grad
+        assert same_value(got, ref), (key, got, ref)
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad and loss.dtype == dtype
+    # The optimised tensor differs from the general rule's at most in the sign of a zero.
+    assert same_value(0 + loss.detach(), total.detach())
+    loss.backward()
+    total.backward()
+    assert w.grad is not None and w_ref.grad is not None
+    assert same_value(w.grad, w_ref.grad)
+
+
+@pytest.mark.parametrize(
+    "losses", [{"loss": t(1.0, 2.0)}, {"acc": t(1.0)}, {"loss": torch.tensor(3)}]
+)
+def test_the_single_loss_path_leaves_other_shapes_to_the_general_rule(losses: dict) -> None:
+    name, value = next(iter(losses.items()))
+    if not value.is_floating_point():
+        with pytest.raises(RuntimeError):  # torch cannot take the mean of an integer tensor
+            parse_losses(losses)
+        return
+    loss, log_vars = parse_losses(losses)
+    if "loss" in name:
+        assert isinstance(loss, torch.Tensor) and float(loss) == float(value.mean())
+    else:
+        assert loss == 0 and type(loss) is int
+    assert next(iter(log_vars)) == "loss"

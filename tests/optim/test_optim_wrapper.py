@@ -238,3 +238,18 @@ def test_wrapper_matches_a_hand_written_torch_loop(setup: dict[str, Any]) -> Non
             opt.zero_grad()
     for a, b in zip(model.parameters(), ref.parameters()):
         assert torch.equal(a, b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True, width=32) | st.just(-0.0))
+def test_scale_loss_without_accumulation_is_division_by_one_bit_for_bit(value: float) -> None:
+    wrapper = OptimWrapper(SGD(Scalar().parameters(), lr=1))
+    w, w_ref = (torch.tensor(value, requires_grad=True) for _ in range(2))
+    scaled, reference = wrapper.scale_loss(w * 2), (w_ref * 2) / 1
+    got, want = scaled.detach(), reference.detach()
+    assert (got.isnan() and want.isnan()) or (got == want and got.signbit() == want.signbit())
+    scaled.backward()
+    reference.backward()
+    assert w.grad is not None and w_ref.grad is not None
+    assert torch.equal(w.grad, w_ref.grad) or bool(w.grad.isnan() and w_ref.grad.isnan())
+    assert wrapper.scale_loss(0) == 0.0 and type(wrapper.scale_loss(0)) is float  # type: ignore[arg-type]

@@ -219,6 +219,10 @@ class OptimWrapper(BaseOptimWrapper):
             OptimWrapperError: the counters put this call past the last group (factor ≤ 0).
         """
         if self._accumulative_counts == 1:
+            # ``loss / 1`` is ``loss`` bit for bit, gradient included; skipping it saves an
+            # autograd node per step. (A non-tensor ``0`` still becomes ``0.0`` as before.)
+            if isinstance(loss, torch.Tensor):
+                return loss
             factor = 1
         elif self._max_counts == -1:
             factor = self._accumulative_counts
