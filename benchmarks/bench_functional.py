@@ -10,6 +10,12 @@ from the same initial weights on the same ``DataLoader`` batches with SGD(lr=0.0
 momentum=0.9): the raw loop with ``torch.optim.SGD(foreach=True)``, the functional ones with
 ``fengine.core.optim.sgd``. ``--compile`` adds the donated step under ``torch.compile`` (its
 first, compiling epoch is reported separately).
+
+The CNN's activations are large enough that glibc hands their memory back to the kernel and
+faults it in again every iteration (thousands of minor page faults per iteration, varying
+several-fold from process to process): that, not the step, dominates the spread of the CNN
+figures. ``--stable-malloc`` keeps freed memory in the heap in every worker
+(``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``), so the ratios show the step alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _common import (
+    STABLE_MALLOC,
     emit_result,
     machine_line,
     markdown_table,
@@ -39,7 +46,7 @@ import fengine.core as fc
 
 BATCH = 32
 #: workload → (samples per epoch, timed epochs)
-SIZES = {"mlp": (BATCH * 100, 7), "cnn": (BATCH * 16, 5)}
+SIZES = {"mlp": (BATCH * 100, 15), "cnn": (BATCH * 16, 5)}
 
 
 def build(workload: str) -> tuple[nn.Module, DataLoader[tuple[Tensor, ...]]]:
@@ -139,12 +146,66 @@ def worker(workload: str, contender: str) -> None:
     emit_result({**result, "first_epoch_s": first_epoch_s, "rss_mib": peak_rss_mib()})
 
 
+def measure(
+    workload: str, names: list[str], rounds: int, env: dict[str, str] | None
+) -> dict[str, list[dict[str, float]]]:
+    """Each contender's worker results over ``rounds`` alternated rounds of fresh processes."""
+    runs: dict[str, list[dict[str, float]]] = {c: [] for c in names}
+    for r in range(rounds):
+        for contender in rotated(names, r):
+            result = run_in_fresh_process(
+                Path(__file__), ["--worker", workload, contender], env=env
+            )
+            runs[contender].append(result)
+            print(f"{workload} round {r + 1}: {contender}: {result}", file=sys.stderr)
+    return runs
+
+
+def rows_for(workload: str, runs: dict[str, list[dict[str, float]]]) -> list[list[str]]:
+    """Table rows: medians over rounds and their ratios to the raw loop's medians."""
+    keys = ("wall_us", "cpu_us", "rss_mib", "first_epoch_s", "faults")
+    medians = {c: {k: median([x[k] for x in results]) for k in keys} for c, results in runs.items()}
+    base = medians["raw loop"]
+    return [
+        [
+            workload,
+            contender,
+            f"{m['wall_us']:.0f}",
+            f"{m['wall_us'] / base['wall_us']:.2f}x",
+            f"{m['cpu_us']:.0f}",
+            f"{m['cpu_us'] / base['cpu_us']:.2f}x",
+            f"{m['rss_mib']:.0f} ({m['rss_mib'] / base['rss_mib']:.2f}x)",
+            f"{m['faults']:.0f}",
+            f"{m['first_epoch_s']:.2f}",
+        ]
+        for contender, m in medians.items()
+    ]
+
+
+HEADERS = [
+    "workload",
+    "contender",
+    "wall µs/iter",
+    "wall ratio",
+    "CPU µs/iter",
+    "CPU ratio",
+    "peak RSS MiB",
+    "page faults/iter",
+    "first epoch s",
+]
+
+
 def main() -> None:
     """Alternate the contenders over fresh processes and print the Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workloads", default="mlp,cnn")
     parser.add_argument("--compile", action="store_true", help="add the compiled donated step")
+    parser.add_argument(
+        "--stable-malloc",
+        action="store_true",
+        help="keep freed memory in glibc's heap (no per-iteration page faults) in every worker",
+    )
     parser.add_argument(
         "--worker", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS
     )
@@ -153,51 +214,15 @@ def main() -> None:
         worker(*args.worker)
         return
     names = [c for c in CONTENDERS if args.compile or "compiled" not in c]
+    env = STABLE_MALLOC if args.stable_malloc else None
     rows = []
     for workload in args.workloads.split(","):
-        runs: dict[str, list[dict[str, float]]] = {c: [] for c in names}
-        for r in range(args.rounds):
-            for contender in rotated(names, r):
-                runs[contender].append(
-                    run_in_fresh_process(Path(__file__), ["--worker", workload, contender])
-                )
-                print(
-                    f"{workload} round {r + 1}: {contender}: {runs[contender][-1]}", file=sys.stderr
-                )
-        base = {
-            k: median([x[k] for x in runs["raw loop"]]) for k in ("wall_us", "cpu_us", "rss_mib")
-        }
-        for contender in names:
-            m = {
-                k: median([x[k] for x in runs[contender]])
-                for k in ("wall_us", "cpu_us", "rss_mib", "first_epoch_s")
-            }
-            rows.append(
-                [
-                    workload,
-                    contender,
-                    f"{m['wall_us']:.0f}",
-                    f"{m['wall_us'] / base['wall_us']:.2f}x",
-                    f"{m['cpu_us']:.0f}",
-                    f"{m['cpu_us'] / base['cpu_us']:.2f}x",
-                    f"{m['rss_mib']:.0f} ({m['rss_mib'] / base['rss_mib']:.2f}x)",
-                    f"{m['first_epoch_s']:.2f}",
-                ]
-            )
-    headers = [
-        "workload",
-        "contender",
-        "wall µs/iter",
-        "wall ratio",
-        "CPU µs/iter",
-        "CPU ratio",
-        "peak RSS MiB",
-        "first epoch s",
-    ]
+        rows += rows_for(workload, measure(workload, names, args.rounds, env))
+    malloc = ", glibc heap kept (--stable-malloc)" if args.stable_malloc else ""
     print(
-        f"Functional step vs raw loop, {args.rounds} rounds, medians, 1 thread ({machine_line()})\n"
+        f"Functional step vs raw loop, {args.rounds} rounds, medians, 1 thread{malloc} ({machine_line()})\n"
     )
-    print(markdown_table(headers, rows))
+    print(markdown_table(HEADERS, rows))
 
 
 if __name__ == "__main__":
