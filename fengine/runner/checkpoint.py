@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from fengine.model.wrappers import is_model_wrapper
+from fengine.runner.safe_load import SAFE_GLOBALS, load_file
 from fengine.utils.fileio import atomic_write
 
 CHECKSUM_KEY = "checksum"
@@ -106,6 +108,9 @@ def save_checkpoint(checkpoint: dict[str, Any], filename: str) -> None:
 def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:
     """Load a checkpoint file and verify its checksum (when it has one).
 
+    MMEngine's files load in safe mode too (see :mod:`fengine.runner.safe_load`): their message
+    hub buffers become plain history dicts.
+
     Args:
         path: the file.
         map_location: as ``torch.load``'s.
@@ -116,23 +121,15 @@ def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = T
         The checkpoint dict (a file holding a bare state dict is returned as is).
 
     Raises:
-        CheckpointError: the file is missing, cannot be unpickled (truncated, not a
-            checkpoint, or holds objects ``weights_only`` refuses) or fails its checksum.
+        CheckpointError: naming the file and what is wrong: missing, empty, truncated, not a
+            checkpoint, holding objects ``weights_only`` refuses (named), or failing its checksum.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
+        checkpoint = load_file(path, map_location=map_location, weights_only=weights_only)
     except Exception as error:
-        hint = (
-            " (it holds objects that weights_only=True refuses; load it with weights_only=False "
-            "only if you trust the file)"
-            if weights_only and "weights_only" in str(error)
-            else ""
-        )
-        raise CheckpointError(
-            f"cannot read checkpoint {path!r}: {type(error).__name__}: {str(error).splitlines()[0]}{hint}"
-        ) from error
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {_diagnose(path, error, weights_only)}") from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(checkpoint).__name__}, not a dict")
     meta = checkpoint.get("meta")
@@ -145,6 +142,31 @@ def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = T
                 f"stored {expected}"
             )
     return checkpoint
+
+
+def _diagnose(path: str, error: Exception, weights_only: bool) -> str:
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    first = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    if size == 0:
+        return "the file is empty (0 bytes): an interrupted write or copy"
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        return f"the file is truncated or corrupted ({size} bytes; its zip archive has no end record)"
+    if not head.startswith((b"PK", b"\x80")):
+        return f"it is not a torch checkpoint (it starts with {head!r}); {first}"
+    if weights_only and "weights_only" in str(error).lower().replace(" ", "_"):
+        try:
+            refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            refused = []
+        allowed = {name for _, name in SAFE_GLOBALS}
+        names = sorted(n for n in refused if n not in allowed)
+        return (
+            f"it holds objects that weights_only=True refuses ({', '.join(names) or 'unsupported pickle data'}); "
+            "load it with weights_only=False only if you trust the file (runner.checkpoint_weights_only = False)"
+        )
+    return f"the file is damaged ({size} bytes): {first}"
 
 
 def write_last_checkpoint(work_dir: str, path: str) -> None:

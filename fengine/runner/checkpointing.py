@@ -11,7 +11,11 @@ What a checkpoint holds (MMEngine's keys first, in MMEngine's order, then fengin
   current dataloader pass, already trained), ``validated`` (whether the validation due at this
   position already ran), the generators' states when the data iterator was created
   (``epoch_start_rng``), the sampler's ``seed`` and ``epoch``, and for iteration loops ``pass``
-  (how many times the dataloader was restarted).
+  (how many times the dataloader was restarted); ``grads``, only when saved inside an unfinished
+  gradient-accumulation group: the gradients accumulated so far.
+
+Deletions hooks ask for (``RemoveFile``: the oldest kept checkpoint, the previous best) happen at
+the end of the event, after its checkpoint writes succeeded.
 
 A save requested by a hook (the ``SaveCheckpoint`` effect) collects weights, optimizer and
 schedulers at once and runs ``before_save_checkpoint`` (so MMEngine's call order holds), but
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +43,7 @@ from fengine.core.state import RngState
 from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.scheduler.base import _ParamScheduler
 from fengine.runner.checkpoint import (
+    CheckpointError,
     save_checkpoint,
     write_last_checkpoint,
 )
@@ -137,7 +143,18 @@ class CheckpointMixin(HookHostMixin):
             if effect.update_last:
                 write_last_checkpoint(str(self.work_dir), path)
 
-        self._event_end.append(write)
+        # Writes go ahead of the deletions queued in this event (a hook emits RemoveFile for the
+        # oldest checkpoint before saving the new one): a failed write then deletes nothing, so
+        # the newest complete checkpoint always survives. A deletion of the very file being
+        # written would undo the write, so it is dropped.
+        queue = self._event_end
+        queue[:] = [t for t in queue if not (isinstance(t, FileRemoval) and t.path == path)]
+        first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
+        queue.insert(first, write)
+
+    def _defer_removal(self, path: str) -> None:
+        """Delete ``path`` at the end of the current event, after its checkpoint writes."""
+        self._event_end.append(FileRemoval(path))
 
     def _collect_checkpoint(
         self, meta: dict[str, Any] | None, by_epoch: bool, save_optimizer: bool, save_param_scheduler: bool
@@ -209,12 +226,67 @@ class CheckpointMixin(HookHostMixin):
         checkpoint["hooks"] = hooks
         checkpoint["rng"] = to_plain(RngState.capture())
         checkpoint["data_position"] = self._data_position(checkpoint["meta"])
+        grads = pending_grads(self._unwrapped(), self.optim_wrapper)
+        if grads:
+            checkpoint["grads"] = grads
 
     def _data_position(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         loop = self._train_loop
         position = getattr(loop, "data_position", None)
         base = {"epoch": meta["epoch"], "iter": meta["iter"]}
         return {**base, **position(meta["epoch"], meta["iter"])} if callable(position) else base
+
+class FileRemoval:
+    """A deletion deferred to the end of an event (a callable task that knows its path)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> None:
+        if os.path.isdir(self.path):
+            shutil.rmtree(self.path)
+        elif os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def pending_grads(model: torch.nn.Module, optim_wrapper: Any) -> dict[str, torch.Tensor]:
+    """The gradients accumulated so far in an unfinished accumulation group (else empty).
+
+    With ``accumulative_counts > 1`` a checkpoint written between two optimizer steps must
+    carry the summed gradients of the group's earlier iterations, or the resumed run would
+    step with part of them missing.
+
+    Args:
+        model: the unwrapped model.
+        optim_wrapper: the optimizer wrapper (anything without accumulation counters has none).
+
+    Returns:
+        ``{parameter name: gradient on CPU}`` for parameters holding a gradient.
+    """
+    counts = getattr(optim_wrapper, "_accumulative_counts", 1)
+    inner = getattr(optim_wrapper, "_inner_count", 0)
+    if not isinstance(counts, int) or counts <= 1 or inner % counts == 0:
+        return {}
+    return {name: p.grad.detach().cpu().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def restore_grads(model: torch.nn.Module, grads: Mapping[str, torch.Tensor] | None, filename: str) -> None:
+    """Give ``model``'s parameters the gradients saved by :func:`pending_grads`.
+
+    Raises:
+        CheckpointError: a saved gradient names no parameter or has another shape.
+    """
+    if not grads:
+        return
+    params = dict(model.named_parameters())
+    wrong = [
+        name for name, grad in grads.items() if name not in params or params[name].shape != grad.shape
+    ]
+    if wrong:
+        raise CheckpointError(f"{filename!r} holds accumulated gradients that do not fit the model: {wrong}")
+    for name, grad in grads.items():
+        params[name].grad = grad.to(device=params[name].device, dtype=params[name].dtype).clone()
+
 
 def _checkpoint_path(
     out_dir: str, filename: str, file_client_args: Any = None, backend_args: Any = None

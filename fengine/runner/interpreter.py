@@ -103,11 +103,7 @@ class EffectInterpreter(ResumeMixin):
     def _remove(self, effect: fx.RemoveFile) -> None:
         if self.rank != 0:
             return
-        path = os.path.join(str(self.work_dir), effect.path)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        self._defer_removal(os.path.join(str(self.work_dir), effect.path))
 
     def _add_to_checkpoint(self, effect: fx.AddToCheckpoint) -> None:
         if not self._open_checkpoints:

@@ -2,7 +2,8 @@
 
 Loading a checkpoint runs ``after_load_checkpoint`` hooks before its weights are applied (MMEngine's
 order). Resuming restores everything :mod:`fengine.runner.checkpointing` saved: counters, message
-hub, optimizer, schedulers, every hook's state (strictly), and hands the generators' states and the
+hub, optimizer, schedulers, accumulated gradients, every hook's state (strictly unless told
+otherwise), and hands the generators' states and the
 data position to the train loop, which restores them where the saved run stood.
 """
 
@@ -21,11 +22,11 @@ from fengine.core.state import RngState
 from fengine.runner.checkpoint import (
     CheckpointError,
     apply_state_dict,
-    find_latest_checkpoint,
     read_checkpoint,
     revise_keys_of,
 )
-from fengine.runner.checkpointing import CheckpointMixin
+from fengine.runner.checkpointing import CheckpointMixin, restore_grads
+from fengine.runner.resume_selection import select_resume_checkpoint
 
 
 class ResumeMixin(CheckpointMixin):
@@ -37,6 +38,8 @@ class ResumeMixin(CheckpointMixin):
     _resume: bool
     _randomness_cfg: dict[str, Any]
     checkpoint_weights_only: bool
+    #: Whether resuming requires the checkpoint's hook states to match the registered hooks.
+    strict_hook_states: bool = True
 
     def _build_optim_wrapper(self) -> Any:
         raise NotImplementedError
@@ -78,6 +81,12 @@ class ResumeMixin(CheckpointMixin):
         """
         safe = self.checkpoint_weights_only if weights_only is None else weights_only
         checkpoint = read_checkpoint(filename, map_location=map_location, weights_only=safe)
+        self._apply_checkpoint(checkpoint, filename, strict, revise_keys)
+        return checkpoint
+
+    def _apply_checkpoint(
+        self, checkpoint: dict[str, Any], filename: str, strict: bool = False, revise_keys: Any = None
+    ) -> None:
         self._open_checkpoints.append(checkpoint)
         try:
             self._fire(Event.AFTER_LOAD_CHECKPOINT, checkpoint=checkpoint)
@@ -88,7 +97,6 @@ class ResumeMixin(CheckpointMixin):
         apply_state_dict(self._unwrapped(), revise_keys_of(state_dict, rules), strict, filename, self.logger.warning)
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
-        return checkpoint
 
     def resume(
         self,
@@ -96,26 +104,48 @@ class ResumeMixin(CheckpointMixin):
         resume_optimizer: bool = True,
         resume_param_scheduler: bool = True,
         map_location: Any = "default",
+        strict_hook_states: bool | None = None,
     ) -> None:
         """Continue the run saved in ``filename`` (MMEngine's ``Runner.resume``).
 
-        Loads the weights (through :meth:`load_checkpoint`), the counters from ``meta``, the
-        message hub, the optimizer and scheduler states, and each hook's state (strictly: a
-        stateful registered hook missing from the checkpoint, or a saved state of a hook that is
-        not registered, is an error). The generators' states and the data position are kept
-        for the train loop, which restores them where the saved run stood. A seed that differs
-        from the configured one is replaced by the checkpoint's, as in MMEngine.
+        Loads the weights (running ``after_load_checkpoint`` hooks first), the counters from
+        ``meta``, the message hub, the optimizer and scheduler states, gradients accumulated
+        in an unfinished accumulation group, and each hook's state. The generators' states and
+        the data position are kept for the train loop, which restores them where the saved run
+        stood. A seed that differs from the configured one is replaced by the checkpoint's, as
+        in MMEngine. MMEngine's own checkpoints resume too (without hook states, generators or
+        data position, which they do not hold).
+
+        Args:
+            filename: the checkpoint file.
+            resume_optimizer: restore the optimizer state.
+            resume_param_scheduler: restore the schedulers' states.
+            map_location: as ``torch.load``'s; ``'default'`` is CUDA when available, else CPU.
+            strict_hook_states: a stateful registered hook missing from the checkpoint, or a
+                saved state of a hook that is not registered, is an error (else a warning, and
+                such hooks start afresh); default ``runner.strict_hook_states`` (``True``).
 
         Raises:
             CheckpointError: an unreadable or damaged file, a file without ``meta`` counters,
-                or hook states that do not match the registered hooks.
+                or (strictly) hook states that do not match the registered hooks.
         """
-        self._run = attrs.evolve(self._run, resumed=True)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
-        checkpoint = self.load_checkpoint(filename, map_location=device)
+        checkpoint = read_checkpoint(filename, map_location=device, weights_only=self.checkpoint_weights_only)
+        self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states)
+
+    def _resume_from(
+        self,
+        checkpoint: dict[str, Any],
+        filename: str,
+        resume_optimizer: bool = True,
+        resume_param_scheduler: bool = True,
+        strict_hook_states: bool | None = None,
+    ) -> None:
         meta = checkpoint.get("meta")
         if not isinstance(meta, Mapping) or "epoch" not in meta or "iter" not in meta:
             raise CheckpointError(f"cannot resume from {filename!r}: its `meta` has no `epoch`/`iter` counters")
+        self._run = attrs.evolve(self._run, resumed=True)
+        self._apply_checkpoint(checkpoint, filename)
         self._run = attrs.evolve(self._run, epoch=int(meta["epoch"]), iter=int(meta["iter"]))
         saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
         if saved_seed is not None and saved_seed != configured:
@@ -145,12 +175,14 @@ class ResumeMixin(CheckpointMixin):
         elif "param_schedulers" in checkpoint and resume_param_scheduler:
             self.param_schedulers = self._build_param_schedulers()
             _load_schedulers(self.param_schedulers, checkpoint["param_schedulers"], filename)
-        self._restore_hook_states(checkpoint, filename)
+        restore_grads(self._unwrapped(), checkpoint.get("grads"), filename)
+        strict = self.strict_hook_states if strict_hook_states is None else strict_hook_states
+        self._restore_hook_states(checkpoint, filename, strict)
         self._resume_point = {"rng": checkpoint.get("rng"), "data_position": checkpoint.get("data_position")}
         self._has_loaded = True
         self.logger.info(f"resumed epoch: {self._run.epoch}, iter: {self._run.iter}")
 
-    def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str) -> None:
+    def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str, strict: bool) -> None:
         saved = checkpoint.get("hooks")
         current = self.hook_states()
         if saved is None:
@@ -160,29 +192,43 @@ class ResumeMixin(CheckpointMixin):
         missing = [n for n, s in current.items() if s is not None and n not in saved]
         unknown = [n for n, s in saved.items() if s is not None and n not in current]
         if missing or unknown:
-            raise CheckpointError(
+            message = (
                 f"hook states in {filename!r} do not match the registered hooks: missing {missing}, "
-                f"unknown {unknown}; register the same hooks as the run that saved it"
+                f"unknown {unknown}"
             )
+            if strict:
+                raise CheckpointError(
+                    f"{message}; register the same hooks as the run that saved it, or resume with "
+                    "strict_hook_states=False to start those hooks afresh"
+                )
+            self.logger.warning(f"{message}; the missing hooks start from their initial states, the unknown states are ignored")
         states = {n: from_plain(s) for n, s in saved.items() if n in current}
         self._run = attrs.evolve(self._run, hook_states={**self._run.hook_states, **states})
 
     def load_or_resume(self) -> None:
         """Resume or load weights as configured, once (``resume``/``load_from``, MMEngine's rules).
 
-        ``resume=True`` without ``load_from`` resumes from the checkpoint named by
-        ``work_dir/last_checkpoint`` (nothing happens when there is none).
+        ``resume=True`` without ``load_from`` resumes from the newest intact checkpoint of the
+        work dir (:func:`~fengine.runner.resume_selection.select_resume_checkpoint`: the one
+        ``last_checkpoint`` names, else the newest by its counters, passing over damaged files
+        with a warning); without one, training starts afresh. ``resume=True, load_from=path``
+        resumes from ``path``; ``load_from`` alone loads weights only.
         """
         if self._has_loaded:
             return
-        source = None
         if self._resume and self._load_from is None:
-            source = find_latest_checkpoint(str(self.work_dir))
-            self.logger.info(f"Auto resumed from the latest checkpoint {source}.")
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            found = select_resume_checkpoint(
+                str(self.work_dir), self.logger.warning, device, self.checkpoint_weights_only
+            )
+            if found is None:
+                self.logger.info(f"no checkpoint to resume from in {self.work_dir}; training starts from the beginning")
+                return
+            path, checkpoint = found
+            self.logger.info(f"Auto resumed from the latest checkpoint {path}.")
+            self._resume_from(checkpoint, path)
         elif self._resume:
-            source = self._load_from
-        if source is not None:
-            self.resume(source)
+            self.resume(str(self._load_from))
         elif self._load_from is not None:
             self.load_checkpoint(self._load_from)
 

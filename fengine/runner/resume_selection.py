@@ -1,0 +1,118 @@
+"""Which checkpoint ``Runner(resume=True)`` continues from.
+
+The file named by ``work_dir/last_checkpoint`` wins when it is complete and resumable. When that
+record is missing, names a file that is gone, or names a damaged one (truncated, failing its
+checksum, unreadable), every ``*.pth`` under the work dir is considered instead, newest first by
+the counters in its ``meta`` (``iter``, then ``epoch``), then by modification time; the first that
+reads back intact is used. Every file passed over is reported through ``warn`` with the reason.
+Temporary files of interrupted writes (``.<name>.<random>.tmp``) are never candidates.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fengine.runner.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
+from fengine.runner.safe_load import load_file
+
+
+def resume_problem(checkpoint: Mapping[str, Any]) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from, or ``None`` when it can.
+
+    A resumable checkpoint has ``meta`` with integer ``epoch`` and ``iter`` counters, a
+    ``state_dict`` and a ``message_hub`` (published copies, which keep only some keys, lack it).
+
+    Args:
+        checkpoint: a loaded checkpoint dict.
+
+    Returns:
+        A short reason, or ``None``.
+    """
+    meta = checkpoint.get("meta")
+    if not isinstance(meta, Mapping) or not all(isinstance(meta.get(k), int) for k in ("epoch", "iter")):
+        return "its `meta` has no `epoch`/`iter` counters"
+    missing = [k for k in ("state_dict", "message_hub") if k not in checkpoint]
+    if missing:
+        return f"it has no {' or '.join(f'`{k}`' for k in missing)} (a published or weights-only file)"
+    return None
+
+
+def _order_key(path: str, weights_only: bool) -> tuple[int, int, float] | None:
+    try:
+        checkpoint = load_file(path, weights_only=weights_only, mmap=True)
+    except Exception:
+        return None
+    meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    counters = meta.get("iter"), meta.get("epoch")
+    if not all(isinstance(c, int) for c in counters):
+        return None
+    return int(counters[0]), int(counters[1]), os.path.getmtime(path)  # type: ignore[arg-type]
+
+
+def _try(path: str, map_location: Any, weights_only: bool) -> tuple[dict[str, Any] | None, str]:
+    try:
+        checkpoint = read_checkpoint(path, map_location=map_location, weights_only=weights_only)
+    except CheckpointError as error:
+        return None, str(error)
+    problem = resume_problem(checkpoint)
+    if problem is not None:
+        return None, f"{path!r} cannot be resumed from: {problem}"
+    return checkpoint, ""
+
+
+def select_resume_checkpoint(
+    work_dir: str,
+    warn: Callable[[str], None],
+    map_location: Any = "cpu",
+    weights_only: bool = True,
+) -> tuple[str, dict[str, Any]] | None:
+    """The newest intact, resumable checkpoint of ``work_dir``, loaded and verified.
+
+    Args:
+        work_dir: the run's work dir (holding ``last_checkpoint`` and, by default, the files).
+        warn: receives one message per file passed over (and for a missing record when files
+            exist).
+        map_location: as ``torch.load``'s.
+        weights_only: ``torch.load``'s safe mode.
+
+    Returns:
+        ``(path, checkpoint)``, or ``None`` when the work dir holds no usable checkpoint.
+    """
+    named = find_latest_checkpoint(work_dir)
+    if named is not None:
+        checkpoint, why = _try(named, map_location, weights_only)
+        if checkpoint is not None:
+            return named, checkpoint
+        warn(f"`last_checkpoint` names a checkpoint that cannot be used ({why}); looking for the newest intact one in {work_dir!r}")
+    pattern = os.path.join(glob.escape(work_dir), "**", "*.pth")
+    found = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p) and p != named]
+    if named is None and found:
+        warn(f"{os.path.join(work_dir, 'last_checkpoint')!r} is missing; looking for the newest intact checkpoint in {work_dir!r}")
+    keyed, unreadable = [], []
+    for path in found:
+        key = _order_key(path, weights_only)
+        if key is None:
+            unreadable.append(path)
+        else:
+            keyed.append((key, path))
+    keyed.sort(reverse=True)
+    for _, path in keyed:
+        checkpoint, why = _try(path, map_location, weights_only)
+        if checkpoint is not None:
+            return path, checkpoint
+        warn(f"skipped {why}")
+    # Files whose metadata could not even be peeked at: named, in case one was wanted.
+    for path in sorted(unreadable):
+        checkpoint, why = _try(path, map_location, weights_only)
+        if checkpoint is not None:
+            return path, checkpoint
+        warn(f"skipped {why}")
+    return None
+
+
+__all__ = ["resume_problem", "select_resume_checkpoint"]
