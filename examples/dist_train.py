@@ -26,9 +26,11 @@ from torch import nn
 from fengine.dataset import InMemoryDataset
 from fengine.evaluator import BaseMetric
 from fengine.model import BaseModel
+from fengine.registry import MODELS
 from fengine.runner import Runner
 
 
+@MODELS.register_module()
 class Classifier(BaseModel):
     """An MLP with BatchNorm over 2-D points; ``loss`` is the cross-entropy."""
 
@@ -91,7 +93,9 @@ def main() -> None:
         }
 
     runner = Runner(
-        model=Classifier(),
+        model={
+            "type": "Classifier"
+        },  # built after the Runner seeds the generators: same weights every run
         work_dir=args.work_dir,
         train_dataloader=loader(two_moons(1024, seed=0), shuffle=True),
         val_dataloader=loader(two_moons(301, seed=1), shuffle=False),
