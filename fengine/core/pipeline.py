@@ -179,7 +179,7 @@ def dispatch(
         except Exception as error:
             raise HookError.of(hook.name, event, error) from error
         if new_own is not own:
-            run = attrs.evolve(run, hook_states={**run.hook_states, hook.name: new_own})
+            run = run.replace(hook_states={**run.hook_states, hook.name: new_own})
         if carry_out is not None and run.effects:
             run = carry_out(run)
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,7 +50,36 @@ class RunState:
 
     def emit(self, *effects: Effect) -> RunState:
         """Return a copy with ``effects`` appended."""
-        return attrs.evolve(self, effects=self.effects + effects)
+        return self.replace(effects=self.effects + effects)
+
+    def replace(self, **changes: Any) -> RunState:
+        """Return a copy with ``changes`` applied: ``attrs.evolve`` at about half the cost.
+
+        The record is copied every event, so this skips ``evolve``'s per-call field
+        introspection: all values are read at once and passed to the constructor by position.
+
+        Args:
+            **changes: new values by field name.
+
+        Returns:
+            The new record (the same class, every other field shared with this one).
+
+        Raises:
+            TypeError: a name that is not a field (the message lists the fields).
+        """
+        values = list(_field_values(self))
+        for name, value in changes.items():
+            index = _FIELD_INDEX.get(name)
+            if index is None:
+                raise TypeError(
+                    f"RunState.replace() got an unknown field {name!r}; fields: {', '.join(_FIELD_INDEX)}"
+                )
+            values[index] = value
+        return self.__class__(*values)
+
+
+_FIELD_INDEX = {field.name: i for i, field in enumerate(attrs.fields(RunState))}  # type: ignore[attr-defined]
+_field_values = operator.attrgetter(*_FIELD_INDEX)
 
 
 @attrs.frozen(eq=False)

@@ -8,7 +8,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import torch
 
 
@@ -45,7 +44,7 @@ class BaseLoop(abc.ABC):
         """Run the loop."""
 
     def _set_run(self, **changes: Any) -> None:
-        self._runner._run = attrs.evolve(self._runner._run, **changes)
+        self._runner._run = self._runner._run.replace(**changes)
 
     @property
     def _epoch(self) -> int:

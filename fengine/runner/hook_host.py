@@ -221,7 +221,7 @@ class HookHostMixin:
         self._end_event(run, mark)
 
     def _end_event(self, run: RunState, mark: int) -> None:
-        self._run = attrs.evolve(run, effects=()) if run.effects else run
+        self._run = run.replace(effects=()) if run.effects else run
         self._done = 0
         tasks = self._event_end[mark:]
         del self._event_end[mark:]
@@ -232,7 +232,7 @@ class HookHostMixin:
         # A hook failed mid-event: nothing it deferred is written, and no effect is replayed.
         del self._event_end[mark:]
         if self._run.effects:
-            self._run = attrs.evolve(self._run, effects=())
+            self._run = self._run.replace(effects=())
         self._done = 0
 
     def _carry_out(self, run: RunState) -> RunState:

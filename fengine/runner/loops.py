@@ -19,8 +19,6 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import attrs
-
 from fengine.core.events import Event
 from fengine.core.plain import to_plain
 from fengine.core.state import RngState
@@ -113,7 +111,7 @@ class _TrainLoop(BaseLoop):
             check_finite_loss(outputs, runner, batch_idx)
         runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
         run = runner._run
-        runner._run = attrs.evolve(run, iter=run.iter + 1)
+        runner._run = run.replace(iter=run.iter + 1)
 
 
 @LOOPS.register_module()
@@ -202,7 +200,7 @@ class EpochBasedTrainLoop(_TrainLoop):
             self.run_iter(batch_idx, data_batch)
         runner._fire(Event.AFTER_TRAIN_EPOCH)
         run = runner._run
-        runner._run = attrs.evolve(run, epoch=run.epoch + 1)
+        runner._run = run.replace(epoch=run.epoch + 1)
         self._epoch_start_iter = runner._run.iter
 
     def run_iter(self, idx: int, data_batch: Any) -> None:
