@@ -122,6 +122,22 @@ def _ranks_session(rank: int, out: str, one_process_checkpoint: str) -> None:
     unused.train()
     found["unused"] = (unused.model.find_unused_parameters, unused.iter)
 
+    by_iter = Runner(
+        **runner_kwargs(
+            work + "_iter",
+            make_model(),
+            BATCH,
+            train_cfg={"by_epoch": False, "max_iters": 5, "val_interval": 5},
+            val_dataloader=loader_cfg(IndexedDataset(N_VAL), 2, shuffle=False),
+            val_cfg={},
+            val_evaluator=IdMetric(),
+            launcher="pytorch",
+            env_cfg=GLOO,
+        )
+    )
+    by_iter.train()
+    found["by_iter"] = _state(by_iter)
+
     scratch = Runner(
         **runner_kwargs(work + "_mlp", _mlp(), BATCH, launcher="pytorch", env_cfg=GLOO)
     )
@@ -231,6 +247,13 @@ def test_only_rank_zero_writes_checkpoints_logs_and_scalars(session):
 def test_model_wrapper_cfg_reaches_the_wrapper(session):
     for found in session["ranks"]:
         assert found["unused"] == (True, EPOCHS * N_TRAIN // (2 * BATCH))
+
+
+def test_iteration_based_validation_averages_the_buffers_first(session):
+    rank0, rank1 = (r["by_iter"] for r in session["ranks"])
+    assert rank0["norm.num_batches_tracked"].item() == 5  # no epoch ended: validation synced
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
 
 
 def test_checkpoints_resume_across_world_sizes(session, tmp_path):
