@@ -16,6 +16,7 @@ from fengine.config import Config, ConfigError, parse_cfg_option
 from fengine.runner import Runner, find_latest_checkpoint
 
 PLOT_FILE = "curves.png"
+_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class UsageError(Exception):
@@ -55,6 +56,16 @@ def load_config(path: str, cfg_options: Sequence[str] | None, work_dir: str | No
     stem = os.path.splitext(os.path.basename(path))[0]
     cfg.work_dir = work_dir or cfg.get("work_dir") or os.path.join("work_dirs", stem)
     return cfg
+
+
+def _check_launcher(launcher: str, command: str) -> None:
+    missing = [name for name in _TORCHRUN_VARIABLES if name not in os.environ]
+    if launcher == "pytorch" and missing:
+        raise UsageError(
+            f"--launcher pytorch expects a process started by torchrun, e.g. `torchrun "
+            f"--nproc-per-node 2 -m fengine {command} CONFIG.py --launcher pytorch`; the environment "
+            f"lacks {', '.join(missing)}"
+        )
 
 
 def _checkpoints(runner: Runner) -> str:
@@ -112,7 +123,12 @@ def train(args: argparse.Namespace) -> int:
 
     Returns:
         The exit status (0).
+
+    Raises:
+        UsageError: a config mistake (see :func:`load_config`) or ``--launcher pytorch``
+            outside torchrun.
     """
+    _check_launcher(args.launcher, "train")
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
@@ -140,8 +156,10 @@ def test(args: argparse.Namespace) -> int:
         The exit status (0).
 
     Raises:
-        UsageError: no checkpoint to load, or the config has neither component set.
+        UsageError: no checkpoint to load, the config has neither component set, or
+            ``--launcher pytorch`` outside torchrun.
     """
+    _check_launcher(args.launcher, "test")
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     checkpoint = args.checkpoint or find_latest_checkpoint(cfg.work_dir)
     if checkpoint is None:

@@ -211,8 +211,15 @@ def test_default_work_dir_is_named_after_the_config(
     ],
 )
 def test_mistakes_exit_with_status_2_and_a_one_line_message(
-    argv: list[str], message: str, trained: Path, tmp_path: Path, capsys: Any
+    argv: list[str],
+    message: str,
+    trained: Path,
+    tmp_path: Path,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
     no_model = tmp_path / "no_model.py"
     no_model.write_text("train_cfg = dict(max_epochs=1)\n")
     names = {"no_model": str(no_model), "empty": str(tmp_path), "trained": str(trained)}
