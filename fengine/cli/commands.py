@@ -103,9 +103,10 @@ def _report(runner: Runner, seconds: float, what: str) -> None:
     if not dist.is_main_process():
         return
     scalars = os.path.join(runner.log_dir, SCALARS)
-    lines = [
-        f"{what} finished in {seconds:.1f} s. Outputs:",
-        f"  checkpoints  {_checkpoints(runner)}",
+    lines = [f"{what} finished in {seconds:.1f} s. Outputs:"]
+    if what == "training":
+        lines.append(f"  checkpoints  {_checkpoints(runner)}")
+    lines += [
         f"  log          {os.path.join(runner.log_dir, runner.timestamp + '.log')}",
         f"  scalars      {scalars if os.path.isfile(scalars) else 'none'}",
     ]
@@ -143,10 +144,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def test(args: argparse.Namespace) -> int:
-    """``python -m fengine test CONFIG``: load a checkpoint and run the test (or val) loop.
+    """``python -m fengine test CONFIG``: load a checkpoint and run the test loop.
 
-    Uses the config's ``test_*`` components when it has them, else its ``val_*`` ones. Without
-    ``--checkpoint`` the newest checkpoint of the work dir is used.
+    The loop uses the config's ``test_*`` components, or its ``val_*`` ones when it has no test
+    set. Without ``--checkpoint`` the newest checkpoint of the work dir is used.
 
     Args:
         args: parsed arguments (``config``, ``checkpoint``, ``work_dir``, ``cfg_options``,
@@ -168,22 +169,26 @@ def test(args: argparse.Namespace) -> int:
         )
     if not os.path.isfile(checkpoint):
         raise UsageError(f"checkpoint {checkpoint!r} does not exist")
-    modes = [
-        m
-        for m in ("test", "val")
-        if all(cfg.get(f"{m}_{part}") is not None for part in ("dataloader", "cfg", "evaluator"))
-    ]
-    if not modes:
-        raise UsageError(
-            f"config {args.config!r} has no test_dataloader/test_cfg/test_evaluator nor "
-            "val_dataloader/val_cfg/val_evaluator to evaluate with"
-        )
+    parts = ("dataloader", "cfg", "evaluator")
+    borrowed = not all(cfg.get(f"test_{part}") is not None for part in parts)
+    if borrowed:
+        if not all(cfg.get(f"val_{part}") is not None for part in parts):
+            raise UsageError(
+                f"config {args.config!r} has no test_dataloader/test_cfg/test_evaluator nor "
+                "val_dataloader/val_cfg/val_evaluator to evaluate with"
+            )
+        # The test loop, not runner.val(): validation would let CheckpointHook save a "best"
+        # checkpoint and EarlyStoppingHook count a record, as they do during training.
+        for part in parts:
+            cfg[f"test_{part}"] = cfg[f"val_{part}"]
     cfg.load_from, cfg.resume, cfg.launcher = checkpoint, False, args.launcher
     start = time.perf_counter()
     runner = Runner.from_cfg(cfg)
-    if modes[0] == "val":
-        runner.logger.info("the config has no test components: evaluating on the validation set")
-    metrics: dict[str, Any] = runner.test() if modes[0] == "test" else runner.val()
+    if borrowed:
+        runner.logger.info(
+            "the config has no test components: testing with its val_dataloader, val_cfg and val_evaluator"
+        )
+    metrics: dict[str, Any] = runner.test()
     shown = ", ".join(
         f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items()
     )

@@ -133,16 +133,21 @@ def test_resume_without_a_path_continues_from_the_last_checkpoint(
 def test_test_command_reproduces_the_validation_score_of_the_checkpoint(
     trained: Path, tmp_path: Path
 ) -> None:
-    work_dir = tmp_path / "eval"
     (best,) = glob.glob(str(trained / "best_accuracy_epoch_*.pth"))
     epoch = int(best.rsplit("_", 1)[1].split(".")[0])
     logged = next(
         r["accuracy"] for r in _scalars(trained) if "iter" not in r and r["step"] == epoch
     )
-    assert main(["test", DIGITS, "--work-dir", str(work_dir), "--checkpoint", best]) == 0
-    log = _log_text(work_dir)
-    assert "the config has no test components: evaluating on the validation set" in log
+    assert main(["test", DIGITS, "--work-dir", str(tmp_path), "--checkpoint", best]) == 0
+    log = _log_text(tmp_path)
+    assert (
+        "the config has no test components: testing with its val_dataloader, val_cfg and val_evaluator"
+        in log
+    )
     assert f"{best}: accuracy: {logged:.4f}" in log
+    assert "Epoch(test) [2/2]" in log
+    # An evaluation saves no checkpoint (a validation would have saved a "best" of epoch 0).
+    assert not list(tmp_path.glob("*.pth"))
 
 
 def test_plot_command_draws_the_chosen_curves(trained: Path, tmp_path: Path, capsys: Any) -> None:
