@@ -112,6 +112,16 @@ class InfiniteSampler(Sampler[int]):
             raise ValueError(
                 "InfiniteSampler: the dataset is empty, so the stream would never yield"
             )
+        self.restart()
+
+    def restart(self, seed: int | None = None) -> None:
+        """Start the stream again from its beginning, with ``seed`` if given.
+
+        Raises:
+            TypeError: a non-int seed.
+        """
+        if seed is not None:
+            self.seed = _seed(seed, "InfiniteSampler")
         self.indices = itertools.islice(self._endless(), self.rank, None, self.world_size)
 
     def _endless(self) -> Iterator[int]:

@@ -120,7 +120,7 @@ def check_schedule(
         val_interval: validate every this many epochs/iterations (an int > 0).
         dynamic_intervals: ``None`` or a list of ``(milestone, interval)`` pairs of ints, with
             increasing milestones and positive intervals.
-        check_finite: a bool.
+        check_finite: a bool or ``'skip'``.
 
     Raises:
         TypeError: a value of the wrong type.
@@ -135,8 +135,11 @@ def check_schedule(
             raise TypeError(f"train_cfg: `{name}` must be an int, got {value!r}")
     if val_interval <= 0:
         raise ValueError(f"train_cfg: `val_interval` must be > 0, got {val_interval!r}")
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"train_cfg: `check_finite` must be a bool, got {check_finite!r}")
+    if not isinstance(check_finite, bool) and check_finite != "skip":
+        raise TypeError(
+            f"train_cfg: `check_finite` must be a bool or 'skip' (True: stop on a NaN/Inf loss, "
+            f"'skip': leave that step out, False: train on), got {check_finite!r}"
+        )
     if dynamic_intervals is None:
         return
     pairs = dynamic_intervals if isinstance(dynamic_intervals, Sequence) else None
@@ -177,29 +180,65 @@ class ValSchedule:
         return count >= self.val_begin and (count % self.val_interval == 0 or count == last)
 
 
-def check_finite_loss(outputs: Any, runner: Any, batch_idx: int) -> None:
+def _finite(loss: torch.Tensor) -> bool:
+    return math.isfinite(loss.item()) if loss.numel() == 1 else bool(torch.isfinite(loss).all())
+
+
+def check_finite_loss(outputs: Any, runner: Any, batch_idx: int, skipped: bool = False) -> None:
     """Raise if the step's total loss (``outputs['loss']``) is NaN or infinite.
 
     Only the total is read (one scalar, the value the logger reads anyway); the terms are
     inspected only to word the error.
 
+    Args:
+        outputs: the step's outputs (parsed losses).
+        runner: the runner (its counters and logger).
+        batch_idx: the batch's index.
+        skipped: the step's update was left out (``check_finite='skip'``): warn instead.
+
     Raises:
         NonFiniteLossError: naming the iteration, the epoch, the batch and the offending terms.
     """
     loss = outputs.get("loss") if isinstance(outputs, Mapping) else None
-    if not isinstance(loss, torch.Tensor):
-        return
-    finite = math.isfinite(loss.item()) if loss.numel() == 1 else bool(torch.isfinite(loss).all())
-    if finite:
+    if not skipped and (not isinstance(loss, torch.Tensor) or _finite(loss)):
         return
     terms = [
         f"{key}={value.detach().cpu().tolist()}"
-        for key, value in outputs.items()
+        for key, value in (outputs.items() if isinstance(outputs, Mapping) else ())
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all())
     ]
     run = runner._run
+    where = f"non-finite loss at iteration {run.iter + 1} (epoch {run.epoch + 1}, batch {batch_idx}): {', '.join(terms)}"
+    if skipped:
+        runner.logger.warning(f"{where}; the update of this step was skipped (check_finite='skip')")
+        return
     raise NonFiniteLossError(
-        f"non-finite loss at iteration {run.iter + 1} (epoch {run.epoch + 1}, batch {batch_idx}): "
-        f"{', '.join(terms)}; the parameters may already hold NaN/Inf. Lower the learning rate, clip "
-        "gradients or check the data, or pass train_cfg=dict(..., check_finite=False) to train on"
+        f"{where}; the parameters may already hold NaN/Inf. Lower the learning rate, clip "
+        "gradients or check the data, or pass train_cfg=dict(..., check_finite='skip') to leave such "
+        "steps out or check_finite=False to train on"
     )
+
+
+class NonFiniteGuard:
+    """The optimizer wrapper as a model's ``train_step`` sees it with ``check_finite='skip'``.
+
+    ``update_params`` with a NaN/Inf loss does nothing (no backward, no step, and the batch does
+    not count towards gradient accumulation); everything else is the wrapper's.
+
+    Args:
+        wrapper: the runner's optimizer wrapper.
+    """
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+        self.skipped = False
+
+    def update_params(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """The wrapper's ``update_params``, unless ``loss`` is not finite."""
+        if isinstance(loss, torch.Tensor) and not _finite(loss):
+            self.skipped = True
+            return
+        self._wrapper.update_params(loss, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapper, name)

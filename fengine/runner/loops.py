@@ -6,17 +6,21 @@ the ``after_train_epoch`` hooks and before validation. Each iteration evolves th
 
 Resuming: the runner hands the loop the saved generators and data position. An epoch loop resumed
 mid-epoch restores the generators the epoch's data iterator was created with, re-creates it,
-passes over the batches already trained, then restores the generators of the save; at an epoch
-boundary it restores them at once. A validation that was due at the saved position but had not
-run yet when the checkpoint was written runs first.
+passes over the batches already trained at the index level (:mod:`fengine.runner.skipping`: none
+is loaded), then restores the generators of the save; at an epoch boundary it restores them at
+once. A checkpoint without a data position (MMEngine's) saved mid-epoch continues after the
+batches its counters say were trained, instead of repeating them. A validation that was due at
+the saved position but had not run yet when the checkpoint was written runs first.
+
+An interrupted run (``KeyboardInterrupt``) logs where it stopped and which complete checkpoint a
+``resume=True`` run continues from; nothing half-written is kept.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fengine.core.events import Event
@@ -25,11 +29,14 @@ from fengine.core.state import RngState
 from fengine.registry import LOOPS
 from fengine.runner.base_loop import (
     BaseLoop,
+    NonFiniteGuard,
     ValSchedule,
     check_finite_loss,
     check_schedule,
     epoch_sampler,
 )
+from fengine.runner.checkpoint import find_latest_checkpoint
+from fengine.runner.skipping import iterate_from, restore_sampler_seed, seeded_sampler
 
 _logger = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ class _TrainLoop(BaseLoop):
         val_begin: int,
         val_interval: int,
         dynamic_intervals: Any,
-        check_finite: bool,
+        check_finite: bool | str,
     ) -> None:
         check_schedule(limit_name, limit, val_begin, val_interval, dynamic_intervals, check_finite)
         super().__init__(runner, dataloader)
@@ -91,7 +98,7 @@ class _TrainLoop(BaseLoop):
         """
         by_epoch = isinstance(self, EpochBasedTrainLoop)
         inner = self._inner_iter(epoch, iteration)
-        sampler = getattr(self.dataloader, "sampler", None)
+        sampler = seeded_sampler(self.dataloader) or getattr(self.dataloader, "sampler", None)
         return {
             "by_epoch": by_epoch,
             "inner_iter": inner,
@@ -103,12 +110,36 @@ class _TrainLoop(BaseLoop):
     def _inner_iter(self, epoch: int, iteration: int) -> int:
         return iteration
 
+    def _restore_position(self, position: Mapping[str, Any] | None) -> None:
+        if position and restore_sampler_seed(self.dataloader, position.get("sampler")):
+            self._runner.logger.info("the train sampler takes the seed of the resumed checkpoint")
+
+    def _skip_note(self, skipped: int, by_index: bool) -> None:
+        if skipped:
+            how = "at the index level, none loaded" if by_index else "by loading them (not a map-style DataLoader)"
+            self._runner.logger.info(f"Resumed mid-pass: skipped {skipped} batches already trained ({how})")
+
+    def _interrupted(self) -> None:
+        runner = self._runner
+        last = find_latest_checkpoint(str(runner.work_dir))
+        where = f"{last} (Runner(resume=True) continues from it)" if last else "none"
+        runner.logger.warning(
+            f"training interrupted at iteration {self._iter} (epoch {self._epoch}); no partial file "
+            f"was kept; newest complete checkpoint: {where}"
+        )
+
     def _run_iter(self, batch_idx: int, data_batch: Any) -> None:
         runner = self._runner
         runner._fire(Event.BEFORE_TRAIN_ITER, batch_idx, data_batch)
-        outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
-        if self.check_finite:
-            check_finite_loss(outputs, runner, batch_idx)
+        if self.check_finite == "skip":
+            guard = NonFiniteGuard(runner.optim_wrapper)
+            outputs = runner.model.train_step(data_batch, optim_wrapper=guard)
+            if guard.skipped:
+                check_finite_loss(outputs, runner, batch_idx, skipped=True)
+        else:
+            outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+            if self.check_finite:
+                check_finite_loss(outputs, runner, batch_idx)
         runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
         run = runner._run
         runner._run = run.replace(iter=run.iter + 1)
@@ -127,8 +158,9 @@ class EpochBasedTrainLoop(_TrainLoop):
         val_interval: validate every this many epochs (and always after the last).
         dynamic_intervals: ``(milestone, interval)`` pairs: from epoch ``milestone`` on, use
             ``interval``.
-        check_finite: stop with :class:`~fengine.runner.base_loop.NonFiniteLossError` when a
-            step's loss is NaN/Inf (``False`` trains on).
+        check_finite: ``True`` stops with :class:`~fengine.runner.base_loop.NonFiniteLossError`
+            when a step's loss is NaN/Inf; ``'skip'`` leaves out the update of such a step (no
+            backward, no optimizer step) with a warning; ``False`` trains on.
     """
 
     def __init__(
@@ -139,7 +171,7 @@ class EpochBasedTrainLoop(_TrainLoop):
         val_begin: int = 1,
         val_interval: int = 1,
         dynamic_intervals: list[tuple[int, int]] | None = None,
-        check_finite: bool = True,
+        check_finite: bool | str = True,
     ) -> None:
         super().__init__(runner, dataloader, "max_epochs", max_epochs, val_begin, val_interval, dynamic_intervals, check_finite)
         length = len(self.dataloader)
@@ -159,12 +191,18 @@ class EpochBasedTrainLoop(_TrainLoop):
     def _inner_iter(self, epoch: int, iteration: int) -> int:
         return max(iteration - self._epoch_start_iter, 0) if epoch == self._epoch else 0
 
+    def _inner_from_counters(self) -> int:
+        """Batches of the current epoch trained, by the counters alone (checkpoints without a position)."""
+        inner = self._iter - self._epoch * len(self.dataloader)
+        return inner if 0 < inner < len(self.dataloader) else 0
+
     def run(self) -> Any:
         """Train until ``max_epochs`` (or a stop request); returns the model."""
         runner = self._runner
         runner._fire(Event.BEFORE_TRAIN)
         rng, position = runner._take_resume_point()
-        inner = int(position.get("inner_iter", 0)) if position else 0
+        self._restore_position(position)
+        inner = int(position.get("inner_iter", 0)) if position else self._inner_from_counters()
         if inner:
             start = position.get("epoch_start_rng") if position else None
             self._skip, self._skip_rng = inner, (start, rng)
@@ -174,9 +212,13 @@ class EpochBasedTrainLoop(_TrainLoop):
                 rng.restore()
             if not (position and position.get("validated")):
                 self._validate_if_due()
-        while self._epoch < self.max_epochs and not self.stop_training:
-            self.run_epoch()
-            self._validate_if_due()
+        try:
+            while self._epoch < self.max_epochs and not self.stop_training:
+                self.run_epoch()
+                self._validate_if_due()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
         runner._fire(Event.AFTER_TRAIN)
         return runner.model
 
@@ -190,10 +232,9 @@ class EpochBasedTrainLoop(_TrainLoop):
         if start_rng is not None:
             start_rng.restore()
         self._epoch_start_rng = RngState.capture()
-        batches: Iterator[Any] = iter(self.dataloader)
+        batches, skipped, by_index = iterate_from(self.dataloader, skip)
         if skip:
-            # Passing over the trained batches keeps the sampler's order exact; each is loaded.
-            next(itertools.islice(batches, skip - 1, None), None)
+            self._skip_note(skipped, by_index)
             if saved_rng is not None:
                 saved_rng.restore()
         for batch_idx, data_batch in enumerate(batches, start=skip):
@@ -219,18 +260,30 @@ class _InfiniteIterator:
     def __init__(self, dataloader: Any, loop: IterBasedTrainLoop) -> None:
         self._dataloader = dataloader
         self._loop = loop
-        self.start(0, None, loop._iter)
+        self.start(0, None)
 
-    def start(self, epoch: int, rng: RngState | None, start_iter: int) -> None:
-        """Begin pass ``epoch`` at iteration ``start_iter``, with the generators in state ``rng``."""
-        self.epoch, self.pass_start_iter = epoch, start_iter
-        sampler = epoch_sampler(self._dataloader)
-        if sampler is not None and epoch > 0:
-            sampler.set_epoch(epoch)
-        if rng is not None:
-            rng.restore()
-        self._loop._epoch_start_rng = RngState.capture()
-        self._iterator = iter(self._dataloader)
+    def start(self, epoch: int, rng: RngState | None, skip: int = 0) -> tuple[int, bool]:
+        """Begin pass ``epoch`` with the generators in state ``rng``, after its first ``skip`` batches.
+
+        A skip longer than the pass continues into the next passes (as a run that trained
+        through them). Returns how many batches were skipped and whether at the index level.
+        """
+        skipped, by_index = 0, True
+        while True:
+            self.epoch = epoch
+            self.pass_start_iter = self._loop._iter - (skip - skipped)
+            sampler = epoch_sampler(self._dataloader)
+            if sampler is not None and epoch > 0:
+                sampler.set_epoch(epoch)
+            if rng is not None:
+                rng.restore()
+                rng = None
+            self._loop._epoch_start_rng = RngState.capture()
+            self._iterator, done, index_level = iterate_from(self._dataloader, skip - skipped)
+            skipped, by_index = skipped + done, by_index and index_level
+            if skipped >= skip or done == 0:
+                return skipped, by_index
+            epoch += 1
 
     def __iter__(self) -> _InfiniteIterator:
         return self
@@ -246,7 +299,7 @@ class _InfiniteIterator:
             )
             if getattr(self._dataloader, "num_workers", 0):
                 time.sleep(2)  # lets worker processes of the last pass shut down (MMEngine's guard)
-            self.start(self.epoch + 1, None, self._loop._iter)
+            self.start(self.epoch + 1, None)
             return next(self._iterator)
 
 
@@ -267,7 +320,7 @@ class IterBasedTrainLoop(_TrainLoop):
         val_begin: int = 1,
         val_interval: int = 1000,
         dynamic_intervals: list[tuple[int, int]] | None = None,
-        check_finite: bool = True,
+        check_finite: bool | str = True,
     ) -> None:
         super().__init__(runner, dataloader, "max_iters", max_iters, val_begin, val_interval, dynamic_intervals, check_finite)
         self._set_run(
@@ -294,25 +347,30 @@ class IterBasedTrainLoop(_TrainLoop):
         runner._fire(Event.BEFORE_TRAIN)
         runner._fire(Event.BEFORE_TRAIN_EPOCH)
         rng, position = runner._take_resume_point()
-        skip = self._iter
+        self._restore_position(position)
         if isinstance(position, Mapping) and "pass" in position:
-            # Re-create the saved pass of the dataloader and pass over its trained batches only.
-            skip = int(position["inner_iter"])
-            self.dataloader_iterator.start(int(position["pass"]), position.get("epoch_start_rng"), self._iter - skip)
-        if skip > 0:
-            runner.logger.warning(f"Advance dataloader {skip} steps to skip data that has already been trained")
-            next(itertools.islice(self.dataloader_iterator, skip - 1, None))
+            # Re-create the saved pass of the dataloader, after its trained batches only.
+            skipped, by_index = self.dataloader_iterator.start(
+                int(position["pass"]), position.get("epoch_start_rng"), int(position["inner_iter"])
+            )
+            self._skip_note(skipped, by_index)
+        elif self._iter > 0:  # no position (MMEngine's checkpoints): skip by the counter
+            self._skip_note(*self.dataloader_iterator.start(0, None, self._iter))
         if rng is not None:
             rng.restore()
         if not (isinstance(position, Mapping) and position.get("validated")):
             self._validate_if_due()
         model = runner.model
-        while self._iter < self.max_iters and not self.stop_training:
-            if not model.training:  # validation (or a hook) left it in eval mode
-                model.train()
-            data_batch = next(self.dataloader_iterator)
-            self.run_iter(data_batch)
-            self._validate_if_due()
+        try:
+            while self._iter < self.max_iters and not self.stop_training:
+                if not model.training:  # validation (or a hook) left it in eval mode
+                    model.train()
+                data_batch = next(self.dataloader_iterator)
+                self.run_iter(data_batch)
+                self._validate_if_due()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
         runner._fire(Event.AFTER_TRAIN_EPOCH)
         runner._fire(Event.AFTER_TRAIN)
         return runner.model
