@@ -4,8 +4,8 @@
 the same environment: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
 ``MASTER_PORT``). The first runner of the process initialises the default group from it; a
 group that already exists (made by the user, or by an earlier runner) is used as it is. A group
-a runner initialised is destroyed when the interpreter exits, so its owner never has to; a
-user's group is left alone.
+a runner initialised is destroyed when the interpreter exits (after every runner of the process
+is done with it); a group the user made is left to the user.
 """
 
 from __future__ import annotations
