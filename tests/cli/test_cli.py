@@ -82,6 +82,7 @@ def test_train_writes_checkpoints_logs_scalars_and_a_plot(trained: Path) -> None
     assert [r["step"] for r in val] == [1, 2]
     best_epoch = max(val, key=lambda r: r["accuracy"])["step"]
     assert best.endswith(f"best_accuracy_epoch_{best_epoch}.pth")
+    # max_epochs=2 and the logger's interval=5 came from --cfg-options.
     assert [r["iter"] for r in records if "iter" in r] == [5, 10, 15, 20, 28, 33, 38, 43]
     log = _log_text(trained)
     assert "eta: " in log and "Epoch(train) [2][20/23]" in log
