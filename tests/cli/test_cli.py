@@ -18,11 +18,7 @@ from fengine.cli import main
 from fengine.cli.commands import write_plot
 
 DIGITS = str(Path(__file__).resolve().parents[2] / "examples" / "configs" / "digits.py")
-TINY = [
-    "train_cfg.max_epochs=2",
-    "default_hooks.checkpoint.interval=1",
-    "default_hooks.logger.interval=5",
-]
+TINY = ["train_cfg.max_epochs=2", "default_hooks.logger.interval=5"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,9 +67,7 @@ def resumable(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_checkpoints_logs_scalars_and_a_plot(trained: Path) -> None:
     assert (trained / "last_checkpoint").read_text().strip() == str(trained / "epoch_2.pth")
-    assert (
-        _load(trained / "epoch_1.pth")["meta"]["epoch"] == 1
-    )  # interval=1 came from --cfg-options
+    assert _load(trained / "epoch_1.pth")["meta"]["epoch"] == 1
     meta = _load(trained / "epoch_2.pth")["meta"]
     assert (meta["epoch"], meta["iter"]) == (2, 46)  # 1438 training images in batches of 64
     (best,) = glob.glob(str(trained / "best_accuracy_epoch_*.pth"))
