@@ -73,6 +73,25 @@ def test_digits_reaches_the_stated_accuracy(tmp_path: Path) -> None:
         assert "the monitored metric did not improve in the last 3 records" in log
 
 
+def test_digits_falls_back_to_generated_images_without_scikit_learn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    argv = ["train", DIGITS, "--work-dir", str(tmp_path), "--cfg-options", "train_cfg.max_epochs=2"]
+    assert main(argv) == 0
+    log = "".join(p.read_text() for p in tmp_path.glob("*/*.log"))
+    assert (
+        "scikit-learn is not installed (pip install 'fengine[examples]'): training on generated"
+        in log
+    )
+    (scalars,) = glob.glob(str(tmp_path / "*" / "vis_data" / "scalars.json"))
+    val = [
+        json.loads(line) for line in Path(scalars).read_text().splitlines() if '"iter"' not in line
+    ]
+    assert val[-1]["step"] == 2 and val[-1]["accuracy"] > 0.9  # the generated classes are easy
+
+
 def test_functional_train_learns_and_its_checkpoint_reloads(tmp_path: Path) -> None:
     state = tmp_path / "state.pt"
     out = _run(
