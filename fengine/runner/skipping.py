@@ -27,46 +27,44 @@ from torch.utils.data import DataLoader, IterableDataset
 
 
 class _Entries:
-    """The index sampler's entries for one pass, of which the first ``pending`` are dropped.
+    """One pass of the index sampler; the owner's pending skip is taken by the first pass that is read.
 
     The drop happens at the first request or at :meth:`advance`, whichever comes first: after
     the DataLoader iterator drew its base seed, as a normal pass draws the sampler's own seed
-    (``RandomSampler``) only when the first batch is requested.
+    (``RandomSampler``) only when the first batch is requested. (A multi-process iterator opens
+    the sampler twice before reading it, so the skip cannot be bound to the first opening.)
     """
 
-    def __init__(self, entries: Iterator[Any], pending: int) -> None:
+    def __init__(self, entries: Iterator[Any], owner: _SkipFirst) -> None:
         self._entries = entries
-        self._pending = pending
-        self.skipped = 0
+        self._owner = owner
 
     def advance(self) -> None:
-        """Drop the pending entries now (fewer when the pass is shorter)."""
-        pending, self._pending = self._pending, 0
-        self.skipped += sum(1 for _ in itertools.islice(self._entries, pending))
+        """Drop the owner's pending entries now (fewer when the pass is shorter)."""
+        pending, self._owner.pending = self._owner.pending, 0
+        self._owner.skipped += sum(1 for _ in itertools.islice(self._entries, pending))
 
     def __iter__(self) -> _Entries:
         return self
 
     def __next__(self) -> Any:
-        if self._pending:
+        if self._owner.pending:
             self.advance()
         return next(self._entries)
 
 
 class _SkipFirst:
-    """An index sampler whose first pass starts ``skip`` entries in (later passes are whole)."""
+    """An index sampler whose first pass read starts ``skip`` entries in (later passes are whole)."""
 
     def __init__(self, inner: Any, skip: int) -> None:
         self._inner = inner
-        self._skip = skip
-        self.first: _Entries | None = None
+        self.pending = skip
+        self.skipped = 0
+        self.latest: _Entries | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        skip, self._skip = self._skip, 0
-        entries = _Entries(iter(self._inner), skip)
-        if self.first is None:
-            self.first = entries
-        return entries
+        self.latest = _Entries(iter(self._inner), self)
+        return self.latest
 
     def __len__(self) -> int:
         return len(self._inner)
@@ -110,11 +108,10 @@ def iterate_from(dataloader: Iterable[Any], skip: int) -> tuple[Iterator[Any], i
         batches = iter(dataloader)  # the iterator takes the index sampler now
     finally:
         object.__setattr__(dataloader, attribute, original)
-    first = wrapper.first
-    if first is None:  # an iterator that reads its sampler lazily skips at its first batch
+    if wrapper.latest is None:  # an iterator that opens its sampler lazily skips at its first batch
         return batches, skip, True
-    first.advance()
-    return batches, first.skipped, True
+    wrapper.latest.advance()
+    return batches, wrapper.skipped, True
 
 
 def seeded_sampler(dataloader: Any) -> Any:
