@@ -199,6 +199,8 @@ def _advance(
     what: str,
     average: AverageFn | None,
 ) -> dict[str, Tensor]:
+    if not avg:  # nothing averaged (a model without buffers): skip the per-step bookkeeping
+        return {}
     srcs = _gather(source, avg, what)
     names = list(avg)
     avgs = list(avg.values())
