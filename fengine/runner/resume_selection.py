@@ -93,22 +93,23 @@ def select_resume_checkpoint(
     found = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p) and p != named]
     if named is None and found:
         warn(f"{os.path.join(work_dir, 'last_checkpoint')!r} is missing; looking for the newest intact checkpoint in {work_dir!r}")
-    keyed, unreadable = [], []
+    keyed: list[tuple[tuple[int, int, float], str, dict[str, Any] | None]] = []
     for path in found:
         key = _order_key(path, weights_only)
-        if key is None:
-            unreadable.append(path)
-        else:
-            keyed.append((key, path))
-    keyed.sort(reverse=True)
-    for _, path in keyed:
+        if key is not None:
+            keyed.append((key, path, None))
+            continue
+        # Its metadata cannot be peeked at: read it whole (a damaged file is reported now, a
+        # valid one in torch's legacy format is ordered like the others).
         checkpoint, why = _try(path, map_location, weights_only)
-        if checkpoint is not None:
-            return path, checkpoint
-        warn(f"skipped {why}")
-    # Files whose metadata could not even be peeked at: named, in case one was wanted.
-    for path in sorted(unreadable):
-        checkpoint, why = _try(path, map_location, weights_only)
+        if checkpoint is None:
+            warn(f"skipped {why}")
+            continue
+        meta = checkpoint["meta"]
+        keyed.append(((int(meta["iter"]), int(meta["epoch"]), os.path.getmtime(path)), path, checkpoint))
+    keyed.sort(key=lambda entry: entry[0], reverse=True)
+    for _, path, loaded in keyed:
+        checkpoint, why = (loaded, "") if loaded is not None else _try(path, map_location, weights_only)
         if checkpoint is not None:
             return path, checkpoint
         warn(f"skipped {why}")

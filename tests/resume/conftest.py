@@ -1,5 +1,7 @@
 """One intra-op thread while these tests run: their models are tiny, and on a busy machine
-thread hand-offs cost more than the arithmetic (a step takes ~3x longer with two threads)."""
+thread hand-offs cost more than the arithmetic (a step takes ~3x longer with two threads).
+Module-wide, so module fixtures that train compute with the same thread count as the tests
+(float reductions may differ between thread counts)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Iterator[None]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
