@@ -8,6 +8,8 @@ stopping (keeping the best weights) ends the run after three validations without
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -199,3 +201,12 @@ def assert_same_run(reference: Mapping[str, Any], resumed: Mapping[str, Any]) ->
     assert sorted(reference) == sorted(resumed)
     different = [name for name in reference if not torch.equal(reference[name], resumed[name])]
     assert not different, f"tensors differ after resume: {different}"
+
+
+@functools.cache
+def reference(by_epoch: bool, optimizer: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The uninterrupted run's final tensors and numbers (computed once per configuration)."""
+    with tempfile.TemporaryDirectory() as work_dir:
+        runner = Runner(**resume_kwargs(work_dir, by_epoch, optimizer))
+        runner.train()
+        return final_tensors(runner), final_numbers(runner)

@@ -11,28 +11,23 @@ stopping that keeps the best weights. Hypothesis picks where the run dies; a new
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from resume_toys import CrashAt, assert_same_run, final_numbers, final_tensors, resume_kwargs
+from resume_toys import (
+    CrashAt,
+    assert_same_run,
+    final_numbers,
+    final_tensors,
+    reference,
+    resume_kwargs,
+)
 
 from fengine.runner.checkpoint import read_checkpoint
 from fengine.runner.runner import Runner
-
-
-@functools.cache
-def reference(by_epoch: bool, optimizer: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The uninterrupted run's final tensors and numbers (computed once per configuration)."""
-    with tempfile.TemporaryDirectory() as work_dir:
-        runner = Runner(**resume_kwargs(work_dir, by_epoch, optimizer))
-        runner.train()
-        return final_tensors(runner), final_numbers(runner)
 
 
 def crash_then_resume(work_dir: Path, by_epoch: bool, optimizer: str, at: int) -> Runner:
