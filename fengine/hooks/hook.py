@@ -9,6 +9,7 @@ their MMEngine-named methods then run those handlers through the runner (:class:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -225,15 +226,32 @@ def triggered_events(cls: type[Hook]) -> frozenset[Event]:
     return frozenset(events)
 
 
+def _accepted(method: Any) -> frozenset[str] | None:
+    """The keyword names ``method`` accepts, or ``None`` when it takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
 def _class_handler(hook: Hook, event: Event) -> Handler[None]:
     method = getattr(hook, event.value)
+    # The seed documents `before_train_iter(self, runner)` while MMEngine passes `batch_idx=`,
+    # `data_batch=`, ... by keyword: hand each method only the arguments it declares.
+    accepted = _accepted(method)
 
     def handler(run: RunState, own: None, info: EventInfo) -> tuple[RunState, None]:
         runner = info.runner
         if runner is not None:
             runner.run_state = run  # the hook sees what earlier hooks of this event decided
+        kwargs = event_kwargs(event, info)
+        if accepted is not None:
+            kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         try:
-            method(runner, **event_kwargs(event, info))
+            method(runner, **kwargs)
         except TypeError as error:  # MMEngine names the hook in signature errors
             raise TypeError(f"{error} in {hook!r}") from None
         return (runner.run_state if runner is not None else run), own

@@ -130,13 +130,36 @@ def test_class_hook_sees_earlier_hooks_state_and_its_changes_flow_on() -> None:
     assert seen == [1, 11] and out.epoch == 11
 
 
-def test_signature_errors_name_the_hook() -> None:
-    class BadSig(Hook):
-        def after_train_iter(self, runner: Any) -> None:  # type: ignore[override]
-            pass
+def test_the_seeds_short_signatures_are_called_with_what_they_declare() -> None:
+    """The seed documents `after_train_iter(self, runner)`; MMEngine passes more by keyword."""
+    seen: list[Any] = []
 
-    pipeline = Pipeline.of([adapt_class_hook(BadSig(), "BadSig")])
-    with pytest.raises(Exception, match="unexpected keyword argument 'batch_idx' in <") as info:
+    class Short(Hook):
+        def after_train_iter(self, runner: Any) -> None:  # type: ignore[override]
+            seen.append(runner)
+
+    class Partial(Hook):
+        def after_train_iter(self, runner: Any, batch_idx: int) -> None:  # type: ignore[override]
+            seen.append(batch_idx)
+
+    class Catchall(Hook):
+        def after_train_iter(self, runner: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            seen.append(sorted(kwargs))
+
+    pipeline = Pipeline.of(
+        [adapt_class_hook(Short(), "Short"), adapt_class_hook(Partial(), "Partial"), adapt_class_hook(Catchall(), "Catchall")]
+    )
+    dispatch(pipeline, Event.AFTER_TRAIN_ITER, RunState(), EventInfo(batch_idx=3))
+    assert seen == [None, 3, ["batch_idx", "data_batch", "outputs"]]
+
+
+def test_type_errors_inside_a_hook_name_the_hook() -> None:
+    class BadCall(Hook):
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            len(batch_idx)  # type: ignore[arg-type]
+
+    pipeline = Pipeline.of([adapt_class_hook(BadCall(), "BadCall")])
+    with pytest.raises(TypeError, match=r"has no len\(\) in <") as info:
         dispatch(pipeline, Event.AFTER_TRAIN_ITER, RunState(), EventInfo(batch_idx=0))
     assert isinstance(info.value.__cause__, TypeError)
 

@@ -119,3 +119,28 @@ def test_priority_based_hook_ordering(tmp_path: Any) -> None:
 
     runner.register_hook(NumericHigh())
     assert [type(h).__name__ for h in runner.hooks][1:3] == ["HighPriorityHook", "NumericHigh"]
+
+
+def test_priority_example_hooks_run_with_the_seeds_signatures(tmp_path: Any) -> None:
+    """The seed's hooks take only `runner`; they train, in priority order around a NORMAL hook."""
+    calls: list[str] = []
+
+    class HighPriorityHook(Hook):
+        priority = "HIGH"
+
+        def before_train_iter(self, runner: Any) -> None:  # type: ignore[override]
+            calls.append("high")
+
+    class NormalHook(Hook):
+        def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+            calls.append(f"normal {batch_idx}")
+
+    class LowPriorityHook(Hook):
+        priority = "LOW"
+
+        def after_train_iter(self, runner: Any) -> None:  # type: ignore[override]
+            calls.append("low")
+
+    hooks = [LowPriorityHook(), NormalHook(), HighPriorityHook()]
+    Runner(**toy_kwargs(tmp_path, train_cfg={"by_epoch": True, "max_epochs": 1}, custom_hooks=hooks)).train()
+    assert calls == [c for b in range(4) for c in ("high", f"normal {b}", "low")]
