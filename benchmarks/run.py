@@ -1,0 +1,215 @@
+"""fengine's benchmark harness: ``python benchmarks/run.py`` (by hand, not in CI) writes RESULTS.md.
+
+Every measurement runs in a fresh process with one thread (:mod:`worker`); contenders alternate
+over rounds (the order rotates every round) and the tables give medians over the rounds, ratios
+to the raw loop of the same workload and peak RSS. Framework contenders that fengine's
+environment lacks (MMEngine, Lightning, Ignite) run with the interpreter of ``--mmenv`` (default
+``/tmp/mmenv/bin/python``), and are skipped with a note where it is missing or cannot import
+them.
+
+Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling``, ``--workloads W1,W2``,
+``--only SUBSTRING`` (contenders whose name contains it, plus the raw loop), ``--out FILE``,
+``--stable-malloc`` (glibc keeps freed memory: the CNN's activations are otherwise returned to the
+kernel and faulted in again every iteration, which dominates the spread of its figures),
+``--baseline DIR`` (adds a ``(baseline)`` row per fengine contender, importing ``DIR/fengine``:
+before/after comparisons in one alternated run, e.g. from ``git archive REV fengine``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    STABLE_MALLOC,
+    machine_line,
+    markdown_table,
+    median,
+    rotated,
+    run_in_fresh_process,
+)
+from frameworks import FRAMEWORKS
+from loops import LOOPS
+from report import budget_notes, ratio_cell
+from scaling import CHECKPOINT_CONTENDERS, OPTIMIZER_CONTENDERS
+
+HERE = Path(__file__).resolve().parent
+#: Extra environment of every worker (``--stable-malloc`` sets glibc's heap settings).
+ENV: dict[str, str] = {}
+#: ``--baseline``: a folder holding another version's ``fengine`` package, compared row by row.
+BASELINE: list[str] = []
+BASELINE_SUFFIX = " (baseline)"
+WORKER = HERE / "worker.py"
+EAGER = [
+    "raw loop",
+    "functional, pure",
+    "functional, donated",
+    "fengine Runner",
+    "raw loop, fengine batched data",
+    "fengine Runner, batched data",
+    "MMEngine Runner",
+    "Lightning",
+    "Ignite",
+]
+COMPILED = [
+    "raw loop",
+    "raw loop, compiled",
+    "functional, pure, compiled",
+    "functional, donated, compiled",
+    "fengine Runner, compiled",
+]
+IMPORTS = {"mmengine": "mmengine", "Lightning": "pytorch_lightning", "Ignite": "ignite"}
+
+
+def interpreter_for(contender: str, mmenv: str, notes: list[str]) -> str | None:
+    """The Python that runs ``contender``, or ``None`` (with a note) when none can."""
+    if contender in LOOPS or FRAMEWORKS[contender][0] == "fengine":
+        return sys.executable
+    module = IMPORTS["mmengine" if contender.startswith("MMEngine") else contender]
+    if not os.path.exists(mmenv):
+        notes.append(f"{contender}: skipped, no interpreter at {mmenv} (pass --mmenv)")
+        return None
+    probe = subprocess.run([mmenv, "-c", f"import {module}"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        notes.append(f"{contender}: skipped, `{module}` is not installed in {mmenv}")
+        return None
+    return mmenv
+
+
+def alternate(jobs: dict[str, tuple[str, list[str]]], rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Run every job once per round in a rotated order; the results by job name.
+
+    A job named ``... (baseline)`` imports fengine from ``--baseline`` instead.
+    """
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    for r in range(rounds):
+        for name in rotated(list(jobs), r):
+            python, args = jobs[name]
+            env = {**ENV, "PYTHONPATH": BASELINE[0]} if name.endswith(BASELINE_SUFFIX) else ENV
+            result = run_in_fresh_process(WORKER, args, python=python, env=env)
+            results[name].append(result)
+            print(f"round {r + 1}/{rounds} {name}: {result}", file=sys.stderr, flush=True)
+    return results
+
+
+def medians(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The median of each measured quantity over ``runs``."""
+    return {key: median([run[key] for run in runs]) for key in runs[0]}
+
+
+def training_table(workloads: list[str], contenders: list[str], rounds: int, mmenv: str, notes: list[str]) -> str:
+    """Per-iteration time of each contender on each workload, against the raw loop."""
+    pythons = {c: interpreter_for(c, mmenv, notes) for c in contenders}
+    rows = []
+    for workload in workloads:
+        jobs = {c: (p, ["train", workload, c]) for c, p in pythons.items() if p is not None}
+        if BASELINE:
+            jobs.update(
+                {c + BASELINE_SUFFIX: (p, ["train", workload, c]) for c, p in pythons.items()
+                 if p == sys.executable and c != "raw loop" and "compiled" not in c}
+            )
+        stats = {c: medians(runs) for c, runs in alternate(jobs, rounds).items()}
+        base = stats["raw loop"]
+        for contender, m in stats.items():
+            cells = [
+                f"{m[key]:.0f} ({ratio_cell(workload, contender, kind, m[key] / base[key])})"
+                for key, kind in (("wall_us", "time"), ("cpu_us", "time"), ("cpu_best_us", "time"), ("rss_mib", "rss"))
+            ]
+            rows.append([workload, contender, *cells, f"{m['faults']:.0f}", f"{m['first_epoch_s']:.2f}"])
+    headers = [
+        "workload", "contender", "wall µs/iter (× raw)", "CPU µs/iter (× raw)",
+        "best-epoch CPU µs/iter (× raw)", "peak RSS MiB (× raw)", "page faults/iter", "first epoch s",
+    ]
+    return markdown_table(headers, rows)
+
+
+def scaling_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
+    """Idle hooks, optimizer tensor counts and checkpoint I/O."""
+    out = []
+    engines = ["fengine"] + (["mmengine"] if interpreter_for("MMEngine Runner", mmenv, notes) else [])
+    jobs = {
+        f"{engine} {n}": (sys.executable if engine == "fengine" else mmenv, ["hooks", engine, str(n)])
+        for engine in engines
+        for n in (1, 10, 100)
+    }
+    stats = {k: medians(v) for k, v in alternate(jobs, rounds).items()}
+    rows = [
+        [engine, *(f"{stats[f'{engine} {n}']['cpu_us']:.0f}" for n in (1, 10, 100)),
+         f"{stats[f'{engine} 100']['cpu_us'] / stats[f'{engine} 1']['cpu_us']:.2f}x"]
+        for engine in engines
+    ]
+    out.append("**Idle hooks** (W1, no default hooks; N user hooks of which one handles `after_train_iter`, "
+               "the others `before_train_epoch` only): CPU µs per iteration\n")
+    out.append(markdown_table(["Runner", "N = 1", "N = 10", "N = 100", "100 / 1"], rows))
+    jobs = {f"{c}|{n}": (sys.executable, ["optimizer", c, str(n)]) for c in OPTIMIZER_CONTENDERS for n in (10, 1000)}
+    stats = {k: medians(v) for k, v in alternate(jobs, rounds).items()}
+    base = {n: stats[f"{OPTIMIZER_CONTENDERS[0]}|{n}"]["us"] for n in (10, 1000)}
+    rows = [
+        [c, *(f"{stats[f'{c}|{n}']['us']:.0f} ({stats[f'{c}|{n}']['us'] / base[n]:.2f}x)" for n in (10, 1000)),
+         f"{stats[f'{c}|1000']['us'] / stats[f'{c}|10']['us']:.2f}x"]
+        for c in OPTIMIZER_CONTENDERS
+    ]
+    out.append("\n**Optimizer step**, SGD momentum over 1M parameters: µs per step (× torch)\n")
+    out.append(markdown_table(["optimizer", "10 tensors", "1,000 tensors", "1,000 / 10"], rows))
+    jobs = {c: (sys.executable, ["checkpoint", c]) for c in CHECKPOINT_CONTENDERS}
+    stats = {k: medians(v) for k, v in alternate(jobs, rounds).items()}
+    base_c = stats[CHECKPOINT_CONTENDERS[0]]
+    rows = [
+        [c, f"{m['mib']:.1f}", f"{m['save_ms']:.1f} ({m['save_ms'] / base_c['save_ms']:.2f}x)",
+         f"{m['load_ms']:.1f} ({m['load_ms'] / base_c['load_ms']:.2f}x)"]
+        for c, m in stats.items()
+    ]
+    out.append("\n**Checkpoint** of W3's model and optimizer state: ms (× torch)\n")
+    out.append(markdown_table(["writer / reader", "MiB", "save ms", "load ms"], rows))
+    return "\n".join(out)
+
+
+def main() -> None:
+    """Parse the options, run the sections and write the Markdown report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sections", default="train,compile,scaling")
+    parser.add_argument("--workloads", default="W1,W2,W3")
+    parser.add_argument("--only", default="")
+    parser.add_argument("--mmenv", default="/tmp/mmenv/bin/python")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    parser.add_argument(
+        "--stable-malloc",
+        action="store_true",
+        help="keep freed memory in glibc's heap in every worker (no per-iteration page faults)",
+    )
+    parser.add_argument("--baseline", default="", help="folder with another fengine version to compare")
+    args = parser.parse_args()
+    if args.baseline:
+        BASELINE.append(os.path.abspath(args.baseline))
+    if args.stable_malloc:
+        ENV.update(STABLE_MALLOC)
+    sections, workloads, notes = args.sections.split(","), args.workloads.split(","), []
+
+    def chosen(names: list[str]) -> list[str]:
+        return [n for n in names if n == "raw loop" or args.only in n]
+
+    malloc = ", glibc heap kept (`--stable-malloc`)" if args.stable_malloc else ""
+    parts = [f"# Benchmark results\n\n{machine_line()}; one thread, every measurement in a fresh "
+             f"process, {args.rounds} rounds alternated, medians{malloc}. Produced by "
+             "`python benchmarks/run.py`.\n"]
+    if "train" in sections:
+        parts.append("## Training, eager\n\n" + training_table(workloads, chosen(EAGER), args.rounds, args.mmenv, notes))
+    if "compile" in sections:
+        parts.append("## Training, `torch.compile`\n\nThe first epoch includes compilation.\n\n"
+                     + training_table(workloads, chosen(COMPILED), args.rounds, args.mmenv, notes))
+    if "scaling" in sections:
+        parts.append("## Scaling\n\n" + scaling_tables(args.rounds, args.mmenv, notes))
+    parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in [*budget_notes(), *dict.fromkeys(notes)]))
+    text = "\n\n".join(parts) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
