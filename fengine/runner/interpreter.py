@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import pickle
-import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -122,8 +121,8 @@ class EffectInterpreter(ResumeMixin):
                 if name.endswith(tuple(effect.suffixes)):
                     source = os.path.join(folder, name)
                     target = os.path.join(effect.dst_dir, os.path.relpath(source, effect.src_dir))
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    shutil.copyfile(source, target)
+                    with open(source, "rb") as handle:
+                        atomic_write(target, handle.read())
                     copied.append(source)
         self.logger.info(f"The log files under {effect.src_dir} are copied to {effect.dst_dir}.")
         if not effect.keep_local:
