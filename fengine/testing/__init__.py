@@ -18,7 +18,7 @@ except ImportError as error:  # pragma: no cover - exercised only without hypoth
 from fengine.testing.contracts import ContractError, check_hook
 from fengine.testing.machine import HookMachine
 from fengine.testing.simulation import EventStep, RunScript, Simulation, as_fn_hook
-from fengine.testing.strategies import events, losses, metrics, run_states
+from fengine.testing.strategies import events, losses, metrics, run_states, train_states
 
 __all__ = [
     "ContractError",
@@ -32,4 +32,5 @@ __all__ = [
     "losses",
     "metrics",
     "run_states",
+    "train_states",
 ]

@@ -6,14 +6,17 @@ Every strategy shrinks toward small runs: one epoch, one iteration, one metric.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from fengine.core import ema, optim
 from fengine.core.events import Event
 from fengine.core.run import EventInfo, RunState
+from fengine.core.state import TrainState
 from fengine.testing.simulation import EventStep, RunScript
 
 
@@ -79,6 +82,42 @@ def run_states(
             meta={"experiment_name": "drawn", "seed": draw(st.integers(0, 2**31 - 1))},
             params=params,
             buffers=buffers,
+        )
+
+    return build()
+
+
+def train_states(*, max_params: int = 3, max_dims: int = 3, max_side: int = 4) -> st.SearchStrategy[TrainState[Any]]:
+    """Valid :class:`~fengine.core.TrainState` records for a drawn model.
+
+    Random parameters of random shapes, a buffer, optimizer state from SGD (with momentum buffers
+    after a first step) or Adam, counters consistent with the step, and an EMA of the parameters.
+    """
+
+    @st.composite
+    def build(draw: st.DrawFn) -> TrainState[Any]:
+        names = draw(st.lists(st.sampled_from(["fc.weight", "fc.bias", "head.weight"]), unique=True, min_size=1, max_size=max_params))
+        params = {name: draw(_tensor(max_dims, max_side)) for name in names}
+        buffers = {"bn.running_mean": draw(_tensor(1, max_side))}
+        lr = draw(st.floats(1e-4, 1.0))
+        tx: optim.Transform[Any] = optim.sgd(lr, momentum=0.9) if draw(st.booleans()) else optim.adam(lr)
+        opt_state = tx.init(params)
+        if draw(st.booleans()):  # a state past its first step holds momentum / moments
+            generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+            grads = {name: torch.randn(p.shape, generator=generator) for name, p in params.items()}
+            params, opt_state = tx.update(grads, opt_state, params)
+        steps = draw(st.integers(0, 1000))
+        per_epoch = draw(st.integers(1, 50))
+        averager = ema.ExponentialMovingAverage(momentum=draw(st.floats(1e-4, 0.5)))
+        return TrainState(
+            params=params,
+            buffers=buffers,
+            opt_state=opt_state,
+            step=steps,
+            ema=averager.init(params, buffers),
+            epoch=steps // per_epoch,
+            iter=steps,
+            inner_iter=steps % per_epoch,
         )
 
     return build()
@@ -185,4 +224,4 @@ def _with_time(info: EventInfo, time: float) -> EventInfo:
     )
 
 
-__all__ = ["events", "losses", "metrics", "run_states"]
+__all__ = ["events", "losses", "metrics", "run_states", "train_states"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import io
 import random
+import sys
 from typing import Any
 
 import attrs
@@ -15,6 +18,7 @@ from fengine.core import effects as fx
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.run import EventInfo, RunState
+from fengine.core.state import TrainState
 from fengine.hooks import Hook
 from fengine.testing import (
     ContractError,
@@ -24,6 +28,7 @@ from fengine.testing import (
     check_hook,
     events,
     run_states,
+    train_states,
 )
 
 
@@ -208,3 +213,27 @@ def test_hook_machine_finds_a_broken_invariant() -> None:
     with pytest.raises(AssertionError, match="checkpoints kept"):
         quick = settings(max_examples=30, stateful_step_count=30, database=None, phases=[Phase.generate])
         run_state_machine_as_test(Leaky, settings=quick)
+
+
+@given(train_states())
+@settings(max_examples=25)
+def test_train_states_are_consistent_and_checkpointable(state: TrainState[Any]) -> None:
+    assert state.iter == state.step and 0 <= state.inner_iter <= state.step
+    assert state.ema is not None and set(state.ema.params) == set(state.params)
+    restored = TrainState.from_dict(_round_trip(state.to_dict()))
+    assert all(torch.equal(restored.params[n], p) for n, p in state.params.items())
+
+
+def _round_trip(value: Any) -> Any:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_the_kit_without_hypothesis_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "fengine.testing" or m.startswith("fengine.testing.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # makes `import hypothesis` fail
+    with pytest.raises(ImportError, match=r"pip install 'fengine\[testing\]'"):
+        importlib.import_module("fengine.testing")
