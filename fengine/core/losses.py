@@ -78,9 +78,14 @@ def parse_losses(
         name → detached reduced value.
 
     Raises:
-        TypeError: a value that is neither a tensor nor a list of tensors (the message names the
-            key).
+        TypeError: ``losses`` is not a mapping, or a value is neither a tensor nor a list of
+            tensors (the message names the key).
     """
+    if not isinstance(losses, Mapping):
+        raise TypeError(
+            "a model's forward(mode='loss') must return a dict of loss name -> Tensor or list of "
+            f"Tensors, got {type(losses).__name__}"
+        )
     if len(losses) == 1:
         single = _single_scalar_loss(losses)
         if single is not None:

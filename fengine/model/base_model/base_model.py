@@ -102,12 +102,21 @@ class BaseModel(BaseModule):
 
         Returns:
             ``log_vars`` of :meth:`parse_losses` (detached values; ``'loss'`` is the total).
+
+        Raises:
+            TypeError: ``forward`` did not return a dict of losses.
+            ValueError: no key of that dict contains ``'loss'``.
         """
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             losses = self._run_forward(data, mode="loss")
         loss, log_vars = self.parse_losses(losses)
-        optim_wrapper.update_params(loss)  # type: ignore[arg-type]
+        if not isinstance(loss, Tensor):
+            raise ValueError(
+                f"{type(self).__name__}.forward(mode='loss') returned nothing to optimise: none of its "
+                f"keys {list(losses)} contains 'loss' (name the terms to optimise 'loss' or 'loss_*')"
+            )
+        optim_wrapper.update_params(loss)
         return log_vars
 
     def val_step(self, data: Any) -> Any:
