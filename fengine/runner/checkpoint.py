@@ -198,12 +198,14 @@ def apply_state_dict(
     strict: bool,
     source: str,
     warn: Callable[[str], None],
+    strict_shapes: bool = False,
 ) -> None:
     """Copy ``state_dict`` into ``module``; mismatches raise when ``strict``, else are reported.
 
     Entries whose shape differs from the module's are never copied; with ``strict=False`` they
     are reported with the missing and unexpected keys, with ``strict=True`` any of the three
-    raises.
+    raises. ``strict_shapes`` raises for shape mismatches alone (a resumed run cannot continue
+    with parameters of another shape), before anything is copied.
 
     Args:
         module: the (unwrapped) model.
@@ -211,9 +213,11 @@ def apply_state_dict(
         strict: whether every key must match exactly.
         source: the checkpoint's name, for messages.
         warn: receives the mismatch report when not strict.
+        strict_shapes: raise for shape mismatches even when not ``strict``.
 
     Raises:
-        CheckpointError: ``strict`` and keys or shapes do not match (all of them listed).
+        CheckpointError: ``strict`` and keys or shapes do not match, or ``strict_shapes`` and
+            shapes do not match (all of them listed).
     """
     own = module.state_dict()
     mismatched = [
@@ -221,6 +225,11 @@ def apply_state_dict(
         for key, value in state_dict.items()
         if key in own and isinstance(value, torch.Tensor) and value.shape != own[key].shape
     ]
+    if mismatched and strict_shapes:
+        raise CheckpointError(
+            f"{source!r} does not fit {type(module).__name__}: parameter shapes differ: "
+            + "; ".join(mismatched)
+        )
     skipped = {line.split(":")[0] for line in mismatched}
     result = module.load_state_dict({k: v for k, v in state_dict.items() if k not in skipped}, strict=False)
     missing = [k for k in result.missing_keys if k not in skipped]

@@ -85,7 +85,12 @@ class ResumeMixin(CheckpointMixin):
         return checkpoint
 
     def _apply_checkpoint(
-        self, checkpoint: dict[str, Any], filename: str, strict: bool = False, revise_keys: Any = None
+        self,
+        checkpoint: dict[str, Any],
+        filename: str,
+        strict: bool = False,
+        revise_keys: Any = None,
+        strict_shapes: bool = False,
     ) -> None:
         self._open_checkpoints.append(checkpoint)
         try:
@@ -94,7 +99,9 @@ class ResumeMixin(CheckpointMixin):
             self._open_checkpoints.pop()
         state_dict = checkpoint.get("state_dict", checkpoint)
         rules = [(r"^module\.", "")] if revise_keys is None else revise_keys
-        apply_state_dict(self._unwrapped(), revise_keys_of(state_dict, rules), strict, filename, self.logger.warning)
+        apply_state_dict(
+            self._unwrapped(), revise_keys_of(state_dict, rules), strict, filename, self.logger.warning, strict_shapes
+        )
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
 
@@ -127,7 +134,8 @@ class ResumeMixin(CheckpointMixin):
 
         Raises:
             CheckpointError: an unreadable or damaged file, a file without ``meta`` counters,
-                or (strictly) hook states that do not match the registered hooks.
+                weights whose shapes differ from the model's (named), or (strictly) hook states
+                that do not match the registered hooks.
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
         checkpoint = read_checkpoint(filename, map_location=device, weights_only=self.checkpoint_weights_only)
@@ -145,7 +153,7 @@ class ResumeMixin(CheckpointMixin):
         if not isinstance(meta, Mapping) or "epoch" not in meta or "iter" not in meta:
             raise CheckpointError(f"cannot resume from {filename!r}: its `meta` has no `epoch`/`iter` counters")
         self._run = attrs.evolve(self._run, resumed=True)
-        self._apply_checkpoint(checkpoint, filename)
+        self._apply_checkpoint(checkpoint, filename, strict_shapes=True)
         self._run = attrs.evolve(self._run, epoch=int(meta["epoch"]), iter=int(meta["iter"]))
         saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
         if saved_seed is not None and saved_seed != configured:
