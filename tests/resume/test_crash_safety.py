@@ -84,7 +84,7 @@ def test_a_write_failing_midway_keeps_the_last_complete_checkpoint(
         with pytest.raises(type(error)) as raised:
             Runner(**short_kwargs(work_dir)).train()
     if isinstance(error, OSError):
-        assert raised.value.errno == errno.ENOSPC
+        assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
     assert not list(work_dir.glob(".*.tmp"))  # the half-written temporary file is gone
     assert (work_dir / "last_checkpoint").read_text() == str(work_dir / "iter_3.pth")
     # max_keep_ckpts=1 asked to delete iter_3 in the event whose save failed: it is still there.

@@ -41,7 +41,7 @@ def crash_then_resume(work_dir: Path, by_epoch: bool, optimizer: str, at: int) -
 
 
 @pytest.mark.parametrize("by_epoch", [True, False], ids=["epochs", "iterations"])
-@settings(max_examples=5)
+@settings(max_examples=8)
 @given(data=st.data())
 def test_stopped_anywhere_resumes_bit_identically(by_epoch: bool, data: st.DataObject) -> None:
     optimizer = data.draw(st.sampled_from(["SGD", "AdamW"]), label="optimizer")

@@ -73,7 +73,7 @@ class Net(BaseModel):
         self.linear1 = nn.Linear(2, 2)
         self.linear2 = nn.Linear(2, 1)
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, mode: str = "tensor") -> Any:
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, mode: str = "tensor") -> Any:  # type: ignore[override]
         out = self.linear2(self.linear1(inputs)).squeeze(1)
         if mode == "loss":
             return {"loss": ((out - labels) ** 2).mean()}
@@ -90,7 +90,7 @@ def runner_kwargs(work_dir: Path, **overrides: Any) -> dict[str, Any]:
     return {
         "model": Net(),
         "work_dir": str(work_dir),
-        "train_dataloader": DataLoader(data(), batch_size=2, shuffle=False),
+        "train_dataloader": DataLoader(data(), batch_size=2, shuffle=False),  # type: ignore[arg-type]
         "train_cfg": {"by_epoch": True, "max_epochs": 2},
         "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}},
         "param_scheduler": {"type": "MultiStepLR", "milestones": [1], "gamma": 0.5, "by_epoch": True},
@@ -149,7 +149,7 @@ def test_resume_continues_mmengines_run_to_its_own_numbers(tmp_path: Path) -> No
         )
         return original_run()
 
-    runner.train_loop.run = run  # type: ignore[method-assign]
+    runner.train_loop.run = run
     runner.train()
     first = read_checkpoint(EPOCH_1)
     assert resumed_state["counters"] == (1, 4) and resumed_state["lr"] == [0.05]

@@ -126,7 +126,8 @@ def test_published_copies_and_temporary_files_are_not_resumed_from(four_saved: P
     torch.save({"meta": {**checkpoint["meta"], "iter": 99}, "state_dict": checkpoint["state_dict"]}, work_dir / "iter_99-abcdef12.pth")
     (work_dir / ".iter_5.pth.x1y2.tmp").write_bytes(b"half a file")
     os.remove(work_dir / "last_checkpoint")
-    found = select_resume_checkpoint(str(work_dir), (warnings := []).append)
+    warnings: list[str] = []
+    found = select_resume_checkpoint(str(work_dir), warnings.append)
     assert found is not None and found[0] == str(work_dir / "iter_4.pth")
     assert any("iter_99-abcdef12.pth" in w and "published" in w for w in warnings)
 
