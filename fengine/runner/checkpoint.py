@@ -91,7 +91,8 @@ def content_digest(checkpoint: Mapping[str, Any]) -> str:
 def save_checkpoint(checkpoint: dict[str, Any], filename: str) -> None:
     """Stamp ``meta['checksum']`` and write ``checkpoint`` to ``filename`` atomically.
 
-    The file appears complete or not at all (temporary file, fsync, rename, directory fsync).
+    The file appears complete or not at all (temporary file, fsync, rename, directory fsync);
+    the checkpoint is streamed into the temporary file, never held in memory as bytes.
 
     Args:
         checkpoint: the checkpoint dict (its ``meta`` dict receives the checksum).
@@ -100,9 +101,7 @@ def save_checkpoint(checkpoint: dict[str, Any], filename: str) -> None:
     meta = checkpoint.setdefault("meta", {})
     meta.pop(CHECKSUM_KEY, None)
     meta[CHECKSUM_KEY] = content_digest(checkpoint)
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    atomic_write(filename, buffer.getvalue())
+    atomic_write(filename, lambda handle: torch.save(checkpoint, handle))
 
 
 def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:

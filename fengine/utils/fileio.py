@@ -17,6 +17,8 @@ import atexit
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
 
 #: Files appended to since the last :func:`sync_appended`.
 _unsynced: set[str] = set()
@@ -33,23 +35,36 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview | Callable[[BinaryIO], object]
+) -> None:
     """Replace the file at ``path`` with ``data`` so that readers see the old or the new content.
 
     The bytes go to a temporary file in the same directory, which is flushed and fsynced and then
     renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows); the directory is
     fsynced afterwards so the rename survives a power loss. Missing parent directories are created.
+    A large content can be streamed: pass a function that writes it to the binary handle it is
+    given (``lambda f: torch.save(obj, f)``) instead of building the bytes in memory first.
 
     Args:
         path: destination file.
-        data: the complete new content.
+        data: the complete new content, or a function writing it to a binary file handle.
 
     Raises:
-        TypeError: ``data`` is not ``bytes``/``bytearray``/``memoryview``.
+        TypeError: ``data`` is neither bytes-like nor callable.
         OSError: the directory cannot be written.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"atomic_write: `data` must be bytes, got {type(data).__name__}")
+    write: Callable[[BinaryIO], object]
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        content = data
+
+        def write(handle: BinaryIO) -> object:
+            return handle.write(content)
+
+    elif callable(data):
+        write = data
+    else:
+        raise TypeError(f"atomic_write: `data` must be bytes or a function writing to a file, got {type(data).__name__}")
     sync_appended()
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
@@ -57,7 +72,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
