@@ -65,3 +65,17 @@ def test_a_checkpoint_inside_an_accumulation_group_carries_the_gradients(tmp_pat
     assert sorted(odd["grads"]) == sorted(name for name, _ in runner.model.named_parameters())
     assert all(bool(g.abs().sum() > 0) for g in odd["grads"].values())
     assert "grads" not in even
+
+
+def test_resuming_inside_a_group_does_not_warn_of_lost_gradients(tmp_path: Path) -> None:
+    kwargs = resume_kwargs(tmp_path, True, "SGD")
+    with pytest.raises(RuntimeError, match="crash before iteration"):
+        Runner(**dict(kwargs, custom_hooks=[*kwargs["custom_hooks"], CrashAt(4)])).train()
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_3.pth"))
+    resumed = Runner(**dict(kwargs, resume=True, train_cfg={"by_epoch": True, "max_epochs": 1}))
+    resumed.train_loop  # noqa: B018
+    resumed.load_or_resume()
+    assert resumed.iter == 3 and all(p.grad is not None for p in resumed.model.parameters())
+    resumed.train()
+    log = next(Path(resumed.log_dir).glob("*.log")).read_text()
+    assert "BatchNorm" in log and "not divisible" not in log  # warnings are logged; this one is not

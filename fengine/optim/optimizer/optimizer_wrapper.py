@@ -184,8 +184,9 @@ class OptimWrapper(BaseOptimWrapper):
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
         """Set the counters so the last, shorter accumulation group also steps.
 
-        Warns when ``init_counts`` is not a multiple of ``accumulative_counts`` (a resumed run
-        lost part of a group) and when accumulating over a model with BatchNorm.
+        Warns when ``init_counts`` is not a multiple of ``accumulative_counts`` and the model
+        holds no gradients (a resumed run lost part of a group; fengine's checkpoints carry them)
+        and when accumulating over a model with BatchNorm.
 
         Args:
             model: the trained model.
@@ -194,7 +195,9 @@ class OptimWrapper(BaseOptimWrapper):
         """
         self._inner_count = init_counts
         self._max_counts = max_counts
-        if init_counts % self._accumulative_counts != 0:
+        # A resumed run whose checkpoint carried the unfinished group's gradients lost nothing.
+        group_restored = any(p.grad is not None for p in model.parameters())
+        if init_counts % self._accumulative_counts != 0 and not group_restored:
             warn(
                 "Resumed iteration number is not divisible by `_accumulative_counts`, which means "
                 "the gradient of some iterations is lost and the result may be influenced slightly."
