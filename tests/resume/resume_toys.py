@@ -185,7 +185,7 @@ def final_tensors(runner: Runner) -> dict[str, torch.Tensor]:
 
 
 def final_numbers(runner: Runner) -> dict[str, Any]:
-    """Counters, learning rates, scheduler states and the early-stopping record."""
+    """Counters, learning rates, scheduler states, the early-stopping record, logged histories."""
     stopper = runner.hook_states()["EarlyStoppingHook"]
     return {
         "counters": (runner.epoch, runner.iter),
@@ -193,6 +193,9 @@ def final_numbers(runner: Runner) -> dict[str, Any]:
         "schedulers": [s.state_dict() for s in runner.param_schedulers],
         "stopping": (stopper.best_score, stopper.wait_count, stopper.best_iter),
         "ema_steps": runner.hook_states()["EMAHook"].ema.steps,
+        "history": {
+            key: runner.message_hub.get_scalar(key).data[0].tolist() for key in ("train/loss", "train/lr", "val/mse")
+        },
     }
 
 
