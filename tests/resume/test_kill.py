@@ -66,7 +66,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(loop: str, data: st.DataO
     k = data.draw(st.integers(1, expected_numbers["counters"][1] - 2), label="kill after checkpoint")
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
-        child = start_child(work_dir, loop, optimizer, delay=0.03)
+        child = start_child(work_dir, loop, optimizer, delay=0.05)
         kill_after(child, work_dir / f"iter_{k}.pth", signal.SIGKILL)
         assert child.returncode == -signal.SIGKILL
         resumed = Runner(**resume_kwargs(work_dir, loop == "epochs", optimizer, resume=True))
@@ -79,7 +79,7 @@ def test_ctrl_c_exits_cleanly_and_resume_continues(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) to a training process: it stops, names the checkpoint to resume from,
     leaves only complete files, and ``resume=True`` finishes the run exactly."""
     expected_tensors, expected_numbers = reference(False, "SGD")
-    child = start_child(tmp_path, "iterations", "SGD", delay=0.05)
+    child = start_child(tmp_path, "iterations", "SGD", delay=0.08)
     output = kill_after(child, tmp_path / "iter_5.pth", signal.SIGINT)
     assert child.returncode == -signal.SIGINT  # Python's exit after an unhandled KeyboardInterrupt
     assert "training interrupted at iteration" in output and "Runner(resume=True) continues from it" in output
