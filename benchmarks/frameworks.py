@@ -19,7 +19,20 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from workloads import LR, MOMENTUM, WORKLOADS, build_loader, build_model, loss_of, sgd
+import torch.nn.functional as F
+from workloads import (
+    AMP,
+    DEVICE,
+    LR,
+    MOMENTUM,
+    WORKLOADS,
+    autocast,
+    build_loader,
+    build_model,
+    loss_of,
+    sgd,
+    synchronize,
+)
 
 
 class Stamps:
@@ -32,6 +45,7 @@ class Stamps:
 
     @staticmethod
     def _now() -> tuple[float, float, int]:
+        synchronize()
         return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     def start(self) -> None:
@@ -158,7 +172,7 @@ def lightning(workload: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work_dir:
         trainer = pl.Trainer(
             max_epochs=1 + w.timed_epochs,
-            accelerator="cpu",
+            accelerator="gpu" if DEVICE.type == "cuda" else "cpu",
             devices=1,
             default_root_dir=work_dir,
             enable_progress_bar=False,
@@ -178,11 +192,15 @@ def ignite(workload: str) -> dict[str, float]:
     model = build_model(workload)
 
     def loss_fn(logits: Any, targets: Any) -> Any:
-        import torch.nn.functional as F
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    def model_fn(module: Any, inputs: Any) -> Any:
+        with autocast():
+            return module(inputs)
 
-    trainer = create_supervised_trainer(model, sgd(model.parameters()), loss_fn)
+    # On the CPU without AMP, Ignite's own defaults (no batch conversion, plain forward).
+    options = {"device": DEVICE, "model_fn": model_fn} if DEVICE.type != "cpu" or AMP else {}
+    trainer = create_supervised_trainer(model, sgd(model.parameters()), loss_fn, **options)
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: stamps.start())
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: stamps.end())
 

@@ -23,6 +23,7 @@ from workloads import (
     build_tensors,
     loss_of,
     sgd,
+    synchronize,
 )
 
 Epoch = Callable[[], int]
@@ -43,6 +44,7 @@ def raw_loop(workload: str, *, compile: bool = False, loader: Any = None) -> Epo
             loss_of(net, batch).backward()
             opt.step()
             n += 1
+        synchronize()
         return n
 
     return epoch
@@ -82,6 +84,7 @@ def functional_loop(workload: str, *, donate: bool, compile: bool = False) -> Ep
             state, _ = step(state, batch, donate=donate)
             n += 1
         cell.append(state)
+        synchronize()
         return n
 
     return epoch

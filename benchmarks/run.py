@@ -12,7 +12,8 @@ Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling``, ``--w
 ``--stable-malloc`` (glibc keeps freed memory: the CNN's activations are otherwise returned to the
 kernel and faulted in again every iteration, which dominates the spread of its figures),
 ``--baseline DIR`` (adds a ``(baseline)`` row per fengine contender, importing ``DIR/fengine``:
-before/after comparisons in one alternated run, e.g. from ``git archive REV fengine``).
+before/after comparisons in one alternated run, e.g. from ``git archive REV fengine``),
+``--device cuda --amp bf16`` (the GPU rows: ``--sections train,compile --workloads W2,W3``).
 """
 
 from __future__ import annotations
@@ -185,7 +186,11 @@ def main() -> None:
         help="keep freed memory in glibc's heap in every worker (no per-iteration page faults)",
     )
     parser.add_argument("--baseline", default="", help="folder with another fengine version to compare")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (models and batches there)")
+    parser.add_argument("--amp", default="", choices=["", "bf16"], help="forward and loss under bf16 autocast")
     args = parser.parse_args()
+    if args.device != "cpu" or args.amp:
+        ENV.update({"FENGINE_BENCH_DEVICE": args.device, "FENGINE_BENCH_AMP": args.amp})
     if args.baseline:
         BASELINE.append(os.path.abspath(args.baseline))
     if args.stable_malloc:
@@ -196,6 +201,7 @@ def main() -> None:
         return [n for n in names if n == "raw loop" or args.only in n]
 
     malloc = ", glibc heap kept (`--stable-malloc`)" if args.stable_malloc else ""
+    malloc += f", device {args.device}" + (f", autocast {args.amp}" if args.amp else "")
     parts = [f"# Benchmark results\n\n{machine_line()}; one thread, every measurement in a fresh "
              f"process, {args.rounds} rounds alternated, medians{malloc}. Produced by "
              "`python benchmarks/run.py`.\n"]

@@ -10,10 +10,17 @@
 Every contender starts from the same weights (``torch.manual_seed(0)``) and sees the same batches
 in the same order (a ``DataLoader`` over a ``TensorDataset`` shuffled by a generator seeded with 0),
 trained with SGD(lr=0.01, momentum=0.9, foreach=True) on cross-entropy.
+
+``run.py --device cuda --amp bf16`` reaches the workers as ``FENGINE_BENCH_DEVICE`` and
+``FENGINE_BENCH_AMP``: models live on the device, batches are moved there in :func:`loss_of`
+(the Runner's preprocessor has moved them already), the forward and the loss run under
+``torch.autocast`` in bf16, and the clocks are read after ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -23,6 +30,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 LR, MOMENTUM = 0.01, 0.9
+DEVICE = torch.device(os.environ.get("FENGINE_BENCH_DEVICE", "cpu"))
+AMP = os.environ.get("FENGINE_BENCH_AMP", "") == "bf16"
 VOCAB, SEQ = 512, 64
 
 
@@ -63,8 +72,12 @@ class TinyLM(nn.Module):
 
 
 def build_model(name: str) -> nn.Module:
-    """The workload's model, from ``torch.manual_seed(0)``."""
+    """The workload's model, from ``torch.manual_seed(0)``, on :data:`DEVICE`."""
     torch.manual_seed(0)
+    return _architecture(name).to(DEVICE)
+
+
+def _architecture(name: str) -> nn.Module:
     if name == "W1":
         return nn.Sequential(
             nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
@@ -117,8 +130,22 @@ def build_loader(name: str, dataset: Any = None, **kwargs: Any) -> DataLoader[An
 def loss_of(model: nn.Module, batch: Sequence[Tensor]) -> Tensor:
     """Cross-entropy of the model's predictions for one ``(inputs, targets)`` batch."""
     inputs, targets = batch
-    logits = model(inputs)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    if DEVICE.type != "cpu":
+        inputs, targets = inputs.to(DEVICE, non_blocking=True), targets.to(DEVICE, non_blocking=True)
+    with autocast():
+        logits = model(inputs)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def autocast() -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on :data:`DEVICE` with ``--amp bf16``, else nothing (not even a disabled one)."""
+    return torch.autocast(DEVICE.type, dtype=torch.bfloat16) if AMP else contextlib.nullcontext()
+
+
+def synchronize() -> None:
+    """Wait for the device's queued work (so the clocks measure it); nothing on the CPU."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def sgd(params: Any) -> torch.optim.SGD:
