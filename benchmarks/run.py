@@ -103,10 +103,17 @@ def medians(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {key: median([run[key] for run in runs]) for key in runs[0]}
 
 
-def training_table(workloads: list[str], contenders: list[str], rounds: int, mmenv: str, notes: list[str]) -> str:
-    """Per-iteration time of each contender on each workload, against the raw loop."""
+def training_table(
+    workloads: list[str], contenders: list[str], rounds: int, mmenv: str, notes: list[str]
+) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
+    """Per-iteration time of each contender on each workload, against the raw loop.
+
+    Returns:
+        The Markdown table and the medians by workload and contender.
+    """
     pythons = {c: interpreter_for(c, mmenv, notes) for c in contenders}
     rows = []
+    by_workload = {}
     for workload in workloads:
         jobs = {c: (p, ["train", workload, c]) for c, p in pythons.items() if p is not None}
         if BASELINE:
@@ -115,6 +122,7 @@ def training_table(workloads: list[str], contenders: list[str], rounds: int, mme
                  if p == sys.executable and c != "raw loop" and "compiled" not in c}
             )
         stats = {c: medians(runs) for c, runs in alternate(jobs, rounds).items()}
+        by_workload[workload] = stats
         base = stats["raw loop"]
         for contender, m in stats.items():
             cells = [
@@ -126,7 +134,7 @@ def training_table(workloads: list[str], contenders: list[str], rounds: int, mme
         "workload", "contender", "wall µs/iter (× raw)", "CPU µs/iter (× raw)",
         "best-epoch CPU µs/iter (× raw)", "peak RSS MiB (× raw)", "page faults/iter", "first epoch s",
     ]
-    return markdown_table(headers, rows)
+    return markdown_table(headers, rows), by_workload
 
 
 def scaling_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
@@ -170,6 +178,25 @@ def scaling_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
     return "\n".join(out)
 
 
+def compile_verdict(stats: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Where ``torch.compile`` wins: the fastest compiled contender per workload against eager."""
+    lines = []
+    for workload, by_contender in stats.items():
+        eager = by_contender["raw loop"]["cpu_us"]
+        compiled = {c: m["cpu_us"] for c, m in by_contender.items() if "compiled" in c}
+        if not compiled:
+            continue
+        best = min(compiled, key=compiled.__getitem__)
+        ratio = compiled[best] / eager
+        verdict = "wins" if ratio < 1 else "loses"
+        lines.append(
+            f"- {workload}: compile {verdict}: the fastest is {best} at {ratio:.2f}x the eager raw "
+            f"loop (CPU time); the compiled Runner runs at "
+            f"{by_contender.get('fengine Runner, compiled', {}).get('cpu_us', float('nan')) / eager:.2f}x."
+        )
+    return "Steady state against the eager raw loop:\n\n" + "\n".join(lines)
+
+
 def main() -> None:
     """Parse the options, run the sections and write the Markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,11 +233,17 @@ def main() -> None:
              f"process, {args.rounds} rounds alternated, medians{malloc}. Produced by "
              "`python benchmarks/run.py`.\n"]
     if "train" in sections:
-        parts.append("## Training, eager\n\n" + training_table(workloads, chosen(EAGER), args.rounds, args.mmenv, notes))
+        table, _ = training_table(workloads, chosen(EAGER), args.rounds, args.mmenv, notes)
+        parts.append("## Training, eager\n\n" + table)
     if "compile" in sections:
+        table, stats = training_table(workloads, chosen(COMPILED), args.compile_rounds, args.mmenv, notes)
         parts.append(f"## Training, `torch.compile`\n\n{args.compile_rounds} rounds; the first epoch "
-                     "includes compilation.\n\n"
-                     + training_table(workloads, chosen(COMPILED), args.compile_rounds, args.mmenv, notes))
+                     "includes compilation.\n\n" + table + "\n\n" + compile_verdict(stats))
+    if args.device == "cpu":
+        notes.append(
+            "No GPU rows: this run had no GPU. On a CUDA machine: `python benchmarks/run.py "
+            "--device cuda --amp bf16 --sections train,compile --workloads W2,W3`."
+        )
     if "scaling" in sections:
         parts.append("## Scaling\n\n" + scaling_tables(args.rounds, args.mmenv, notes))
     parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in [*budget_notes(), *dict.fromkeys(notes)]))
