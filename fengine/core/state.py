@@ -167,6 +167,35 @@ class TrainState(Generic[OptState]):
         ema = averager.init(params, buffers) if averager is not None else None
         return TrainState(params=params, buffers=buffers, opt_state=tx.init(params), ema=ema)
 
+    def with_update(
+        self, params: dict[str, Tensor], buffers: dict[str, Tensor], opt_state: OptState
+    ) -> TrainState[OptState]:
+        """This state after one optimizer update: new tensors and optimizer state, ``step + 1``.
+
+        Every other field is shared. Same result as ``attrs.evolve`` at about a third of its
+        cost, which matters on the hot path of small models.
+
+        Args:
+            params: the updated parameters.
+            buffers: the updated buffers.
+            opt_state: the updated optimizer state.
+
+        Returns:
+            The new state.
+        """
+        return TrainState(
+            params,
+            buffers,
+            opt_state,
+            self.step + 1,
+            self.ema,
+            self.epoch,
+            self.iter,
+            self.inner_iter,
+            self.rng,
+            self.hooks,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """This state as plain data for ``torch.save`` (loadable with ``weights_only=True``).
 

@@ -127,17 +127,19 @@ class ModelView:
         tensors, slots = self.tensors, self.slots
         own = [table[attr] for table, attr, _ in slots]
         try:
-            try:
-                for table, attr, name in slots:
-                    table[attr] = tensors[name]
-            except KeyError:
-                raise KeyError(self._missing()) from None
+            for table, attr, name in slots:
+                table[attr] = tensors[name]
+        except KeyError:
+            for (table, attr, _), mine in zip(slots, own):
+                table[attr] = mine
+            raise KeyError(self._missing()) from None
+        try:
             return fn(*args, **kwargs)
         finally:
             for (table, attr, name), mine in zip(slots, own):
                 used = table[attr]
                 table[attr] = mine
-                if used is not mine and used is not tensors.get(name):
+                if used is not tensors[name]:  # the module reassigned it
                     tensors[name] = used
 
     def _missing(self) -> str:
@@ -257,6 +259,12 @@ def make_train_step(
     if compile is not False:
         forward = torch.compile(forward, **(dict(compile) if isinstance(compile, Mapping) else {}))
 
+    def value_and_grad(
+        tensors: dict[str, Tensor], batch: Any, leaves: list[Tensor]
+    ) -> tuple[Tensor, Mapping[str, Tensor | int], tuple[Tensor | None, ...]]:
+        loss, log_vars = _loss_and_logs(forward(tensors, batch))
+        return loss, log_vars, torch.autograd.grad(loss, leaves, allow_unused=True)
+
     def step(
         state: TrainState[Any], batch: Any, *, donate: bool = False
     ) -> tuple[TrainState[Any], StepOutput]:
@@ -267,21 +275,17 @@ def make_train_step(
         tensors = dict(params)
         tensors.update(zip(trainable, leaves))
         tensors.update(buffers if donate else {n: b.clone() for n, b in buffers.items()})
-        with torch.enable_grad():
-            loss, log_vars = _loss_and_logs(forward(tensors, batch))
-            found = torch.autograd.grad(loss, leaves, allow_unused=True)
+        if torch.is_grad_enabled():
+            loss, log_vars, found = value_and_grad(tensors, batch, leaves)
+        else:
+            with torch.enable_grad():
+                loss, log_vars, found = value_and_grad(tensors, batch, leaves)
         # Frozen parameters are absent and unused ones None: the optimizer skips both.
         grads: dict[str, Tensor | None] = dict(zip(trainable, found))
         if grad_reducer is not None:
             grads.update(grad_reducer({n: g for n, g in grads.items() if g is not None}))
         new_params, opt_state = update(grads, state.opt_state, params, donate=donate)
-        new_state = attrs.evolve(
-            state,
-            params=new_params,
-            buffers={n: tensors[n] for n in buffers},
-            opt_state=opt_state,
-            step=state.step + 1,
-        )
+        new_state = state.with_update(new_params, {n: tensors[n] for n in buffers}, opt_state)
         return new_state, StepOutput(loss.detach(), log_vars, grad_norm(opt_state))
 
     return step

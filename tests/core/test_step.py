@@ -264,12 +264,23 @@ def test_donated_steps_are_bit_identical_to_pure_steps(
 
 def test_step_advances_counter_and_shares_other_fields() -> None:
     tx = optim.sgd(0.1)
-    state = attrs.evolve(fc.TrainState.create(mlp(), tx), epoch=3, iter=7, hooks={"h": 1})
+    state = attrs.evolve(
+        fc.TrainState.create(mlp(), tx),
+        step=4,
+        ema=fc.ema.ExponentialMovingAverage(momentum=0.5).init({}),
+        epoch=3,
+        iter=7,
+        inner_iter=2,
+        rng=fc.RngState.capture(),
+        hooks={"h": 1},
+    )
     with torch.no_grad():  # e.g. called from inside an evaluation loop
         new, out = make_train_step(mlp(), ce, tx)(state, batches(1)[0])
     assert not torch.equal(new.params["0.weight"], state.params["0.weight"])
-    assert (new.step, new.epoch, new.iter, new.inner_iter) == (1, 3, 7, 0)
-    assert new.hooks is state.hooks
+    assert (new.step, new.epoch, new.iter, new.inner_iter) == (5, 3, 7, 2)
+    for field in attrs.fields(fc.TrainState):
+        if field.name not in ("params", "buffers", "opt_state", "step"):
+            assert getattr(new, field.name) is getattr(state, field.name), field.name
     assert out.grad_norm is None
     assert set(out.log_vars) == {"loss"} and torch.equal(out.log_vars["loss"], out.loss)
     assert not out.loss.requires_grad
