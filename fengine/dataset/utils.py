@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,22 +78,9 @@ def pseudo_collate(data_batch: Sequence[Any]) -> Any:
         if isinstance(batch, dict):
             return {k: list(v.unbind(0)) for k, v in batch.items()}
         return [t.unbind(0) for t in batch]  # fields of tuple samples are tuples, as below
-    item = _first(data_batch, "pseudo_collate")
-    if isinstance(item, (str, bytes)):
-        return data_batch
-    if isinstance(item, tuple) and hasattr(item, "_fields"):
-        return type(item)(*(pseudo_collate(field) for field in zip(*data_batch)))
-    if isinstance(item, Sequence):
-        fields = [pseudo_collate(field) for field in _transpose(data_batch, "pseudo_collate")]
-        if isinstance(item, tuple):
-            return fields
-        try:
-            return type(item)(fields)  # type: ignore[call-arg]
-        except TypeError:
-            return fields
-    if isinstance(item, Mapping):
-        return type(item)({k: pseudo_collate([d[k] for d in data_batch]) for k in item})  # type: ignore[call-arg]
-    return data_batch
+    return _collate_structure(
+        data_batch, pseudo_collate, keep=lambda item: isinstance(item, (str, bytes)), leaf=lambda batch: batch
+    )
 
 
 @FUNCTIONS.register_module()
@@ -117,13 +104,30 @@ def default_collate(data_batch: Sequence[Any]) -> Any:
     if isinstance(data_batch, BatchedSamples):
         batch = data_batch.batch
         return dict(batch) if isinstance(batch, dict) else list(batch)
-    item = _first(data_batch, "default_collate")
-    if isinstance(item, (str, bytes)) or _is_data_element(item):
+    return _collate_structure(
+        data_batch,
+        default_collate,
+        keep=lambda item: isinstance(item, (str, bytes)) or _is_data_element(item),
+        leaf=lambda batch: torch_default_collate(list(batch)),
+    )
+
+
+def _collate_structure(
+    data_batch: Sequence[Any],
+    collate: Callable[[Sequence[Any]], Any],
+    keep: Callable[[Any], bool],
+    leaf: Callable[[Sequence[Any]], Any],
+) -> Any:
+    """The samples' structure, shared by both collates: recurse into named tuples, sequences and
+    mappings with ``collate``; return the batch as is where ``keep`` says so; ``leaf`` elsewhere."""
+    name = collate.__name__
+    item = _first(data_batch, name)
+    if keep(item):
         return data_batch
     if isinstance(item, tuple) and hasattr(item, "_fields"):
-        return type(item)(*(default_collate(field) for field in zip(*data_batch)))
+        return type(item)(*(collate(field) for field in zip(*data_batch)))
     if isinstance(item, Sequence):
-        fields = [default_collate(field) for field in _transpose(data_batch, "default_collate")]
+        fields = [collate(field) for field in _transpose(data_batch, name)]
         if isinstance(item, tuple):
             return fields
         try:
@@ -131,5 +135,5 @@ def default_collate(data_batch: Sequence[Any]) -> Any:
         except TypeError:
             return fields
     if isinstance(item, Mapping):
-        return type(item)({k: default_collate([d[k] for d in data_batch]) for k in item})  # type: ignore[call-arg]
-    return torch_default_collate(list(data_batch))
+        return type(item)({k: collate([d[k] for d in data_batch]) for k in item})  # type: ignore[call-arg]
+    return leaf(data_batch)
