@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from fengine.logging.window_stats import fast_mean
+
 
 class CallableFloat(float):
     """A ``float`` that returns itself when called.
@@ -166,11 +168,16 @@ class HistoryBuffer:
         """Convert pending tensors to numbers (one transfer per device/dtype); return the view."""
         values = self._values
         if self._pending >= 0:
+            # A CPU tensor is read in place (``item()`` costs a fraction of a concatenation);
+            # device tensors are gathered per device and dtype so each group syncs once.
             groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
             for i in range(self._pending, len(values)):
                 item = values[i]
                 if isinstance(item, torch.Tensor):
-                    groups.setdefault((item.device, item.dtype), []).append(i)
+                    if item.is_cpu:
+                        values[i] = item.item()
+                    else:
+                        groups.setdefault((item.device, item.dtype), []).append(i)
             for indices in groups.values():
                 flat = torch.cat([values[i].reshape(1) for i in indices]).tolist()
                 for i, number in zip(indices, flat):
@@ -208,9 +215,21 @@ class HistoryBuffer:
     def mean(self, window_size: int | None = None) -> float:
         """Sum of the last ``window_size`` values over the sum of their counts.
 
+        Short all-float windows with unit counts are summed in Python in NumPy's order (see
+        :mod:`fengine.logging.window_stats`); the result is the same double either way.
+
         Raises:
             ValueError: the buffer is empty or ``window_size`` is not a positive int.
         """
+        _check_window(window_size)
+        history = self._settle()
+        size = len(history)
+        if window_size is not None and window_size < size:
+            size = window_size
+        if size:
+            fast = fast_mean(history[-size:], self._counts[-size:])
+            if fast is not None:
+                return fast
         values, counts = self._window(window_size)
         return float(values.sum() / counts.sum())
 

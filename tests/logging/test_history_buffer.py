@@ -75,7 +75,7 @@ def test_callable_numbers_pickle_as_plain_numbers():
         assert loaded == value
 
 
-def test_tensors_are_read_lazily_with_one_transfer(monkeypatch):
+def test_tensors_are_read_lazily_and_only_once(monkeypatch):
     calls = {"item": 0, "tolist": 0}
     item, tolist = torch.Tensor.item, torch.Tensor.tolist
 
@@ -96,10 +96,37 @@ def test_tensors_are_read_lazily_with_one_transfer(monkeypatch):
         buf.update(loss)
     assert calls == {"item": 0, "tolist": 0}
     expected = [item(loss) for loss in losses]
-    assert buf.mean(5) == pytest.approx(sum(expected) / 5, rel=1e-12)
-    assert calls["tolist"] == 1
+    assert buf.mean(5) == np.array(expected).sum() / 5
+    assert calls == {"item": 5, "tolist": 0}  # CPU tensors are read in place, not concatenated
     np.testing.assert_array_equal(buf.data[0], np.array(expected))
-    assert calls["tolist"] == 1  # already converted: no second transfer
+    assert calls == {"item": 5, "tolist": 0}  # already converted: not read again
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device tensors need a CUDA device")
+def test_device_tensors_are_read_with_one_transfer_per_dtype(monkeypatch):
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting_item(self):
+        calls["item"] += 1
+        return item(self)
+
+    def counting_tolist(self):
+        calls["tolist"] += 1
+        return tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    buf = HistoryBuffer()
+    values = [torch.tensor(0.5 * i, device="cuda") for i in range(4)]
+    values += [torch.tensor(i, device="cuda") for i in range(3)]
+    values.insert(2, torch.tensor(7.25))
+    for value in values:
+        buf.update(value)
+    expected = [item(v) for v in values]
+    calls.update(item=0, tolist=0)
+    assert buf.data[0].tolist() == expected
+    assert calls == {"item": 1, "tolist": 2 + 1}  # one per CUDA dtype, plus the list above
 
 
 def test_mixed_dtypes_and_numpy_inputs_convert_to_python_numbers():
@@ -180,3 +207,52 @@ def test_unpickles_the_numpy_layout_of_saved_mmengine_buffers():
     assert buf.mean() == 9.0 / 4
     assert buf.current() == 6.0
     assert buf.max_length == 5
+
+
+# A logged value as the hooks produce them: floats (timings, rates) and 1-element tensors of
+# several dtypes and shapes (losses), NaN and infinities included; `odd` adds integers.
+floats_and_tensors = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-10.0, 10.0),
+    st.floats(-10.0, 10.0).map(lambda v: torch.tensor(v)),
+    st.floats(-10.0, 10.0).map(lambda v: torch.tensor([v], dtype=torch.float64)),
+    st.floats(-1e3, 1e3).map(lambda v: torch.tensor([[v]], dtype=torch.bfloat16)),
+)
+odd = st.one_of(st.integers(-5, 5), st.integers(-5, 5).map(torch.tensor))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.booleans(),
+    st.lists(st.one_of(st.none(), st.integers(1, 150)), min_size=1, max_size=4),
+    st.integers(1, 80),
+    st.data(),
+)
+def test_mean_equals_the_numpy_mean_over_random_update_sequences(mixed, windows, max_length, data):
+    """Statistics read between updates equal NumPy's over the same converted values, bit for bit.
+
+    Unmixed sequences (floats and float tensors, unit counts) take the short-window path; mixed
+    ones (integers, weighted counts) also the NumPy one.
+    """
+    values_st = st.one_of(floats_and_tensors, odd) if mixed else floats_and_tensors
+    counts_st = st.sampled_from([1, 2, 3]) if mixed else st.just(1)
+    items = data.draw(st.lists(st.tuples(values_st, counts_st), min_size=1, max_size=60))
+    buf = HistoryBuffer(max_length=max_length)
+    history: list[tuple[object, int]] = []
+    reads = iter(windows)
+    for step, (value, count) in enumerate(items):
+        buf.update(value, count)
+        number = value.item() if isinstance(value, torch.Tensor) else value
+        history.append((number, count))
+        if step % 7 == 6 or step == len(items) - 1:
+            window = next(reads, None)
+            kept = history[-max_length:]
+            size = len(kept) if window is None else min(window, len(kept))
+            values = np.array([v for v, _ in kept[-size:]])
+            counts = np.array([c for _, c in kept[-size:]])
+            with np.errstate(all="ignore"):
+                expected = float(values.sum() / counts.sum())
+            mean = buf.mean(window)
+            np.testing.assert_array_equal(np.array(mean), np.array(expected))
+            assert np.signbit(mean) == np.signbit(expected)
+            assert buf.current == kept[-1][0] or np.isnan(kept[-1][0])
