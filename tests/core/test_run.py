@@ -33,6 +33,8 @@ def test_replace_is_evolve(changes: dict[str, Any]) -> None:
     for name in FIELDS:
         assert getattr(new, name) is getattr(expected, name)  # shared, not copied
     assert snapshot(run) == before  # the original is untouched
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        new.iter = 1  # the copy is as frozen as the original
 
 
 def test_emit_appends_in_order_and_keeps_the_original() -> None:
@@ -43,6 +45,8 @@ def test_emit_appends_in_order_and_keeps_the_original() -> None:
     assert first.effects == (LogText("a"),)
     assert second.effects == (LogText("a"), LogText("b"), StopTraining("c"))
     assert second.iter == 3 and second.hook_states is run.hook_states
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        second.effects = ()
 
 
 def test_replace_names_an_unknown_field() -> None:
