@@ -163,9 +163,13 @@ class ExportLogs:
 
 @attrs.frozen
 class WriteTensorboard:
-    """Write scalars to TensorBoard event files under the log dir (when installed)."""
+    """Write scalars to TensorBoard event files under the log dir (when installed).
 
-    values: Mapping[str, float]
+    ``values`` are numbers or one-element tensors; the shell converts them only when it writes, so
+    a run without TensorBoard never reads a device tensor back for it.
+    """
+
+    values: Mapping[str, Any]
     step: int
 
 

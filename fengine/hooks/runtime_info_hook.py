@@ -153,7 +153,7 @@ class RuntimeInfoHandlers:
         values = {f"train/{k}": v for k, v in info.outputs.items()}
         effects: list[Effect] = [UpdateScalars(values)]
         if self.enable_tensorboard:
-            scalars = {k: float(v) for k, v in values.items() if is_scalar(v)}
+            scalars = {k: v for k, v in values.items() if is_scalar(v)}
             effects.append(WriteTensorboard(scalars, run.iter + 1))
         return run.emit(*effects), state
 

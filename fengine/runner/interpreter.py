@@ -191,7 +191,7 @@ class EffectInterpreter(ResumeMixin):
             self._tensorboard = SummaryWriter(os.path.join(self.log_dir, "vis_data"))
         if self._tensorboard is not False:
             for key, value in effect.values.items():
-                self._tensorboard.add_scalar(key, value, effect.step)
+                self._tensorboard.add_scalar(key, float(value), effect.step)
 
     # -- training control ------------------------------------------------------------------------
     def _stop_training(self, effect: fx.StopTraining) -> None:

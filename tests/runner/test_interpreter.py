@@ -169,6 +169,20 @@ def test_logging_effects(tmp_path: Any) -> None:
     assert log.count("tensorboard is not installed") == 1  # said once, then skipped quietly
 
 
+def test_tensorboard_values_are_read_only_when_written(tmp_path: Any) -> None:
+    runner = _runner(tmp_path)
+    written: list[tuple[str, Any, int]] = []
+
+    class Writer:
+        def add_scalar(self, key: str, value: Any, step: int) -> None:
+            written.append((key, value, step))
+
+    runner._tensorboard = Writer()
+    _apply(runner, fx.WriteTensorboard({"train/loss": torch.tensor(0.25), "train/n": 3}, step=7))
+    assert written == [("train/loss", 0.25, 7), ("train/n", 3.0, 7)]
+    assert all(type(value) is float for _, value, _ in written)
+
+
 def test_export_logs(tmp_path: Any) -> None:
     runner = _runner(tmp_path / "work")
     runner.logger.info("line")
