@@ -43,19 +43,21 @@ _PRIVATE: Mapping[str, tuple[Event, ...]] = {
 }
 
 
-def event_kwargs(event: Event, info: EventInfo) -> dict[str, Any]:
-    """The keyword arguments MMEngine passes to the ``Hook`` method of ``event``."""
+def event_arg_names(event: Event) -> tuple[str, ...]:
+    """The keyword arguments MMEngine passes to the ``Hook`` method of ``event``, in order."""
     name = event.value
     if name.endswith("_iter"):
-        kwargs: dict[str, Any] = {"batch_idx": info.batch_idx, "data_batch": info.data_batch}
-        if name.startswith("after"):
-            kwargs["outputs"] = info.outputs
-        return kwargs
+        return ("batch_idx", "data_batch", "outputs") if name.startswith("after") else ("batch_idx", "data_batch")
     if event in (Event.AFTER_VAL_EPOCH, Event.AFTER_TEST_EPOCH):
-        return {"metrics": info.metrics}
+        return ("metrics",)
     if event in (Event.BEFORE_SAVE_CHECKPOINT, Event.AFTER_LOAD_CHECKPOINT):
-        return {"checkpoint": info.checkpoint}
-    return {}
+        return ("checkpoint",)
+    return ()
+
+
+def event_kwargs(event: Event, info: EventInfo) -> dict[str, Any]:
+    """Those keyword arguments (:func:`event_arg_names`) with their values from ``info``."""
+    return {name: getattr(info, name) for name in event_arg_names(event)}
 
 
 class Hook:
@@ -242,16 +244,14 @@ def _class_handler(hook: Hook, event: Event) -> Handler[None]:
     # The seed documents `before_train_iter(self, runner)` while MMEngine passes `batch_idx=`,
     # `data_batch=`, ... by keyword: hand each method only the arguments it declares.
     accepted = _accepted(method)
+    names = tuple(n for n in event_arg_names(event) if accepted is None or n in accepted)
 
     def handler(run: RunState, own: None, info: EventInfo) -> tuple[RunState, None]:
         runner = info.runner
         if runner is not None:
             runner.run_state = run  # the hook sees what earlier hooks of this event decided
-        kwargs = event_kwargs(event, info)
-        if accepted is not None:
-            kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         try:
-            method(runner, **kwargs)
+            method(runner, **{n: getattr(info, n) for n in names})
         except TypeError as error:  # MMEngine names the hook in signature errors
             raise TypeError(f"{error} in {hook!r}") from None
         return (runner.run_state if runner is not None else run), own
