@@ -9,8 +9,18 @@ import attrs
 import torch
 from torch import Tensor
 
-from fengine.core.optim.base import Grads, ParamGroup, Transform, build_groups, check_nonnegative
-from fengine.core.tree import take
+from fengine.core.optim.base import (
+    Grads,
+    ParamGroup,
+    Transform,
+    build_groups,
+    check_nonnegative,
+    gather,
+    is_none,
+    scatter,
+    with_grads,
+    without_grad,
+)
 
 
 @attrs.frozen
@@ -41,6 +51,10 @@ class SGDState:
     momentum_buffer: tuple[Tensor | None, ...]
 
 
+#: What ``torch._foreach_*`` takes and returns.
+_Tensors = list[Tensor] | tuple[Tensor, ...]
+
+
 def _check(hyper: SGDHyper) -> None:
     check_nonnegative(hyper, "lr", "momentum", "weight_decay")
     if hyper.nesterov and (hyper.momentum <= 0 or hyper.dampening != 0):
@@ -59,74 +73,82 @@ def _next_buffer(buf: Tensor | None, grad: Tensor, momentum: float, dampening: f
 
 
 def _step_bucket(
-    h: SGDHyper,
-    idx: list[int],
-    params: list[Tensor],
-    grads: list[Tensor | None],
-    bufs: list[Tensor | None],
-    out: list[Tensor],
-    donate: bool,
-) -> None:
-    ps, gs = take(params, idx), take(grads, idx)
+    h: SGDHyper, ps: _Tensors, gs: _Tensors, bs: Sequence[Tensor | None], donate: bool
+) -> tuple[_Tensors, _Tensors | None]:
+    """The bucket's new parameters and new momentum buffers (``None``: the same tensors)."""
     owned = donate  # may ``gs`` be written in place?
     if h.maximize:
         if owned:
             torch._foreach_neg_(gs)
         else:
-            gs = list(torch._foreach_neg(gs))
+            gs = torch._foreach_neg(gs)
         owned = True
     if h.weight_decay != 0:
         if owned:
             torch._foreach_add_(gs, ps, alpha=h.weight_decay)
         else:
-            gs = list(torch._foreach_add(gs, ps, alpha=h.weight_decay))
+            gs = torch._foreach_add(gs, ps, alpha=h.weight_decay)
         owned = True
+    new_bufs: _Tensors | None = None
     if h.momentum != 0:
-        bs = [bufs[i] for i in idx]
-        if all(b is not None for b in bs):
-            full = cast(list[Tensor], bs)
+        if any(map(is_none, bs)):
+            full: _Tensors = [_next_buffer(b, g, h.momentum, h.dampening, donate) for b, g in zip(bs, gs)]
+            new_bufs = full
+        else:
+            full = cast(_Tensors, bs)
             if donate:
                 torch._foreach_mul_(full, h.momentum)
             else:
-                full = list(torch._foreach_mul(full, h.momentum))
+                full = new_bufs = torch._foreach_mul(full, h.momentum)
             torch._foreach_add_(full, gs, alpha=1 - h.dampening)
-        else:
-            full = [_next_buffer(b, g, h.momentum, h.dampening, donate) for b, g in zip(bs, gs)]
-        for j, i in enumerate(idx):
-            bufs[i] = full[j]
         if h.nesterov:
             if owned:
                 torch._foreach_add_(gs, full, alpha=h.momentum)
             else:
-                gs = list(torch._foreach_add(gs, full, alpha=h.momentum))
+                gs = torch._foreach_add(gs, full, alpha=h.momentum)
         else:
             gs = full
     if donate:
         torch._foreach_add_(ps, gs, alpha=-h.lr)
-        new = ps
-    else:
-        new = list(torch._foreach_add(ps, gs, alpha=-h.lr))
-    for j, i in enumerate(idx):
-        out[i] = new[j]
+        return ps, new_bufs
+    return torch._foreach_add(ps, gs, alpha=-h.lr), new_bufs
+
+
+def _step(
+    state: SGDState, plist: list[Tensor], glist: list[Tensor | None], donate: bool
+) -> tuple[list[Tensor], tuple[Tensor | None, ...]]:
+    """New parameters (aligned with ``names``) and buffers; ``state``'s own tuple if unchanged."""
+    bufs = state.momentum_buffer
+    changed: list[Tensor | None] | None = None
+    out = plist if donate else list(plist)
+    for group in state.groups:
+        for bucket in group.buckets:
+            idx = with_grads(bucket, glist)
+            if not idx:
+                continue
+            ps = cast(_Tensors, gather(plist, idx))
+            gs = cast(_Tensors, gather(glist, idx))
+            new, new_bufs = _step_bucket(group.hyper, ps, gs, gather(bufs, idx), donate)
+            if not donate:  # donated, ``new`` holds the very tensors of ``plist``
+                scatter(out, idx, new)
+            if new_bufs is not None:
+                if changed is None:
+                    changed = list(bufs)
+                scatter(changed, idx, new_bufs)
+    return out, bufs if changed is None else tuple(changed)
 
 
 def _update(
     grads: Grads, state: SGDState, params: Mapping[str, Tensor], *, donate: bool = False
 ) -> tuple[dict[str, Tensor], SGDState]:
     names = state.names
-    plist = [params[n] for n in names]
-    glist = [grads.get(n) for n in names]
-    bufs = list(state.momentum_buffer)
-    out = list(plist)
-    with torch.no_grad():
-        for group in state.groups:
-            for bucket in group.buckets:
-                idx = [i for i in bucket if glist[i] is not None]
-                if idx:
-                    _step_bucket(group.hyper, idx, plist, glist, bufs, out, donate)
+    plist = list(map(params.__getitem__, names))
+    out, bufs = without_grad(_step, state, plist, list(map(grads.get, names)), donate)
     new_params = dict(params)
-    new_params.update(zip(names, out))
-    return new_params, attrs.evolve(state, momentum_buffer=tuple(bufs))
+    if not donate:  # donated, ``out`` holds the very tensors of ``params``
+        new_params.update(zip(names, out))
+    # Donated with every buffer already there, nothing in the record changed: keep it.
+    return new_params, state if bufs is state.momentum_buffer else SGDState(names, state.groups, bufs)
 
 
 def sgd(
