@@ -35,6 +35,12 @@ def cast_data(data: Any, device: torch.device, non_blocking: bool = False) -> An
     Returns:
         The cast batch.
     """
+    # Tensors and plain lists/tuples first: they are what batches are made of, and the abstract
+    # Mapping/Sequence checks below cost more than the move itself.
+    if isinstance(data, Tensor):
+        return data.to(device, non_blocking=non_blocking)
+    if type(data) is list or type(data) is tuple:
+        return type(data)(cast_data(item, device, non_blocking) for item in data)
     if isinstance(data, Mapping):
         return {key: cast_data(value, device, non_blocking) for key, value in data.items()}
     if isinstance(data, str | bytes) or data is None:
@@ -43,9 +49,7 @@ def cast_data(data: Any, device: torch.device, non_blocking: bool = False) -> An
         return type(data)(*(cast_data(item, device, non_blocking) for item in data))
     if isinstance(data, Sequence):
         return type(data)(cast_data(item, device, non_blocking) for item in data)  # type: ignore[call-arg]
-    if isinstance(data, Tensor) or (
-        not isinstance(data, type) and callable(getattr(data, "to", None))
-    ):
+    if not isinstance(data, type) and callable(getattr(data, "to", None)):
         return data.to(device, non_blocking=non_blocking)
     return data
 
