@@ -29,6 +29,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be written to a JSON scalar log: {value!r}")
 
 
+#: ``json.dumps(record, default=_json_default)`` without building an encoder per line.
+_ENCODER = json.JSONEncoder(default=_json_default)
+
+
 def config_text(config: Any) -> str:
     """A config as text: its ``pretty_text`` if it has one, else a pretty-printed dict/str."""
     text = getattr(config, "pretty_text", None)
@@ -126,6 +130,7 @@ class LocalVisBackend(BaseVisBackend):
         self._img_save_dir = img_save_dir
         self._config_save_file = config_save_file
         self._scalar_save_file = scalar_save_file
+        self._extra_files: dict[str, str] = {}  # checked `file_path` -> the file it names
 
     def _init_env(self) -> None:
         if self._save_dir is None:
@@ -144,7 +149,7 @@ class LocalVisBackend(BaseVisBackend):
         """Append ``{name: value, "step": step}`` to the scalar log."""
         if isinstance(value, torch.Tensor):
             value = value.item()
-        self._append({name: value, "step": step}, self._scalar_save_file)
+        append_text(self._scalar_save_file, _ENCODER.encode({name: value, "step": step}) + "\n")
 
     @force_init_env
     def add_scalars(
@@ -164,20 +169,23 @@ class LocalVisBackend(BaseVisBackend):
             raise TypeError(f"add_scalars expects a dict, got {type(scalar_dict).__name__}")
         record = dict(scalar_dict)
         record.setdefault("step", step)
+        line = _ENCODER.encode(record) + "\n"
         if file_path is not None:
-            if not file_path.endswith(".json"):
-                raise ValueError(f"add_scalars: `file_path` must end with .json, got {file_path!r}")
-            extra = os.path.join(str(self._save_dir), file_path)
-            if os.path.abspath(extra) == os.path.abspath(self._scalar_save_file):
-                raise ValueError(
-                    f"add_scalars: `file_path` {file_path!r} is the scalar log itself; name another"
-                )
-            self._append(record, extra)
-        self._append(record, self._scalar_save_file)
+            extra = self._extra_files.get(file_path)
+            if extra is None:
+                extra = self._extra_files[file_path] = self._extra_file(file_path)
+            append_text(extra, line)
+        append_text(self._scalar_save_file, line)
 
-    @staticmethod
-    def _append(record: Mapping[str, Any], path: str) -> None:
-        append_text(path, json.dumps(record, default=_json_default) + "\n")
+    def _extra_file(self, file_path: str) -> str:
+        if not file_path.endswith(".json"):
+            raise ValueError(f"add_scalars: `file_path` must end with .json, got {file_path!r}")
+        extra = os.path.join(str(self._save_dir), file_path)
+        if os.path.abspath(extra) == os.path.abspath(self._scalar_save_file):
+            raise ValueError(
+                f"add_scalars: `file_path` {file_path!r} is the scalar log itself; name another"
+            )
+        return extra
 
     def close(self) -> None:
         """Make the appended scalar lines durable (fsync)."""

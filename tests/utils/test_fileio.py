@@ -91,3 +91,16 @@ def test_sync_skips_files_removed_since_their_append(tmp_path):
     sync_appended()  # no error
     append_text(target, "y\n")
     assert target.read_text() == "y\n"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cs",))), min_size=1, max_size=5))
+def test_append_text_writes_the_bytes_of_a_text_mode_append(tmp_path_factory, pieces):
+    folder = tmp_path_factory.mktemp("append")
+    ours, reference = folder / "ours.json", folder / "reference.json"
+    for piece in pieces:
+        append_text(ours, piece + "\n")
+        with open(reference, "a", encoding="utf-8") as handle:
+            handle.write(piece + "\n")
+    assert ours.read_bytes() == reference.read_bytes()
+    assert os.stat(ours).st_mode == os.stat(reference).st_mode
