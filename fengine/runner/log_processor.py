@@ -15,6 +15,7 @@ import torch
 from fengine.registry import LOG_PROCESSORS
 
 _MODES = ("train", "val", "test")
+_UNSEEN: Any = object()
 
 
 def _strip(key: str, prefix: str) -> str:
@@ -90,6 +91,11 @@ class LogProcessor:
         self.num_digits = num_digits
         self.log_with_hierarchy = log_with_hierarchy
         self.mean_pattern = re.compile(mean_pattern)
+        # Per (mode, keep_prefix): message-hub key -> (tag name, averaged?) or None when the key
+        # belongs to another mode. Keys and the pattern rarely change, so each key is matched
+        # once instead of on every log line; a new pattern object starts the cache afresh.
+        self._plans: dict[tuple[str, bool], dict[str, tuple[str, bool] | None]] = {}
+        self._plans_pattern: re.Pattern[str] = self.mean_pattern
 
     def _checked(self, custom_cfg: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
         if not custom_cfg:
@@ -135,7 +141,7 @@ class LogProcessor:
             ValueError: an unknown ``mode``.
         """
         self._check_mode(mode, _MODES)
-        cfg = self._resolve_windows(runner, batch_idx, self.custom_cfg)
+        cfg = self._resolve_windows(runner, batch_idx, self.custom_cfg) if self.custom_cfg else []
         log_tag = self._collect_scalars(cfg, runner, mode)
         tag = (
             self._collect_scalars(cfg, runner, mode, True)
@@ -290,27 +296,45 @@ class LogProcessor:
     def _collect_scalars(
         self, custom_cfg: list[dict[str, Any]], runner: Any, mode: str, keep_prefix: bool = False
     ) -> dict[str, Any]:
-        # MMEngine selects keys by `startswith(mode)`, without the slash; kept for identical tags.
-        prefix = f"{mode}/"
-        histories = OrderedDict(
-            (key if keep_prefix else _strip(key, prefix), buffer)
-            for key, buffer in runner.message_hub.log_scalars.items()
-            if key.startswith(mode)
-        )
+        plan = self._plan(mode, keep_prefix)
+        # name -> (buffer, averaged?); a later key with the same name replaces the buffer in place.
+        histories: dict[str, tuple[Any, bool]] = {}
+        for key, buffer in runner.message_hub.log_scalars.items():
+            entry = plan.get(key, _UNSEEN)
+            if entry is _UNSEEN:
+                entry = plan[key] = self._plan_entry(key, mode, keep_prefix)
+            if entry is not None:
+                histories[entry[0]] = (buffer, entry[1])
+        window = self.window_size
         tag: dict[str, Any] = OrderedDict()
-        for key, buffer in histories.items():
-            if self.mean_pattern.search(key) is not None:
-                tag[key] = buffer.mean(self.window_size)
-            else:
-                tag[key] = buffer.current
+        for name, (buffer, averaged) in histories.items():
+            tag[name] = buffer.mean(window) if averaged else buffer.current
+        if not custom_cfg:
+            return tag
+        prefix = f"{mode}/"
         for cfg in copy.deepcopy(custom_cfg):
             source = cfg.pop("data_src")
             name = cfg.pop("log_name", source)
             if keep_prefix:
                 source, name = prefix + source, prefix + name
             if source in histories:
-                tag[name] = histories[source].statistics(**cfg)
+                tag[name] = histories[source][0].statistics(**cfg)
         return tag
+
+    def _plan(self, mode: str, keep_prefix: bool) -> dict[str, tuple[str, bool] | None]:
+        if self._plans_pattern is not self.mean_pattern:
+            self._plans, self._plans_pattern = {}, self.mean_pattern
+        plan = self._plans.get((mode, keep_prefix))
+        if plan is None:
+            plan = self._plans[(mode, keep_prefix)] = {}
+        return plan
+
+    def _plan_entry(self, key: str, mode: str, keep_prefix: bool) -> tuple[str, bool] | None:
+        # MMEngine selects keys by `startswith(mode)`, without the slash; kept for identical tags.
+        if not key.startswith(mode):
+            return None
+        name = key if keep_prefix else _strip(key, f"{mode}/")
+        return name, self.mean_pattern.search(name) is not None
 
     def _collect_infos(self, runner: Any, mode: str) -> dict[str, Any]:
         return OrderedDict(
