@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
 from torch import Tensor
 
-from fengine.core.optim.base import Grads, ParamGroup, Transform, build_groups, check_nonnegative
-from fengine.core.tree import take
+from fengine.core.optim.base import (
+    Grads,
+    ParamGroup,
+    Tensors,
+    Transform,
+    build_groups,
+    check_nonnegative,
+    gather,
+    is_none,
+    scatter,
+    with_grads,
+    without_grad,
+)
 
 
 @attrs.frozen
@@ -59,15 +70,14 @@ def _check(hyper: AdamHyper) -> None:
             raise ValueError(f"betas[{k}] must be in [0, 1), got betas={hyper.betas!r}")
 
 
-def _moments(
-    store: list[Tensor | None], idx: list[int], params: list[Tensor], donate: bool
-) -> tuple[list[Tensor], bool]:
+def _moments(found: Sequence[Tensor | None], ps: Tensors, donate: bool) -> tuple[Tensors, bool]:
     """The bucket's moment tensors (zeros where none exist yet) and whether they may be written."""
-    found = [store[i] for i in idx]
-    fresh = all(t is None for t in found)
+    if not any(map(is_none, found)):
+        return cast(Tensors, found), donate
+    fresh = all(map(is_none, found))
     tensors = [
-        t if t is not None else torch.zeros_like(params[i], memory_format=torch.preserve_format)
-        for t, i in zip(found, idx)
+        t if t is not None else torch.zeros_like(p, memory_format=torch.preserve_format)
+        for t, p in zip(found, ps)
     ]
     return tensors, donate or fresh
 
@@ -81,49 +91,53 @@ def _corrections(h: AdamHyper, counts: list[int]) -> tuple[list[float], list[flo
     return [(h.lr / (1 - beta1**c)) * -1 for c in counts], [(1 - beta2**c) ** 0.5 for c in counts]
 
 
-def _step_bucket(h: AdamHyper, idx: list[int], plist: list[Tensor], glist: list[Tensor | None],
-                 st: dict[str, list[Any]], out: list[Tensor], donate: bool) -> None:
-    ps, gs = take(plist, idx), take(glist, idx)
+def _step_bucket(h: AdamHyper, idx: Sequence[int], plist: list[Tensor], glist: list[Tensor | None],
+                 st: tuple[list[Any], ...], out: list[Tensor], donate: bool) -> None:
+    """One foreach pass over the bucket's ``idx``; new tensors and counts go to ``st`` and ``out``."""
+    count, exp_avg, exp_avg_sq, max_exp_avg_sq = st
+    ps = cast(Tensors, gather(plist, idx))
+    gs = cast(Tensors, gather(glist, idx))
     beta1, beta2 = h.betas
     grads_owned, params_owned = donate, donate
     if h.maximize:
         if grads_owned:
             torch._foreach_neg_(gs)
         else:
-            gs = list(torch._foreach_neg(gs))
+            gs = torch._foreach_neg(gs)
         grads_owned = True
-    counts = [st["count"][i] + 1 for i in idx]
+    counts = [c + 1 for c in gather(count, idx)]
     if h.weight_decay != 0:
         if h.decoupled_weight_decay:
             if params_owned:
                 torch._foreach_mul_(ps, 1 - h.lr * h.weight_decay)
             else:
-                ps = list(torch._foreach_mul(ps, 1 - h.lr * h.weight_decay))
+                ps = torch._foreach_mul(ps, 1 - h.lr * h.weight_decay)
             params_owned = True
         elif grads_owned:
             torch._foreach_add_(gs, ps, alpha=h.weight_decay)
         else:
-            gs = list(torch._foreach_add(gs, ps, alpha=h.weight_decay))
-    avg, writable = _moments(st["exp_avg"], idx, plist, donate)
+            gs = torch._foreach_add(gs, ps, alpha=h.weight_decay)
+    avg, writable = _moments(gather(exp_avg, idx), ps, donate)
     if writable:
         torch._foreach_lerp_(avg, gs, 1 - beta1)
     else:
-        avg = list(torch._foreach_lerp(avg, gs, 1 - beta1))
-    sq, writable = _moments(st["exp_avg_sq"], idx, plist, donate)
+        avg = torch._foreach_lerp(avg, gs, 1 - beta1)
+    sq, writable = _moments(gather(exp_avg_sq, idx), ps, donate)
     if writable:
         torch._foreach_mul_(sq, beta2)
     else:
-        sq = list(torch._foreach_mul(sq, beta2))
+        sq = torch._foreach_mul(sq, beta2)
     torch._foreach_addcmul_(sq, gs, gs, 1 - beta2)
     del gs
     step_size, bias_correction2_sqrt = _corrections(h, counts)
     if h.amsgrad:
-        peak, writable = _moments(st["max_exp_avg_sq"], idx, plist, donate)
+        peak, writable = _moments(gather(max_exp_avg_sq, idx), ps, donate)
         if writable:
             torch._foreach_maximum_(peak, sq)
         else:
-            peak = list(torch._foreach_maximum(peak, sq))
+            peak = torch._foreach_maximum(peak, sq)
         denom = torch._foreach_sqrt(peak)
+        scatter(max_exp_avg_sq, idx, peak)
     else:
         denom = torch._foreach_sqrt(sq)
     torch._foreach_div_(denom, bias_correction2_sqrt)
@@ -131,45 +145,38 @@ def _step_bucket(h: AdamHyper, idx: list[int], plist: list[Tensor], glist: list[
     if params_owned:
         torch._foreach_addcdiv_(ps, avg, denom, step_size)
     else:
-        ps = list(torch._foreach_addcdiv(ps, avg, denom, step_size))
-    for j, i in enumerate(idx):
-        out[i] = ps[j]
-        st["count"][i] = counts[j]
-        st["exp_avg"][i] = avg[j]
-        st["exp_avg_sq"][i] = sq[j]
-        if h.amsgrad:
-            st["max_exp_avg_sq"][i] = peak[j]
+        ps = torch._foreach_addcdiv(ps, avg, denom, step_size)
+    if not donate:  # donated, ``ps`` holds the very tensors of ``plist``
+        scatter(out, idx, ps)
+    scatter(count, idx, counts)
+    scatter(exp_avg, idx, avg)
+    scatter(exp_avg_sq, idx, sq)
+
+
+def _step(state: AdamState, plist: list[Tensor], glist: list[Tensor | None], donate: bool) -> tuple[list[Tensor], AdamState]:
+    st = (list(state.count), list(state.exp_avg), list(state.exp_avg_sq), list(state.max_exp_avg_sq))
+    out = plist if donate else list(plist)
+    for group in state.groups:
+        for bucket in group.buckets:
+            idx = with_grads(bucket, glist)
+            if idx:
+                _step_bucket(group.hyper, idx, plist, glist, st, out, donate)
+    count, exp_avg, exp_avg_sq, max_exp_avg_sq = st
+    new_state = AdamState(
+        state.names, state.groups, tuple(count), tuple(exp_avg), tuple(exp_avg_sq), tuple(max_exp_avg_sq)
+    )
+    return out, new_state
 
 
 def _update(
     grads: Grads, state: AdamState, params: Mapping[str, Tensor], *, donate: bool = False
 ) -> tuple[dict[str, Tensor], AdamState]:
     names = state.names
-    plist = [params[n] for n in names]
-    glist = [grads.get(n) for n in names]
-    st: dict[str, list[Any]] = {
-        "count": list(state.count),
-        "exp_avg": list(state.exp_avg),
-        "exp_avg_sq": list(state.exp_avg_sq),
-        "max_exp_avg_sq": list(state.max_exp_avg_sq),
-    }
-    out = list(plist)
-    with torch.no_grad():
-        for group in state.groups:
-            for bucket in group.buckets:
-                idx = [i for i in bucket if glist[i] is not None]
-                if idx:
-                    _step_bucket(group.hyper, idx, plist, glist, st, out, donate)
+    plist = list(map(params.__getitem__, names))
+    out, new_state = without_grad(_step, state, plist, list(map(grads.get, names)), donate)
     new_params = dict(params)
-    new_params.update(zip(names, out))
-    new_state = AdamState(
-        names,
-        state.groups,
-        tuple(st["count"]),
-        tuple(st["exp_avg"]),
-        tuple(st["exp_avg_sq"]),
-        tuple(st["max_exp_avg_sq"]),
-    )
+    if not donate:  # donated, ``out`` holds the very tensors of ``params``
+        new_params.update(zip(names, out))
     return new_params, new_state
 
 

@@ -20,6 +20,8 @@ P = ParamSpec("P")
 
 T = TypeVar("T")
 
+#: What ``torch._foreach_*`` ops take and return.
+Tensors = list[Tensor] | tuple[Tensor, ...]
 #: ``is_none(x)`` is ``x is None``, as a C callable for ``map`` on the hot path.
 is_none = partial(is_, None)
 # Bound once: each is looked up on every optimizer step.

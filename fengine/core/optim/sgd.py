@@ -12,6 +12,7 @@ from torch import Tensor
 from fengine.core.optim.base import (
     Grads,
     ParamGroup,
+    Tensors,
     Transform,
     build_groups,
     check_nonnegative,
@@ -51,8 +52,6 @@ class SGDState:
     momentum_buffer: tuple[Tensor | None, ...]
 
 
-#: What ``torch._foreach_*`` takes and returns.
-_Tensors = list[Tensor] | tuple[Tensor, ...]
 
 
 def _check(hyper: SGDHyper) -> None:
@@ -73,8 +72,8 @@ def _next_buffer(buf: Tensor | None, grad: Tensor, momentum: float, dampening: f
 
 
 def _step_bucket(
-    h: SGDHyper, ps: _Tensors, gs: _Tensors, bs: Sequence[Tensor | None], donate: bool
-) -> tuple[_Tensors, _Tensors | None]:
+    h: SGDHyper, ps: Tensors, gs: Tensors, bs: Sequence[Tensor | None], donate: bool
+) -> tuple[Tensors, Tensors | None]:
     """The bucket's new parameters and new momentum buffers (``None``: the same tensors)."""
     owned = donate  # may ``gs`` be written in place?
     if h.maximize:
@@ -89,13 +88,13 @@ def _step_bucket(
         else:
             gs = torch._foreach_add(gs, ps, alpha=h.weight_decay)
         owned = True
-    new_bufs: _Tensors | None = None
+    new_bufs: Tensors | None = None
     if h.momentum != 0:
         if any(map(is_none, bs)):
-            full: _Tensors = [_next_buffer(b, g, h.momentum, h.dampening, donate) for b, g in zip(bs, gs)]
+            full: Tensors = [_next_buffer(b, g, h.momentum, h.dampening, donate) for b, g in zip(bs, gs)]
             new_bufs = full
         else:
-            full = cast(_Tensors, bs)
+            full = cast(Tensors, bs)
             if donate:
                 torch._foreach_mul_(full, h.momentum)
             else:
@@ -126,8 +125,8 @@ def _step(
             idx = with_grads(bucket, glist)
             if not idx:
                 continue
-            ps = cast(_Tensors, gather(plist, idx))
-            gs = cast(_Tensors, gather(glist, idx))
+            ps = cast(Tensors, gather(plist, idx))
+            gs = cast(Tensors, gather(glist, idx))
             new, new_bufs = _step_bucket(group.hyper, ps, gs, gather(bufs, idx), donate)
             if not donate:  # donated, ``new`` holds the very tensors of ``plist``
                 scatter(out, idx, new)
