@@ -19,6 +19,10 @@ Every ``update`` call, following MMEngine's ``BaseAveragedModel.update_parameter
 
 Pure by default: no input tensor is written. With ``donate=True`` the state's tensors are updated
 in place (``torch._foreach_*_``) and reused in the returned state, bit-identical to the pure path.
+A donated update also keeps the state's mappings and remembers, beside the state, its tensors
+aligned with the source's (:class:`_Plan`): while the same source mappings come back (a live
+model's, every iteration), an update is one foreach average plus one foreach copy of the
+entries that track the source, with no per-name work.
 """
 
 from __future__ import annotations
@@ -45,8 +49,15 @@ __all__ = [
 ]
 
 
+class _PlanSlot:
+    """One private slot, outside the record's fields: not compared, copied, evolved or saved."""
+
+    __slots__ = ("_plan",)
+    _plan: _Plan
+
+
 @attrs.frozen(eq=False)
-class EMAState:
+class EMAState(_PlanSlot):
     """The averaged tensors and the number of updates so far.
 
     Args:
@@ -80,26 +91,32 @@ def _check_bool(_: object, attribute: attrs.Attribute[bool], value: bool) -> Non
         raise TypeError(f"{attribute.name} must be a bool, got {value!r}")
 
 
-def _gather(source: TensorDict, like: TensorDict, what: str) -> list[Tensor]:
-    """``source``'s tensors in ``like``'s order, on ``like``'s devices and dtypes."""
+def _lookup(source: TensorDict, like: TensorDict, what: str) -> list[Tensor]:
+    """``source``'s tensors in ``like``'s order."""
     try:
-        out = [source[name] for name in like]
+        return [source[name] for name in like]
     except KeyError as error:
         raise KeyError(
             f"source {what} lack {error.args[0]!r}, which the averaged state holds "
             f"(averaged names: {list(like)})"
         ) from None
+
+
+def _matched(srcs: list[Tensor], avgs: Iterable[Tensor]) -> list[Tensor]:
+    """``srcs`` on ``avgs``' devices and dtypes (converted copies where they differ)."""
     return [
         s if s.device == a.device and s.dtype == a.dtype else s.to(a.device, a.dtype)
-        for s, a in zip(out, like.values())
+        for s, a in zip(srcs, avgs)
     ]
 
 
-def _copied(avgs: list[Tensor], srcs: list[Tensor], donate: bool) -> list[Tensor]:
-    """``srcs`` copied into ``avgs``' dtypes and devices (into ``avgs`` themselves if donated)."""
-    if donate and avgs:
-        torch._foreach_copy_(avgs, srcs)
-        return avgs
+def _gather(source: TensorDict, like: TensorDict, what: str) -> list[Tensor]:
+    """``source``'s tensors in ``like``'s order, on ``like``'s devices and dtypes."""
+    return _matched(_lookup(source, like, what), like.values())
+
+
+def _copied(avgs: list[Tensor], srcs: list[Tensor]) -> list[Tensor]:
+    """New copies of ``srcs`` in ``avgs``' dtypes and devices."""
     return [s.to(device=a.device, dtype=a.dtype, copy=True) for a, s in zip(avgs, srcs)]
 
 
@@ -123,10 +140,10 @@ class Averager:
             avgs: the current averages.
             srcs: the source tensors, same devices and shapes.
             steps: the counter before this update.
-            donate: whether ``avgs`` may be written in place.
+            donate: write the new averages into ``avgs`` (else leave every input untouched).
 
         Returns:
-            The new averages (``avgs`` themselves when donated).
+            The new averages: ``avgs`` themselves when donated (donated updates rely on it).
         """
         raise NotImplementedError
 
@@ -168,21 +185,27 @@ class Averager:
             params: the source's parameters (every name of ``state.params``).
             buffers: the source's buffers (every name of ``state.buffers``).
             donate: let the update write ``state``'s tensors in place (the caller never reads
-                ``state`` again); bit-identical results.
+                ``state`` again); bit-identical results. The new state keeps ``state``'s
+                mappings, and the tensors aligned with these source mappings (module docstring).
 
         Returns:
             The new state with ``steps + 1``.
 
         Raises:
             KeyError: a name of the state is missing from the source.
+            ValueError: donated, a source tensor changed device or dtype in place since these
+                source mappings were first averaged (``module.half()`` after the first update).
         """
         steps = state.steps
         mode = "copy" if steps == 0 else "average" if steps % self.interval == 0 else "keep"
+        if donate:
+            plan = _plan_for(state, params, buffers, self.update_buffers)
+            return _donated(state, plan, mode, steps, self.average, steps + 1)
         with torch.no_grad():
-            new_params = _advance(state.params, params, mode, steps, donate, "params", self.average)
+            new_params = _advance(state.params, params, mode, steps, "params", self.average)
             buffer_mode = mode if self.update_buffers else "copy"
             new_buffers = _advance(
-                state.buffers, buffers or {}, buffer_mode, steps, donate, "buffers", self.average
+                state.buffers, buffers or {}, buffer_mode, steps, "buffers", self.average
             )
         return EMAState(params=new_params, buffers=new_buffers, steps=steps + 1)
 
@@ -195,26 +218,26 @@ def _advance(
     source: TensorDict,
     mode: str,
     steps: int,
-    donate: bool,
     what: str,
     average: AverageFn | None,
 ) -> dict[str, Tensor]:
+    """The new (pure) entries of one mapping of the state: ``mode`` is the module docstring's rule."""
     if not avg:  # nothing averaged (a model without buffers): skip the per-step bookkeeping
         return {}
     srcs = _gather(source, avg, what)
     names = list(avg)
     avgs = list(avg.values())
     if mode == "copy":
-        return dict(zip(names, _copied(avgs, srcs, donate)))
+        return dict(zip(names, _copied(avgs, srcs)))
     floating = [i for i, a in enumerate(avgs) if a.is_floating_point()]
     others = [i for i, a in enumerate(avgs) if not a.is_floating_point()]
     out = dict(avg)
     if mode == "average" and floating and average is not None:
-        new = average([avgs[i] for i in floating], [srcs[i] for i in floating], steps, donate)
+        new = average([avgs[i] for i in floating], [srcs[i] for i in floating], steps, False)
         out.update(zip((names[i] for i in floating), new))
     if others:
         # Integer buffers (num_batches_tracked) cannot be averaged; they track the source.
-        new = _copied([avgs[i] for i in others], [srcs[i] for i in others], donate)
+        new = _copied([avgs[i] for i in others], [srcs[i] for i in others])
         out.update(zip((names[i] for i in others), new))
     return out
 
@@ -231,20 +254,137 @@ def sync(
         state: the current state.
         params: the source's parameters.
         buffers: the source's buffers.
-        donate: copy into ``state``'s tensors in place.
+        donate: copy into ``state``'s tensors in place (keeping its mappings, as ``update``).
 
     Returns:
         The state with the source's values.
 
     Raises:
         KeyError: a name of the state is missing from the source.
+        ValueError: donated, a source tensor changed device or dtype in place (as ``update``).
     """
+    if donate:
+        plan = _plan_for(state, params, buffers, None)
+        return _donated(state, plan, "copy", 0, None, state.steps)
     with torch.no_grad():
         return EMAState(
-            params=_advance(state.params, params, "copy", 0, donate, "params", None),
-            buffers=_advance(state.buffers, buffers or {}, "copy", 0, donate, "buffers", None),
+            params=_advance(state.params, params, "copy", 0, "params", None),
+            buffers=_advance(state.buffers, buffers or {}, "copy", 0, "buffers", None),
             steps=state.steps,
         )
+
+
+Pair = tuple[list[Tensor], list[Tensor]]
+
+
+@attrs.frozen(eq=False)
+class _Plan:
+    """A state's tensors aligned with one source's, which donated updates reuse.
+
+    It hangs on the state (in :class:`_PlanSlot`'s slot) and donated updates pass it on with
+    the state's unchanged mappings, so it always matches the averages it holds; it is used
+    again only for the very same source mappings (``params``/``buffers``, by identity) and
+    ``update_buffers``. New source mappings (another model, refreshed references) or a state
+    with new mappings (``init``, :func:`load_weights`, a restored checkpoint) build a new one.
+    Mappings are never mutated in place (the library's rule for every ``TensorDict``).
+
+    Args:
+        params: the source parameter mapping it was built for.
+        buffers: the source buffer mapping it was built for (``None`` if none was passed).
+        update_buffers: whether floating-point buffers are among ``averaged``.
+        convert: whether a source differs in device or dtype from its average (the sources
+            are then converted at every update, as the pure path does).
+        every: each average and its source, parameters then buffers.
+        averaged: the entries an averaging update averages (floating-point ones).
+        tracked: the entries copied from the source at every update.
+    """
+
+    params: TensorDict
+    buffers: TensorDict | None
+    update_buffers: bool | None
+    convert: bool
+    every: Pair
+    averaged: Pair
+    tracked: Pair
+
+
+def _plan_for(
+    state: EMAState, params: TensorDict, buffers: TensorDict | None, update_buffers: bool | None
+) -> _Plan:
+    """The state's plan for these sources (``update_buffers=None``: any split will do)."""
+    plan: _Plan | None = getattr(state, "_plan", None)  # unset on states no donation made
+    if (
+        plan is not None
+        and plan.params is params
+        and plan.buffers is buffers
+        and (update_buffers is None or plan.update_buffers is update_buffers)
+    ):
+        return plan
+    avgs = [*state.params.values(), *state.buffers.values()]
+    srcs = _lookup(params, state.params, "params")
+    srcs += _lookup(buffers or {}, state.buffers, "buffers")
+    count = len(state.params)
+    averaged = [
+        i for i, a in enumerate(avgs) if a.is_floating_point() and (i < count or update_buffers)
+    ]
+    tracked = sorted(set(range(len(avgs))) - set(averaged))
+    convert = any(s.device != a.device or s.dtype != a.dtype for s, a in zip(srcs, avgs))
+    return _Plan(
+        params,
+        buffers,
+        update_buffers,
+        convert,
+        (avgs, srcs),
+        ([avgs[i] for i in averaged], [srcs[i] for i in averaged]),
+        ([avgs[i] for i in tracked], [srcs[i] for i in tracked]),
+    )
+
+
+def _donated(
+    state: EMAState, plan: _Plan, mode: str, steps: int, average: AverageFn | None, new_steps: int
+) -> EMAState:
+    """One update (or sync) in place on ``plan``'s tensors; the state's mappings are kept."""
+    # The grad mode is switched directly: ``torch.no_grad()`` costs a fifth of the update.
+    grad = torch.is_grad_enabled()
+    if grad:
+        torch._C._set_grad_enabled(False)
+    try:
+        if mode == "copy":
+            _copy_into(plan.every, plan.convert)
+        else:
+            avgs, srcs = plan.averaged
+            if mode == "average" and avgs and average is not None:
+                average(avgs, _matched(srcs, avgs) if plan.convert else srcs, steps, True)
+            _copy_into(plan.tracked, plan.convert)
+    except RuntimeError as error:
+        _raise_if_moved(state, plan, error)
+        raise
+    finally:
+        if grad:
+            torch._C._set_grad_enabled(True)
+    new = EMAState(state.params, state.buffers, new_steps)
+    object.__setattr__(new, "_plan", plan)  # a memo beside the record, not one of its fields
+    return new
+
+
+def _raise_if_moved(state: EMAState, plan: _Plan, error: RuntimeError) -> None:
+    """Explain a failed donated update whose sources changed device or dtype in place."""
+    if plan.convert:  # sources are converted at every update: a move cannot break it
+        return
+    for name, avg, src in zip([*state.params, *state.buffers], *plan.every):
+        if src.device != avg.device or src.dtype != avg.dtype:
+            raise ValueError(
+                f"source tensor {name!r} is now {src.dtype} on {src.device}, but was "
+                f"{avg.dtype} on {avg.device} when these source mappings were first averaged "
+                "(converted in place, e.g. by module.half()); the average may be partly "
+                "updated. Pass new source mappings after converting a model"
+            ) from error
+
+
+def _copy_into(pair: Pair, convert: bool) -> None:
+    avgs, srcs = pair
+    if avgs:
+        torch._foreach_copy_(avgs, _matched(srcs, avgs) if convert else srcs)
 
 
 def _lerp(avgs: list[Tensor], srcs: list[Tensor], weight: float, donate: bool) -> list[Tensor]:
@@ -343,7 +483,7 @@ class StochasticWeightAverage(Averager):
         return list(torch._foreach_add(avgs, diffs, alpha=alpha))
 
 
-AvgFn = Callable[[Tensor, Tensor, int], None]
+AvgFn = Callable[[Tensor, Tensor, int], object]  # the result is ignored
 
 
 @attrs.frozen

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+from typing import Any, cast
+
+import attrs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,6 +25,7 @@ from fengine.core.ema import (
     load_weights,
     sync,
 )
+from fengine.core.plain import from_plain, to_plain
 
 
 def scalar_run(averager: fc.ema.Averager, values: list[float]) -> list[float]:
@@ -293,7 +298,7 @@ def test_equals_torch_averaged_model_with_ema_multi_avg_fn(seed: int, n: int, k:
     momentum = k / 16
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(1 - momentum))
+    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(1 - momentum))  # type: ignore[no-untyped-call]
     averager = ExponentialMovingAverage(momentum=momentum)
     state = averager.init(dict(model.named_parameters()), dict(model.named_buffers()))
     for _ in range(n):
@@ -389,3 +394,139 @@ def test_sync_copies_everything_and_keeps_steps() -> None:
     assert [t._version for t in tensors] == versions and torch.equal(tensors[0], torch.ones(2))
     donated = sync(state, {"w": torch.full((2,), 7.0)}, {"n": torch.tensor(9)}, donate=True)
     assert donated.params["w"] is tensors[0] and torch.equal(tensors[0], torch.full((2,), 7.0))
+
+
+# -- the donated steady state (aligned tensors kept beside the state) ---------------------------
+
+
+class Source:
+    """A live model's tensors: mutated in place between updates, mappings kept until renewed."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+        self.tensors = {
+            "w": torch.randn(3, 2, generator=gen, requires_grad=True),
+            "b": torch.randn(3, generator=gen, requires_grad=True),
+            "mean": torch.randn(3, generator=gen),
+            "count": torch.randint(0, 100, (), generator=gen),
+        }
+        self.params, self.buffers = split(self.tensors)
+
+    def renew(self, which: str) -> None:
+        """A new ``params`` or ``buffers`` mapping of new tensors (another model, same names).
+
+        ``'double'`` renews the buffers with a float64 ``mean``, which the averages convert.
+        """
+        names = self.params if which == "params" else self.buffers
+        for name in names:
+            value = self.tensors[name].detach().clone()
+            if which == "double" and name == "mean":
+                value = value.double()
+            self.tensors[name] = value.requires_grad_(which == "params")
+        new = split(self.tensors)
+        self.params, self.buffers = (
+            (new[0], self.buffers) if which == "params" else (self.params, new[1])
+        )
+
+    def train(self) -> None:
+        with torch.no_grad():
+            for tensor in self.tensors.values():
+                if tensor.is_floating_point():
+                    tensor.copy_(torch.randn(tensor.shape, generator=self.gen))
+                else:
+                    tensor.add_(1)
+
+
+def restored(state: EMAState) -> EMAState:
+    """``state`` through a checkpoint: ``to_plain``, ``torch.save``/``torch.load``, ``from_plain``."""
+    buffer = io.BytesIO()
+    torch.save(to_plain(state), buffer)
+    buffer.seek(0)
+    state = from_plain(torch.load(buffer, weights_only=True))
+    assert isinstance(state, EMAState)
+    return state
+
+
+def assert_same(a: EMAState, b: EMAState) -> None:
+    assert a.steps == b.steps
+    for mine, theirs in ((a.params, b.params), (a.buffers, b.buffers)):
+        assert list(mine) == list(theirs)
+        assert all(
+            torch.equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine
+        )
+
+
+STEADY_EVENTS = st.lists(
+    st.sampled_from(
+        ["update"] * 6 + ["sync", "params", "buffers", "double", "load", "restore", "other", "pure"]
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    events=STEADY_EVENTS,
+    averager=st.one_of(
+        AVERAGERS,
+        st.builds(
+            CustomAverage,
+            avg_fn=st.just(lambda a, s, t: a.mul_(0.75).add_(s, alpha=0.25)),
+            interval=st.integers(1, 3),
+            update_buffers=st.booleans(),
+        ),
+    ),
+)
+def test_donated_steady_state_equals_the_pure_path(
+    seed: int, events: list[str], averager: fc.ema.Averager
+) -> None:
+    # Donated updates on a live source take the aligned-tensor path; the pure path never does.
+    source = Source(torch.Generator().manual_seed(seed))
+    other = attrs.evolve(cast(Any, averager), update_buffers=not averager.update_buffers)
+    fast = averager.init(source.params, source.buffers)
+    pure = averager.init(source.params, source.buffers)
+    last = None
+    for event in events:
+        previous = fast
+        if event in ("update", "other"):
+            source.train()
+            step = averager if event == "update" else other
+            fast = step.update(fast, source.params, source.buffers, donate=True)
+            pure = step.update(pure, source.params, source.buffers)
+            assert fast.params is previous.params and fast.buffers is previous.buffers
+            if event == last == "update":  # the property does exercise the steady state
+                assert fast._plan is previous._plan
+        elif event == "sync":
+            source.train()
+            fast = sync(fast, source.params, source.buffers, donate=True)
+            pure = sync(pure, source.params, source.buffers)
+        elif event in ("params", "buffers", "double"):
+            source.renew(event)
+        elif event == "load":
+            values = {k: torch.randn(v.shape, generator=source.gen) for k, v in fast.params.items()}
+            fast, pure = load_weights(fast, values), load_weights(pure, values)
+        elif event == "restore":
+            fast, pure = restored(fast), restored(pure)
+        else:  # a pure call on the donated state writes nothing and changes nothing after it
+            tensors = [*fast.params.values(), *fast.buffers.values()]
+            versions = [t._version for t in tensors]
+            averager.update(fast, source.params, source.buffers)
+            sync(fast, source.params, source.buffers)
+            assert [t._version for t in tensors] == versions
+        assert_same(fast, pure)
+        assert torch.is_grad_enabled()
+        assert not any(t.requires_grad for t in [*fast.params.values(), *fast.buffers.values()])
+        last = event
+
+
+def test_donated_update_of_a_source_converted_in_place_is_a_clear_error() -> None:
+    model = nn.Linear(2, 2)
+    params = dict(model.named_parameters())
+    averager = ExponentialMovingAverage(momentum=0.5)
+    state = averager.update(averager.init(params), params, donate=True)
+    model.double()  # converts each parameter in place: same objects, same mappings
+    with pytest.raises(ValueError, match=r"source tensor 'weight' is now torch.float64 on cpu"):
+        averager.update(state, params, donate=True)
+    assert torch.is_grad_enabled()
