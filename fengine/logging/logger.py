@@ -48,6 +48,8 @@ class LevelFormatter(logging.Formatter):
 
     def __init__(self, color: bool = False, datefmt: str | None = None) -> None:
         super().__init__(datefmt=datefmt)
+        # (second, converter, datefmt, text) of the latest formatted time (see formatTime).
+        self._time_cache: tuple[float, Any, str | None, str] = (-1.0, None, None, "")
         self._formats: dict[int, str] = {}
         for level_name in _COLOURS:
             label = f"\033[4;{_COLOURS[level_name]}m{level_name}\033[0m" if color else level_name
@@ -63,6 +65,24 @@ class LevelFormatter(logging.Formatter):
         )
         self._style._fmt = fmt
         return super().format(record)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The record's time as :class:`logging.Formatter` writes it.
+
+        With a ``datefmt`` the text depends only on the whole second of ``record.created``
+        (``converter`` floors it), so it is formatted once per second and reused: log lines
+        come many per second and ``strftime`` costs more than the rest of the line.
+        """
+        if not datefmt:
+            return super().formatTime(record, datefmt)
+        second = record.created // 1
+        converter = self.converter
+        cached = self._time_cache
+        if cached[0] == second and cached[1] is converter and cached[2] == datefmt:
+            return cached[3]
+        text = super().formatTime(record, datefmt)
+        self._time_cache = (second, converter, datefmt, text)
+        return text
 
 
 def _wants_colour(stream: Any) -> bool:

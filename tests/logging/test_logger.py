@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fengine.logging.logger as logger_module
 from fengine.logging import MMLogger, print_log
@@ -136,3 +139,33 @@ def test_get_current_instance_is_the_latest(make_logger):
     logger = make_logger()
     assert MMLogger.get_current_instance() is logger
     assert isinstance(logger, logging.Logger)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0, 4e9), min_size=1, max_size=8).map(
+        lambda starts: [t + d for t in starts for d in (0.0, 0.25, 0.999, 1.0)]
+    ),
+    st.sampled_from(["%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", None]),
+)
+def test_level_formatter_times_equal_logging_formatter_times(times, datefmt):
+    """Remembering the formatted second gives the text logging's own formatter gives."""
+    ours = logger_module.LevelFormatter(datefmt=datefmt)
+    reference = logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s", datefmt)
+    for created in times:
+        record = logging.LogRecord("fengine", logging.INFO, __file__, 1, "m %d", (7,), None)
+        record.created, record.msecs = created, created % 1 * 1000
+        assert ours.format(record) == reference.format(record)
+
+
+def test_level_formatter_follows_a_changed_converter(monkeypatch):
+    formatter = logger_module.LevelFormatter(datefmt="%H:%M:%S %Z")
+    record = logging.LogRecord("fengine", logging.INFO, __file__, 1, "m", None, None)
+    record.created = 1_700_000_000.5
+    local = formatter.formatTime(record, formatter.datefmt)
+    monkeypatch.setattr(logging.Formatter, "converter", time.gmtime)
+    assert formatter.formatTime(record, formatter.datefmt) == time.strftime(
+        "%H:%M:%S %Z", time.gmtime(record.created)
+    )
+    monkeypatch.undo()
+    assert formatter.formatTime(record, formatter.datefmt) == local
