@@ -30,19 +30,14 @@ def _map_optimizers(state: T, fn: Callable[[OptimizerState], OptimizerState]) ->
 
 
 def _find(state: object, kind: type[T] | tuple[type, ...]) -> list[Any]:
-    found: list[Any] = []
-
-    def visit(s: object) -> None:
-        if isinstance(s, kind):
-            found.append(s)
-        elif isinstance(s, ChainState):
-            for inner in s.states:
-                visit(inner)
-        elif isinstance(s, AccumState):
-            visit(s.inner)
-
-    visit(state)
-    return found
+    """The records of type ``kind`` in ``state``, looking through chains and accumulation."""
+    if isinstance(state, kind):
+        return [state]
+    if isinstance(state, ChainState):
+        return [found for inner in state.states for found in _find(inner, kind)]
+    if isinstance(state, AccumState):
+        return _find(state.inner, kind)
+    return []
 
 
 def hyperparams(state: object) -> tuple[dict[str, Any], ...]:
