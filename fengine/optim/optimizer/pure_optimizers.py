@@ -14,14 +14,38 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from operator import is_
 from typing import Any
 
 import attrs
 import torch
 from torch import Tensor
+from torch.optim import optimizer as torch_optimizer
 
 from fengine.core import optim as fo
 from fengine.core.optim.base import ParamGroup, build_groups
+
+#: torch's step hooks for every optimizer (empty dicts unless someone registered one). Should a
+#: later torch move them, a non-empty stand-in sends every step through torch's hook runner.
+_GLOBAL_HOOKS = tuple(
+    getattr(torch_optimizer, name, {None: None})
+    for name in ("_global_optimizer_pre_hooks", "_global_optimizer_post_hooks")
+)
+_profiler_enabled = torch._C._autograd._profiler_enabled
+#: Values whose identity shows they did not change: immutable scalars (and tuples of them).
+_IMMUTABLE = (int, float, str, type(None))
+#: Group keys that decide whether torch's own implementation must step a group.
+_TORCH_ONLY_KEYS = ("foreach", "fused", "differentiable", "capturable")
+
+#: Per param group, what the cached step plan was built from: the values of the group's keys
+#: that the optimizer reads, and its parameters.
+_Plan = tuple[tuple[tuple[Any, ...], tuple[Tensor, ...]], ...]
+
+
+def _immutable(value: object) -> bool:
+    return isinstance(value, _IMMUTABLE) or (
+        type(value) is tuple and all(isinstance(v, _IMMUTABLE) for v in value)
+    )
 
 
 def _no_check(hyper: object) -> None:
@@ -42,6 +66,8 @@ class PureStepOptimizer(torch.optim.Optimizer):
     #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
     _transform: fo.Transform[Any]
     _complex_ok = True
+    #: The group keys :meth:`_hyper_of` reads (besides ``_TORCH_ONLY_KEYS``).
+    _group_keys: tuple[str, ...]
 
     def _hyper_of(self, group: Mapping[str, Any]) -> Any | None:
         """The group's hyper-parameter record, or ``None`` if only torch can step this group."""
@@ -105,6 +131,9 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     def _record_for(self, hypers: list[Any]) -> Any:
         layout = self.__dict__.get("_layout")
+        if layout is not None and not _same(layout[1], [p for g in self.param_groups for p in g["params"]]):
+            _ = self.state  # the record is laid out by the old parameter list: export it first
+            layout = None
         if layout is None:
             flat = [p for g in self.param_groups for p in g["params"]]
             keys = tuple(str(i) for i in range(len(flat)))
@@ -132,36 +161,115 @@ class PureStepOptimizer(torch.optim.Optimizer):
             return None
         return hypers
 
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One optimisation step: the pure transform, donated, on the parameters' ``.grad``.
+    def _plan_holds(self, plan: _Plan) -> bool:
+        """Whether no group's read values (by identity) nor parameters changed since ``plan``."""
+        groups = self.param_groups
+        if len(groups) != len(plan):
+            return False
+        keys = self._group_keys
+        for group, (values, params) in zip(groups, plan):
+            if not all(map(is_, map(group.get, keys), values)) or not _same(group["params"], params):
+                return False
+        return True
 
-        Args:
-            closure: re-evaluates the model and returns the loss (run with gradients enabled).
+    def _plan_now(self) -> _Plan | None:
+        """What :meth:`_plan_holds` compares against; ``None`` if a value may change in place."""
+        plan = []
+        for group in self.param_groups:
+            values = tuple(map(group.get, self._group_keys))
+            if not all(map(_immutable, values)):
+                return None
+            plan.append((values, tuple(group["params"])))
+        return tuple(plan)
 
-        Returns:
-            The closure's loss, or ``None``.
+    def _pure_step(self) -> bool:
+        """Step with the transform; ``False`` (nothing done) if only torch can step now.
+
+        The record carries each group's hyper-parameters. It is rebuilt from the groups only
+        when a value this optimizer reads is no longer the very object it was built from, or
+        the parameters changed; a scheduler writing a new ``lr`` thus takes effect at once.
         """
+        state = self.__dict__
+        record, plan = state.get("_record"), state.get("_plan")
+        if record is None or plan is None or not self._plan_holds(plan):
+            state["_plan"] = None
+            hypers = self._eligible()
+            if hypers is None:
+                return False
+            record = self._record_for(hypers)
+            state["_plan"] = self._plan_now()
+        keys, flat, params = state["_layout"]
+        grads = [p.grad for p in flat]
+        for g in grads:
+            if g is not None and g.is_sparse:
+                state["_plan"] = None
+                return False
+        _, state["_record"] = self._transform.update(dict(zip(keys, grads)), record, params, donate=True)
+        return True
+
+    def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        hypers = self._eligible()
-        if hypers is not None:
-            record = self._record_for(hypers)
-            keys, flat, params = self.__dict__["_layout"]
-            grads: dict[str, Tensor | None] = {}
-            for key, p in zip(keys, flat):
-                g = p.grad
-                if g is not None:
-                    if g.is_sparse:
-                        hypers = None
-                        break
-                    grads[key] = g
-        if hypers is None:
+        if not self._pure_step():
             _torch_step(self._torch_base)(self)
-            return loss
-        _, self.__dict__["_record"] = self._transform.update(grads, record, params, donate=True)
         return loss
+
+    def step(self, *args: Any, **kwargs: Any) -> float | None:  # type: ignore[override]
+        """One optimisation step: the pure transform, donated, on the parameters' ``.grad``.
+
+        torch's step hooks (global and this optimizer's) and the profiler's
+        ``Optimizer.step#...`` range run exactly as for ``torch.optim``; when there is none of
+        them (and no closure) the step goes straight to the transform, skipping the hook
+        runner's own cost.
+
+        Args:
+            *args: ``closure``, which re-evaluates the model and returns the loss (run with
+                gradients enabled).
+            **kwargs: ``closure`` by name.
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        if (args or kwargs or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                or _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1] or _profiler_enabled()):
+            if type(self).step is PureStepOptimizer.step:
+                return _hooked_step(self, *args, **kwargs)
+            # A subclass's own ``step`` (which torch wrapped with the hooks) called this one.
+            return self._step(*args, **kwargs)
+        if not self._pure_step():
+            _torch_step(self._torch_base)(self)
+        return None
+
+    # torch wraps the ``step`` of each optimizer class with its hook runner unless it is
+    # marked as already hooked; this one runs the hooks itself (above).
+    step.hooked = True  # type: ignore[attr-defined]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """``torch.optim.Optimizer.zero_grad``: gradients to ``None`` (or zeroed in place).
+
+        Setting them to ``None`` outside the profiler is a plain loop; zeroing in place, or
+        under the profiler (for its ``Optimizer.zero_grad#...`` range), is torch's own.
+
+        Args:
+            set_to_none: drop the gradients instead of zeroing them.
+        """
+        if not set_to_none or _profiler_enabled():
+            super().zero_grad(set_to_none)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two sequences hold the very same objects, in order."""
+    return len(a) == len(b) and all(map(is_, a, b))
+
+
+#: The step with torch's hook runner and profiler range around it, as torch wraps ``step``.
+_hooked_step = torch.optim.Optimizer.profile_hook_step(PureStepOptimizer._step)
 
 
 class SGD(PureStepOptimizer, torch.optim.SGD):
@@ -173,6 +281,7 @@ class SGD(PureStepOptimizer, torch.optim.SGD):
 
     _torch_base = torch.optim.SGD
     _transform = fo.sgd(0.0)
+    _group_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", *_TORCH_ONLY_KEYS)
 
     def __init__(
         self,
@@ -223,6 +332,8 @@ def _torch_only(group: Mapping[str, Any]) -> bool:
 class _AdamBase(PureStepOptimizer):
     _complex_ok = False
     _transform = fo.adam()
+    _group_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay",
+                   *_TORCH_ONLY_KEYS)
 
     def _hyper_of(self, group: Mapping[str, Any]) -> fo.AdamHyper | None:
         betas = tuple(group["betas"])
