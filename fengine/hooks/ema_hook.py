@@ -132,7 +132,7 @@ def ema_fn_hook(
             ema = averager.update(ema, run.params, run.buffers, donate=donate)
         else:
             ema = fc_ema.sync(ema, run.params, run.buffers, donate=donate)
-        return run, attrs.evolve(state, ema=ema)
+        return run, EMAHookState(ema, state.stash)  # every iteration: built, not evolved
 
     def swap_in(
         run: RunState, state: EMAHookState, info: EventInfo

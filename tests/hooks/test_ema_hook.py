@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from fengine.core import ema as fc_ema
 from fengine.core.effects import AddToCheckpoint, Effect, LoadWeights, LogText
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, HookError, Pipeline, dispatch
+from fengine.core.plain import from_plain, to_plain
 from fengine.core.run import EventInfo, RunState
 from fengine.hooks import Hook
 from fengine.hooks.ema_hook import EMAHook, EMAHookState, ema_fn_hook, swap_state_dicts
@@ -26,6 +29,8 @@ from fengine.testing import check_hook
 
 
 class Toy(nn.Module):
+    f: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.tensor(0.0))
@@ -362,6 +367,156 @@ def test_default_hook_contract() -> None:
     # The pure (non-donated) handlers; the façade donates, which the contract forbids by design.
     averager = fc_ema.ExponentialMovingAverage(momentum=0.5, update_buffers=True)
     check_hook(ema_fn_hook("EMAHook", averager), max_examples=15)
+
+
+class Net(nn.Module):
+    """A parameter, a floating-point buffer and an integer one (like BatchNorm's)."""
+
+    f: Tensor
+    n: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+        self.register_buffer("f", torch.zeros(2))
+        self.register_buffer("n", torch.tensor(0))
+
+    def train_to(self, values: list[float]) -> None:
+        with torch.no_grad():
+            self.w.copy_(torch.tensor(values))
+            self.f.copy_(torch.tensor(values) * 10)
+            self.n.add_(1)
+
+
+ITER = st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=2, max_size=2).map(
+    lambda v: ("iter", v)
+)
+OTHER = st.sampled_from(["val", "save", "load", "refresh", "restore"]).map(lambda e: (e, None))
+HOOK_SCRIPT = st.lists(st.one_of(ITER, ITER, OTHER), min_size=4, max_size=24)
+
+
+def restore_hook_state(shell: Shell) -> None:
+    """The hook's state through a checkpoint (``to_plain``, save, load, ``from_plain``)."""
+    buffer = io.BytesIO()
+    torch.save(to_plain(dict(shell.run_state.hook_states)), buffer)
+    buffer.seek(0)
+    states = from_plain(torch.load(buffer, weights_only=True))
+    shell.run_state = attrs.evolve(shell.run_state, hook_states=states)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    script=HOOK_SCRIPT,
+    averager=st.one_of(
+        st.builds(
+            fc_ema.ExponentialMovingAverage,
+            momentum=st.floats(1e-3, 0.9),
+            interval=st.integers(1, 3),
+            update_buffers=st.booleans(),
+        ),
+        st.builds(
+            fc_ema.MomentumAnnealingEMA,
+            momentum=st.floats(1e-3, 0.9),
+            gamma=st.floats(0.5, 50),
+            interval=st.integers(1, 3),
+            update_buffers=st.booleans(),
+        ),
+        st.builds(
+            fc_ema.StochasticWeightAverage,
+            interval=st.integers(1, 3),
+            update_buffers=st.booleans(),
+        ),
+    ),
+    begin=st.tuples(st.sampled_from(["iter", "epoch"]), st.integers(0, 4)),
+    resumed=st.booleans(),
+)
+def test_donated_hook_equals_pure_hook_over_runs(
+    script: list[tuple[str, Any]],
+    averager: fc_ema.Averager,
+    begin: tuple[str, int],
+    resumed: bool,
+) -> None:
+    # The donated handlers reuse the average's tensors aligned with the model's from one
+    # iteration to the next; swaps, loads, new references and restored states must not fool it.
+    kind, at = begin
+    shells, pipelines = [], []
+    for donate in (False, True):
+        fn = ema_fn_hook(
+            "EMAHook",
+            averager,
+            begin_iter=at if kind == "iter" else 0,
+            begin_epoch=at if kind == "epoch" else 0,
+            donate=donate,
+        )
+        shell, pipeline = (
+            Shell(Net(), max_iters=100, max_epochs=100, resumed=resumed),
+            Pipeline.of([fn]),
+        )
+        shell.dispatch(pipeline, Event.BEFORE_RUN, EventInfo())
+        shells.append(shell)
+        pipelines.append(pipeline)
+    saved: list[dict[str, Any]] = []
+    done = reused = 0
+    for event, values in script:
+        for shell, pipeline in zip(shells, pipelines):
+            model = shell.model
+            assert isinstance(model, Net)
+            before = shell.hook_state().ema
+            tensors = [] if before is None else [*before.params.values(), *before.buffers.values()]
+            versions = [t._version for t in tensors]
+            if event == "iter":
+                model.train_to(values)
+                shell.dispatch(pipeline, Event.AFTER_TRAIN_ITER, EventInfo(batch_idx=done))
+            elif event == "val":
+                shell.dispatch(pipeline, Event.BEFORE_VAL_EPOCH, EventInfo())
+                shell.dispatch(pipeline, Event.AFTER_VAL_EPOCH, EventInfo())
+            elif event == "save":
+                checkpoint: dict[str, Any] = {
+                    "state_dict": {k: v.clone() for k, v in model.state_dict().items()}
+                }
+                shell.dispatch(
+                    pipeline, Event.BEFORE_SAVE_CHECKPOINT, EventInfo(checkpoint=checkpoint)
+                )
+                if shell is shells[0]:
+                    saved.append(checkpoint)
+            elif event == "load" and saved:
+                checkpoint = {k: dict(v) for k, v in saved[-1].items()}
+                shell.dispatch(
+                    pipeline, Event.AFTER_LOAD_CHECKPOINT, EventInfo(checkpoint=checkpoint)
+                )
+                model.load_state_dict(checkpoint["state_dict"])
+            elif event == "refresh":  # the runner rebuilds its references to the model
+                shell.run_state = attrs.evolve(
+                    shell.run_state,
+                    params=dict(model.named_parameters()),
+                    buffers=dict(model.named_buffers()),
+                )
+            elif event == "restore":
+                restore_hook_state(shell)
+            if shell is shells[0]:  # the pure hook writes nothing
+                assert [t._version for t in tensors] == versions
+            elif event == "iter" and before is not None:
+                after = shell.hook_state().ema
+                assert after is not None
+                reused += after._plan is getattr(before, "_plan", None)
+        if event == "iter":
+            done += 1
+            for shell in shells:
+                shell.at(iter=done, epoch=done // 3)
+        pure, donated = (shell.hook_state().ema for shell in shells)
+        assert pure is not None and donated is not None and pure.steps == donated.steps
+        merged_pure, merged_donated = ({**ema.params, **ema.buffers} for ema in (pure, donated))
+        for name, value in merged_pure.items():
+            assert torch.equal(value, merged_donated[name]), (event, name)
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(
+                shells[0].model.state_dict().values(), shells[1].model.state_dict().values()
+            )
+        )
+    # The steady state was exercised: the aligned tensors are rebuilt at most once between two
+    # iterations in a row (when averaging begins after the copies before begin_iter/epoch).
+    assert reused >= sum(a[0] == b[0] == "iter" for a, b in itertools.pairwise(script)) - 1
 
 
 # -- end to end with the Runner (spec A8) ----------------------------------------------------------
