@@ -276,7 +276,7 @@ def sync(
         )
 
 
-Pair = tuple[list[Tensor], list[Tensor]]
+_Pair = tuple[list[Tensor], list[Tensor]]
 
 
 @attrs.frozen(eq=False)
@@ -305,9 +305,9 @@ class _Plan:
     buffers: TensorDict | None
     update_buffers: bool | None
     convert: bool
-    every: Pair
-    averaged: Pair
-    tracked: Pair
+    every: _Pair
+    averaged: _Pair
+    tracked: _Pair
 
 
 def _plan_for(
@@ -380,7 +380,7 @@ def _raise_if_moved(state: EMAState, plan: _Plan, error: RuntimeError) -> None:
             ) from error
 
 
-def _copy_into(pair: Pair, convert: bool) -> None:
+def _copy_into(pair: _Pair, convert: bool) -> None:
     avgs, srcs = pair
     if avgs:
         torch._foreach_copy_(avgs, _matched(srcs, avgs) if convert else srcs)
