@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import fengine.core as fc
 from fengine.core import optim as fo
+from fengine.core.optim.base import gather, scatter, with_grads
 from fengine.core.tree import versions
 
 Problem = dict[str, Any]
@@ -217,3 +218,59 @@ def test_bad_param_groups_are_clear_errors() -> None:
         fo.sgd(0.1, param_groups=[{"params": ["a", "b"], "lr": -1}]).init(params)
     with pytest.raises(TypeError, match=r"param_groups\[0\] must be a mapping with a 'params' list"):
         fo.sgd(0.1, param_groups=[{"params": "a"}]).init(params)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_groups_listing_parameters_in_any_order_match_torch(kind: str, data: st.DataObject) -> None:
+    # One group holding every parameter in another order is stepped as one whole-list call.
+    prob = data.draw(problems())
+    names = list(prob["init"])
+    order = data.draw(st.permutations(range(len(names))))
+    cut = data.draw(st.integers(1, len(names)))
+    hps = [data.draw(KINDS[kind][2]), data.draw(KINDS[kind][2])]
+    parts = [list(order[:cut]), list(order[cut:])]
+    specs = [{"params": [names[i] for i in part], **hp} for part, hp in zip(parts, hps) if part]
+    tx = KINDS[kind][1](**hps[0], param_groups=specs)
+    ours = {donate: run_core(tx, prob, donate=donate)[0] for donate in (False, True)}
+    params = [p.clone().requires_grad_() for p in prob["init"].values()]
+    opt = KINDS[kind][0]([{"params": [params[i] for i in part], **hp} for part, hp in zip(parts, hps) if part],
+                         foreach=True)
+    for grads in prob["stream"]:
+        for p, g in zip(params, grads.values()):
+            p.grad = None if g is None else g.clone()
+        opt.step()
+    for name, p in zip(names, params):
+        assert torch.equal(ours[False][name], p.detach()) and torch.equal(ours[True][name], p.detach()), name
+
+
+def test_a_donated_sgd_step_keeps_the_record_once_every_buffer_exists() -> None:
+    params = {"w": torch.ones(3), "b": torch.zeros(2)}
+    grads = {"w": torch.full((3,), 0.5), "b": torch.ones(2)}
+    tx = fo.sgd(0.1, momentum=0.9)
+    _, first = tx.update(grads, tx.init(params), params, donate=True)
+    buffers = first.momentum_buffer
+    _, second = tx.update(grads, first, params, donate=True)
+    assert second is first and all(a is b for a, b in zip(second.momentum_buffer, buffers))
+    _, partial = tx.update({"w": grads["w"], "b": None}, second, params, donate=True)
+    assert partial is first  # a missing gradient leaves its buffer alone
+    _, pure = tx.update(grads, first, params)
+    assert pure is not first and all(a is not b for a, b in zip(pure.momentum_buffer, buffers))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=8), st.data())
+def test_with_grads_gather_scatter_pick_the_present_positions(present: list[bool], data: st.DataObject) -> None:
+    n = len(present)
+    grads = [torch.tensor(float(i)) if ok else None for i, ok in enumerate(present)]
+    bucket = tuple(data.draw(st.permutations(range(n))))[: data.draw(st.integers(1, n))]
+    idx = with_grads(bucket, grads)
+    assert sorted(idx) == sorted(i for i in bucket if present[i])
+    if len(bucket) < n or not all(present):
+        assert list(idx) == [i for i in bucket if present[i]]  # the group's own order
+    values = list(range(100, 100 + n))
+    assert list(gather(values, idx)) == [values[i] for i in idx]
+    target = list(values)
+    scatter(target, idx, [-v for v in gather(values, idx)])
+    assert target == [-v if i in idx else v for i, v in enumerate(values)]
