@@ -9,7 +9,7 @@ double to the last bit (NaN, infinities and signed zeros included).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any
 
 #: Longest window summed here: NumPy's pairwise summation handles up to this many elements in one
 #: unrolled block (no recursive halving), which is the order :func:`numpy_sum` reproduces.
@@ -56,7 +56,7 @@ def numpy_sum(values: Sequence[float]) -> float:
     return 0.0 + total
 
 
-def fast_mean(values: Sequence[object], counts: Sequence[object]) -> float | None:
+def fast_mean(values: Sequence[Any], counts: Sequence[Any]) -> float | None:
     """The mean of a short window as NumPy computes it, or ``None`` when only NumPy can say.
 
     ``float(np.array(values).sum() / np.array(counts).sum())`` equals
@@ -74,4 +74,4 @@ def fast_mean(values: Sequence[object], counts: Sequence[object]) -> float | Non
     size = len(values)
     if size > MAX_FAST_WINDOW or counts.count(1) != size or set(map(type, values)) != _FLOAT_ONLY:
         return None
-    return numpy_sum(cast("Sequence[float]", values)) / size
+    return numpy_sum(values) / size

@@ -140,7 +140,8 @@ class LogProcessor:
         Raises:
             ValueError: an unknown ``mode``.
         """
-        self._check_mode(mode, _MODES)
+        if mode not in _MODES:
+            self._check_mode(mode, _MODES)
         cfg = self._resolve_windows(runner, batch_idx, self.custom_cfg) if self.custom_cfg else []
         log_tag = self._collect_scalars(cfg, runner, mode)
         tag = (

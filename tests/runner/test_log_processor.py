@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from types import SimpleNamespace
 
@@ -197,3 +198,41 @@ def test_bad_configs_and_modes_are_rejected():
 
 def test_registered_for_configs():
     assert LOG_PROCESSORS.build(dict(type="LogProcessor", by_epoch=False)).by_epoch is False
+
+
+KEYS = [
+    "train/loss", "train/loss_cls", "train/acc", "train/lr", "train/time", "train/data_time",
+    "train/grad_norm", "trainloss", "train/trainloss", "val/acc", "val/loss", "test/time",
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(KEYS), st.floats(-10, 10)), max_size=12),
+            st.sampled_from(["train", "val", "test"]),
+            st.sampled_from([None, r".*(loss|time).*", "acc", ".*"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_a_reused_processor_writes_what_a_fresh_one_writes(rounds, hierarchy):
+    """Keys are matched once per processor; new keys and a replaced pattern are still seen."""
+    hub = MessageHub(f"hub-{uuid.uuid4().hex}")
+    hub.update_scalar("train/loss", 1.0)
+    hub.update_info("eta", 5.0)
+    runner = make_runner(hub, it=3)
+    reused = LogProcessor(log_with_hierarchy=hierarchy)
+    for updates, mode, pattern in rounds:
+        for key, value in updates:
+            hub.update_scalar(key, value)
+        fresh = LogProcessor(log_with_hierarchy=hierarchy)
+        if pattern is not None:
+            reused.mean_pattern = re.compile(pattern)
+        fresh.mean_pattern = reused.mean_pattern
+        assert reused.get_log_after_iter(runner, 2, mode) == fresh.get_log_after_iter(
+            runner, 2, mode
+        )
