@@ -67,7 +67,8 @@ def master_only(func: Callable[P, R]) -> Callable[P, R | None]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
-        return func(*args, **kwargs) if is_main_process() else None
+        # get_rank() directly rather than is_main_process(): one call less on every log line.
+        return func(*args, **kwargs) if get_rank() == 0 else None
 
     return wrapper
 
