@@ -211,3 +211,25 @@ def test_a_subclass_step_runs_the_hooks_once() -> None:
             o.step()
     assert calls == ["pre", "post"] * 3 and opt.seen == 3
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ref_model.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["Adam", "AdamW"])
+def test_a_parameter_turned_complex_in_place_is_stepped_by_torch(kind: str) -> None:
+    ours_cls, torch_cls, options = PAIRS[kind]
+    gen = torch.Generator().manual_seed(4)
+    start = [torch.randn(4, generator=gen), torch.randn(3, generator=gen)]
+    grads = [torch.randn(4, generator=gen) for _ in range(3)]
+    extra = torch.randn(3, dtype=torch.complex64, generator=gen)
+    results = []
+    for cls in (ours_cls, torch_cls):
+        a, b = (nn.Parameter(t.clone()) for t in start)
+        opt = cls([a, b], **options)
+        for g in grads[:2]:  # ``b`` has no gradient, so no state, yet
+            a.grad = g.clone()
+            opt.step()
+        b.data = b.data.to(torch.complex64)  # the same tensor object, now complex
+        a.grad, b.grad = grads[2].clone(), extra.clone()
+        opt.step()
+        results.append((a.detach().clone(), b.detach().clone()))
+    for ours, ref in zip(*results, strict=True):
+        assert torch.equal(ours, ref)

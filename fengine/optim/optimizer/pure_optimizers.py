@@ -66,7 +66,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
     #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
     _transform: fo.Transform[Any]
     _complex_ok = True
-    #: The group keys :meth:`_hyper_of` reads (besides ``_TORCH_ONLY_KEYS``).
+    #: Every group key that :meth:`_hyper_of` and ``_torch_only`` read.
     _group_keys: tuple[str, ...]
 
     def _hyper_of(self, group: Mapping[str, Any]) -> Any | None:
@@ -191,7 +191,9 @@ class PureStepOptimizer(torch.optim.Optimizer):
         """
         state = self.__dict__
         record, plan = state.get("_record"), state.get("_plan")
-        if record is None or plan is None or not self._plan_holds(plan):
+        if (record is None or plan is None or not self._plan_holds(plan)
+                # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
+                or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"][1])))):
             state["_plan"] = None
             hypers = self._eligible()
             if hypers is None:
