@@ -8,8 +8,11 @@ double to the last bit (NaN, infinities and signed zeros included).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 #: Longest window summed here: NumPy's pairwise summation handles up to this many elements in one
 #: unrolled block (no recursive halving), which is the order :func:`numpy_sum` reproduces.
@@ -56,13 +59,35 @@ def numpy_sum(values: Sequence[float]) -> float:
     return 0.0 + total
 
 
+def _follows_numpy() -> bool:
+    """Whether :func:`numpy_sum` matches the installed NumPy on probes where orders differ.
+
+    Other summation orders (a running sum, the first element plus the pairwise sum of the
+    rest, another block size) give other doubles on these probes; if some NumPy build sums
+    differently, the short-window path stays off and every mean goes through NumPy.
+    """
+    probes = [[-0.0], [-0.0] * 9]
+    for n in (*range(1, 20), 31, 64, 100, MAX_FAST_WINDOW):
+        probes.append([(-1.0) ** i * 10.0 ** ((i * 7) % 17 - 8) * (1 + i / 3) for i in range(n)])
+    for probe in probes:
+        expected = float(np.array(probe).sum())
+        if struct.pack("<d", numpy_sum(probe)) != struct.pack("<d", expected):
+            return False
+    return True
+
+
+#: The installed NumPy sums short windows in the order :func:`numpy_sum` reproduces.
+FOLLOWS_NUMPY = _follows_numpy()
+
+
 def fast_mean(values: Sequence[Any], counts: Sequence[Any]) -> float | None:
     """The mean of a short window as NumPy computes it, or ``None`` when only NumPy can say.
 
     ``float(np.array(values).sum() / np.array(counts).sum())`` equals
     ``numpy_sum(values) / len(values)`` when every value is a Python ``float`` and every count
     equals 1 (``1``, ``1.0`` or ``True``: their NumPy sum is the window length, exactly). Other
-    windows (integer values, other counts, longer than :data:`MAX_FAST_WINDOW`) return ``None``.
+    windows (integer values, other counts, longer than :data:`MAX_FAST_WINDOW`) return ``None``, as
+    does every window when the installed NumPy sums in another order (:data:`FOLLOWS_NUMPY`).
 
     Args:
         values: the window's values, oldest first (not empty).
@@ -72,6 +97,11 @@ def fast_mean(values: Sequence[Any], counts: Sequence[Any]) -> float | None:
         The mean, or ``None``.
     """
     size = len(values)
-    if size > MAX_FAST_WINDOW or counts.count(1) != size or set(map(type, values)) != _FLOAT_ONLY:
+    if (
+        size > MAX_FAST_WINDOW
+        or counts.count(1) != size
+        or set(map(type, values)) != _FLOAT_ONLY
+        or not FOLLOWS_NUMPY
+    ):
         return None
     return numpy_sum(values) / size

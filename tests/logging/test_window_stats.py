@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fengine.logging import window_stats
 from fengine.logging.window_stats import MAX_FAST_WINDOW, fast_mean, numpy_sum
 
 # Every double, NaN, infinities and both zeros included, and the ordinary magnitudes of losses.
@@ -47,3 +48,21 @@ def test_fast_mean_declines_what_only_numpy_answers() -> None:
     assert fast_mean([1.0, 2.0], [1, 2]) is None  # weighted
     assert fast_mean([1.0] * (MAX_FAST_WINDOW + 1), [1] * (MAX_FAST_WINDOW + 1)) is None
     assert fast_mean([True, 1.0], [1, 1]) is None
+
+
+def test_the_import_check_tells_other_summation_orders_apart(monkeypatch) -> None:
+    def running_sum(values: list[float]) -> float:
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+
+    def first_plus_pairwise_rest(values: list[float]) -> float:
+        return values[0] + numpy_sum(values[1:]) if len(values) > 1 else values[0]
+
+    assert window_stats._follows_numpy()
+    for other in (running_sum, first_plus_pairwise_rest):
+        monkeypatch.setattr(window_stats, "numpy_sum", other)
+        assert not window_stats._follows_numpy()
+    monkeypatch.setattr(window_stats, "FOLLOWS_NUMPY", False)
+    assert fast_mean([1.0, 2.0], [1, 1]) is None  # then every mean is NumPy's
