@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -236,3 +237,38 @@ def test_a_reused_processor_writes_what_a_fresh_one_writes(rounds, hierarchy):
         assert reused.get_log_after_iter(runner, 2, mode) == fresh.get_log_after_iter(
             runner, 2, mode
         )
+
+
+POOLS = ("all", "large_pool", "small_pool")
+FIELDS = ("current", "peak", "allocated", "freed")
+STATS = ("active", "active_bytes", "allocated_bytes", "allocation", "inactive_split",
+         "inactive_split_bytes", "requested_bytes", "reserved_bytes", "segment")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**40), st.booleans(), st.integers(0, 10**9))
+def test_memory_item_is_torchs_max_memory_allocated(peak, initialised, other):
+    """The peak read from the nested statistics is what torch.cuda.max_memory_allocated says."""
+    nested = (
+        {
+            **{s: {p: dict.fromkeys(FIELDS, other) for p in POOLS} for s in STATS},
+            "num_ooms": 0,
+            "max_split_size": -1,
+        }
+        if initialised
+        else {}
+    )
+    if initialised:
+        nested["allocated_bytes"]["all"]["peak"] = peak
+    resets: list[object] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (torch.cuda, torch.cuda.memory):  # torch's own reader uses the latter
+            patch.setattr(module, "memory_stats_as_nested_dict", lambda device=None: nested)
+        expected = torch.cuda.max_memory_allocated(None) // (1024 * 1024)
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        patch.setattr(torch.cuda, "reset_peak_memory_stats", resets.append)
+        hub = MessageHub(f"hub-{uuid.uuid4().hex}")
+        hub.update_scalar("train/loss", 1.0)
+        tag, line = LogProcessor().get_log_after_iter(make_runner(hub), 0, "train")
+    assert tag["memory"] == expected and f"  memory: {expected}  " in line
+    assert resets == [None]
