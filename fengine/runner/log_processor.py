@@ -13,13 +13,9 @@ import numpy as np
 import torch
 
 from fengine.registry import LOG_PROCESSORS
+from fengine.runner.log_keys import KeySelection, strip_prefix
 
 _MODES = ("train", "val", "test")
-_UNSEEN: Any = object()
-
-
-def _strip(key: str, prefix: str) -> str:
-    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def _has_train_loop(runner: Any) -> bool:
@@ -94,11 +90,7 @@ class LogProcessor:
         self.num_digits = num_digits
         self.log_with_hierarchy = log_with_hierarchy
         self.mean_pattern = re.compile(mean_pattern)
-        # Per (mode, keep_prefix): message-hub key -> (tag name, averaged?) or None when the key
-        # belongs to another mode. Keys and the pattern rarely change, so each key is matched
-        # once instead of on every log line; a new pattern object starts the cache afresh.
-        self._plans: dict[tuple[str, bool], dict[str, tuple[str, bool] | None]] = {}
-        self._plans_pattern: re.Pattern[str] = self.mean_pattern
+        self._keys = KeySelection()
 
     def _checked(self, custom_cfg: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
         if not custom_cfg:
@@ -156,7 +148,7 @@ class LogProcessor:
         rates = []
         for key, value in tag.items():
             if key.endswith("lr"):
-                name = _strip(key, f"{mode}/")
+                name = strip_prefix(key, f"{mode}/")
                 log_tag.pop(name)
                 rates.append(f"{name}: {value:.{self.num_digits}e}")
         train_loop = _has_train_loop(runner)
@@ -213,7 +205,7 @@ class LogProcessor:
             line = f"Epoch({mode}) [{size}/{size}]  "
 
         cfg = copy.deepcopy(self.custom_cfg)
-        sources = {_strip(c["data_src"], f"{mode}/") for c in cfg}
+        sources = {strip_prefix(c["data_src"], f"{mode}/") for c in cfg}
         for name in ("time", "data_time"):
             if name not in sources:
                 cfg.append({"data_src": name, "window_size": "epoch", "method_name": "mean"})
@@ -300,15 +292,9 @@ class LogProcessor:
     def _collect_scalars(
         self, custom_cfg: list[dict[str, Any]], runner: Any, mode: str, keep_prefix: bool = False
     ) -> dict[str, Any]:
-        plan = self._plan(mode, keep_prefix)
-        # name -> (buffer, averaged?); a later key with the same name replaces the buffer in place.
-        histories: dict[str, tuple[Any, bool]] = {}
-        for key, buffer in runner.message_hub.log_scalars.items():
-            entry = plan.get(key, _UNSEEN)
-            if entry is _UNSEEN:
-                entry = plan[key] = self._plan_entry(key, mode, keep_prefix)
-            if entry is not None:
-                histories[entry[0]] = (buffer, entry[1])
+        histories = self._keys.histories(
+            runner.message_hub.log_scalars, mode, keep_prefix, self.mean_pattern
+        )
         window = self.window_size
         tag: dict[str, Any] = OrderedDict()
         for name, (buffer, averaged) in histories.items():
@@ -325,24 +311,9 @@ class LogProcessor:
                 tag[name] = histories[source][0].statistics(**cfg)
         return tag
 
-    def _plan(self, mode: str, keep_prefix: bool) -> dict[str, tuple[str, bool] | None]:
-        if self._plans_pattern is not self.mean_pattern:
-            self._plans, self._plans_pattern = {}, self.mean_pattern
-        plan = self._plans.get((mode, keep_prefix))
-        if plan is None:
-            plan = self._plans[(mode, keep_prefix)] = {}
-        return plan
-
-    def _plan_entry(self, key: str, mode: str, keep_prefix: bool) -> tuple[str, bool] | None:
-        # MMEngine selects keys by `startswith(mode)`, without the slash; kept for identical tags.
-        if not key.startswith(mode):
-            return None
-        name = key if keep_prefix else _strip(key, f"{mode}/")
-        return name, self.mean_pattern.search(name) is not None
-
     def _collect_infos(self, runner: Any, mode: str) -> dict[str, Any]:
         return OrderedDict(
-            (key if self.log_with_hierarchy else _strip(key, f"{mode}/"), value)
+            (key if self.log_with_hierarchy else strip_prefix(key, f"{mode}/"), value)
             for key, value in runner.message_hub.runtime_info.items()
             if key.startswith(mode)
         )
