@@ -10,7 +10,8 @@ from fengine.optim.optimizer.builder import (
 from fengine.optim.optimizer.default_constructor import DefaultOptimWrapperConstructor
 from fengine.optim.optimizer.optimizer_wrapper import OptimWrapper
 from fengine.optim.optimizer.optimizer_wrapper_dict import OptimWrapperDict
-from fengine.optim.optimizer.pure_optimizers import SGD, Adam, AdamW, PureStepOptimizer
+from fengine.optim.optimizer.pure_optimizers import SGD, Adam, AdamW
+from fengine.optim.optimizer.pure_step import PureStepOptimizer
 
 __all__ = [
     "SGD",

@@ -4,274 +4,23 @@ They are real ``torch.optim`` optimizers (subclasses), so ``param_groups`` stays
 that parameter schedulers read and write, ``state_dict()``/``load_state_dict()`` use torch's format
 (MMEngine checkpoints load), and step hooks, ``GradScaler`` and ``zero_grad`` work unchanged. Between
 steps the optimizer state lives in one record (:class:`~fengine.core.optim.SGDState` or
-:class:`~fengine.core.optim.AdamState`) that each step donates to the transform; torch's
-per-parameter ``state`` dict is produced from it whenever someone reads it. Options the transforms do
+:class:`~fengine.core.optim.AdamState`; see :mod:`fengine.optim.optimizer.pure_step`). Options the transforms do
 not cover (``foreach=False``, ``fused``, ``differentiable``, ``capturable``, tensor hyper-parameters,
 sparse gradients, complex Adam parameters) run torch's own implementation instead.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from operator import is_
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import torch
 from torch import Tensor
-from torch.optim import optimizer as torch_optimizer
 
 from fengine.core import optim as fo
-from fengine.core.optim.base import ParamGroup, build_groups
-
-#: torch's step hooks for every optimizer (empty dicts unless someone registered one). Should a
-#: later torch move them, a non-empty stand-in sends every step through torch's hook runner.
-_GLOBAL_HOOKS = tuple(
-    getattr(torch_optimizer, name, {None: None})
-    for name in ("_global_optimizer_pre_hooks", "_global_optimizer_post_hooks")
-)
-_profiler_enabled = torch._C._autograd._profiler_enabled
-#: Values whose identity shows they did not change: immutable scalars (and tuples of them).
-_IMMUTABLE = (int, float, str, type(None))
-#: Group keys that decide whether torch's own implementation must step a group.
-_TORCH_ONLY_KEYS = ("foreach", "fused", "differentiable", "capturable")
-
-#: Per param group, what the cached step plan was built from: the values of the group's keys
-#: that the optimizer reads, and its parameters.
-_Plan = tuple[tuple[tuple[Any, ...], tuple[Tensor, ...]], ...]
-
-
-def _immutable(value: object) -> bool:
-    return isinstance(value, _IMMUTABLE) or (
-        type(value) is tuple and all(isinstance(v, _IMMUTABLE) for v in value)
-    )
-
-
-def _no_check(hyper: object) -> None:
-    """torch validated the defaults at construction; later group values are the user's."""
-
-
-def _torch_step(cls: type[torch.optim.Optimizer]) -> Callable[..., Any]:
-    # torch wraps ``step`` with its hook runner once per class; call the inner function so that
-    # step hooks do not run twice when this class falls back to torch's implementation.
-    step = cls.step
-    return getattr(step, "__wrapped__", step) if getattr(step, "hooked", False) else step
-
-
-class PureStepOptimizer(torch.optim.Optimizer):
-    """Shared machinery: the state record, its torch-format view, and the donated step."""
-
-    _torch_base: type[torch.optim.Optimizer]
-    #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
-    _transform: fo.Transform[Any]
-    _complex_ok = True
-    #: Every group key that :meth:`_hyper_of` and ``_torch_only`` read.
-    _group_keys: tuple[str, ...]
-
-    def _hyper_of(self, group: Mapping[str, Any]) -> Any | None:
-        """The group's hyper-parameter record, or ``None`` if only torch can step this group."""
-        raise NotImplementedError
-
-    def _empty_record(self, names: tuple[str, ...], groups: tuple[ParamGroup[Any], ...]) -> Any:
-        raise NotImplementedError
-
-    def _import(self, record: Any, states: list[dict[str, Any]]) -> Any:
-        """``record`` filled with torch-format per-parameter states (aligned with ``names``)."""
-        raise NotImplementedError
-
-    def _export(self, record: Any, i: int) -> dict[str, Any]:
-        """Parameter ``i``'s torch-format state from ``record`` (empty if it has none)."""
-        raise NotImplementedError
-
-    @property
-    def record(self) -> Any | None:
-        """The pure state record, if the last step ran the transform and ``state`` was not read since.
-
-        ``None`` before the first step, after torch's own implementation stepped, and after
-        ``state``/``state_dict()`` was read (torch's dict is then the truth until the next step).
-        """
-        return self.__dict__.get("_record")
-
-    # -- torch's ``state`` as a view of the record ---------------------------------------------
-    @property
-    def state(self) -> defaultdict[Tensor, Any]:
-        """torch's per-parameter state dict, materialised from the record on access."""
-        record = self.__dict__.get("_record")
-        if record is not None:
-            flat = self.__dict__["_layout"][1]
-            view: defaultdict[Tensor, Any] = defaultdict(dict)
-            for i, p in enumerate(flat):
-                entry = self._export(record, i)
-                if entry:
-                    view[p] = entry
-            self.__dict__["_torch_state"] = view
-            # The dict is the truth until the next step: whoever changed it last wins.
-            self.__dict__["_record"] = None
-        return self.__dict__["_torch_state"]  # type: ignore[no-any-return]
-
-    @state.setter
-    def state(self, value: defaultdict[Tensor, Any]) -> None:
-        self.__dict__["_torch_state"] = value
-        self.__dict__["_record"] = None
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        # Route ``state`` through the property (torch's ``__setstate__`` writes ``__dict__``
-        # directly, and Adam's reads ``self.state`` while it runs).
-        self.__dict__["_layout"] = None
-        self.state = state.pop("state", None) or defaultdict(dict)
-        super().__setstate__(state)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's ``add_param_group``; the record is rebuilt on the next step."""
-        _ = self.state
-        super().add_param_group(param_group)
-        self.__dict__["_layout"] = None
-
-    def _record_for(self, hypers: list[Any]) -> Any:
-        layout = self.__dict__.get("_layout")
-        if layout is not None and not _same(layout[1], [p for g in self.param_groups for p in g["params"]]):
-            _ = self.state  # the record is laid out by the old parameter list: export it first
-            layout = None
-        if layout is None:
-            flat = [p for g in self.param_groups for p in g["params"]]
-            keys = tuple(str(i) for i in range(len(flat)))
-            layout = self.__dict__["_layout"] = (keys, flat, dict(zip(keys, flat)))
-        record = self.__dict__.get("_record")
-        keys, flat, params = layout
-        if record is None:
-            specs, start = [], 0
-            for group, hyper in zip(self.param_groups, hypers):
-                specs.append({"params": keys[start : start + len(group["params"])], **attrs.asdict(hyper, recurse=False)})
-                start += len(group["params"])
-            groups = build_groups(keys, params, hypers[0], specs, _no_check)
-            torch_state = self.__dict__["_torch_state"]
-            return self._import(self._empty_record(keys, groups), [torch_state.get(p, {}) for p in flat])
-        if any(h != g.hyper for h, g in zip(hypers, record.groups)):
-            groups = tuple(attrs.evolve(g, hyper=h) for h, g in zip(hypers, record.groups))
-            record = attrs.evolve(record, groups=groups)
-        return record
-
-    def _eligible(self) -> list[Any] | None:
-        hypers = [self._hyper_of(g) for g in self.param_groups]
-        if any(h is None for h in hypers):
-            return None
-        if not self._complex_ok and any(p.is_complex() for g in self.param_groups for p in g["params"]):
-            return None
-        return hypers
-
-    def _plan_holds(self, plan: _Plan) -> bool:
-        """Whether no group's read values (by identity) nor parameters changed since ``plan``."""
-        groups = self.param_groups
-        if len(groups) != len(plan):
-            return False
-        keys = self._group_keys
-        for group, (values, params) in zip(groups, plan):
-            if not all(map(is_, map(group.get, keys), values)) or not _same(group["params"], params):
-                return False
-        return True
-
-    def _plan_now(self) -> _Plan | None:
-        """What :meth:`_plan_holds` compares against; ``None`` if a value may change in place."""
-        plan = []
-        for group in self.param_groups:
-            values = tuple(map(group.get, self._group_keys))
-            if not all(map(_immutable, values)):
-                return None
-            plan.append((values, tuple(group["params"])))
-        return tuple(plan)
-
-    def _pure_step(self) -> bool:
-        """Step with the transform; ``False`` (nothing done) if only torch can step now.
-
-        The record carries each group's hyper-parameters. It is rebuilt from the groups only
-        when a value this optimizer reads is no longer the very object it was built from, or
-        the parameters changed; a scheduler writing a new ``lr`` thus takes effect at once.
-        """
-        state = self.__dict__
-        record, plan = state.get("_record"), state.get("_plan")
-        if (record is None or plan is None or not self._plan_holds(plan)
-                # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
-                or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"][1])))):
-            state["_plan"] = None
-            hypers = self._eligible()
-            if hypers is None:
-                return False
-            record = self._record_for(hypers)
-            state["_plan"] = self._plan_now()
-        keys, flat, params = state["_layout"]
-        grads = [p.grad for p in flat]
-        for g in grads:
-            if g is not None and g.is_sparse:
-                state["_plan"] = None
-                return False
-        _, state["_record"] = self._transform.update(dict(zip(keys, grads)), record, params, donate=True)
-        return True
-
-    def _step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if not self._pure_step():
-            _torch_step(self._torch_base)(self)
-        return loss
-
-    def step(self, *args: Any, **kwargs: Any) -> float | None:  # type: ignore[override]
-        """One optimisation step: the pure transform, donated, on the parameters' ``.grad``.
-
-        torch's step hooks (global and this optimizer's) and the profiler's
-        ``Optimizer.step#...`` range run exactly as for ``torch.optim``; when there is none of
-        them (and no closure) the step goes straight to the transform, skipping the hook
-        runner's own cost.
-
-        Args:
-            *args: ``closure``, which re-evaluates the model and returns the loss (run with
-                gradients enabled).
-            **kwargs: ``closure`` by name.
-
-        Returns:
-            The closure's loss, or ``None``.
-        """
-        if (args or kwargs or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
-                or _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1] or _profiler_enabled()):
-            if type(self).step is PureStepOptimizer.step:
-                return _hooked_step(self, *args, **kwargs)
-            # A subclass's own ``step`` (which torch wrapped with the hooks) called this one.
-            return self._step(*args, **kwargs)
-        if not self._pure_step():
-            _torch_step(self._torch_base)(self)
-        return None
-
-    # torch wraps the ``step`` of each optimizer class with its hook runner unless it is
-    # marked as already hooked; this one runs the hooks itself (above).
-    step.hooked = True  # type: ignore[attr-defined]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """``torch.optim.Optimizer.zero_grad``: gradients to ``None`` (or zeroed in place).
-
-        Setting them to ``None`` outside the profiler is a plain loop; zeroing in place, or
-        under the profiler (for its ``Optimizer.zero_grad#...`` range), is torch's own.
-
-        Args:
-            set_to_none: drop the gradients instead of zeroing them.
-        """
-        if not set_to_none or _profiler_enabled():
-            super().zero_grad(set_to_none)
-            return
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two sequences hold the very same objects, in order."""
-    return len(a) == len(b) and all(map(is_, a, b))
-
-
-#: The step with torch's hook runner and profiler range around it, as torch wraps ``step``.
-_hooked_step = torch.optim.Optimizer.profile_hook_step(PureStepOptimizer._step)
+from fengine.core.optim.base import ParamGroup
+from fengine.optim.optimizer.pure_step import TORCH_ONLY_KEYS, PureStepOptimizer, torch_only
 
 
 class SGD(PureStepOptimizer, torch.optim.SGD):
@@ -283,7 +32,7 @@ class SGD(PureStepOptimizer, torch.optim.SGD):
 
     _torch_base = torch.optim.SGD
     _transform = fo.sgd(0.0)
-    _group_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", *_TORCH_ONLY_KEYS)
+    _group_keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", *TORCH_ONLY_KEYS)
 
     def __init__(
         self,
@@ -305,7 +54,7 @@ class SGD(PureStepOptimizer, torch.optim.SGD):
         )
 
     def _hyper_of(self, group: Mapping[str, Any]) -> fo.SGDHyper | None:
-        if _torch_only(group) or isinstance(group["weight_decay"], Tensor):
+        if torch_only(group) or isinstance(group["weight_decay"], Tensor):
             return None
         return fo.SGDHyper(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                            group["nesterov"], group["maximize"])
@@ -321,25 +70,15 @@ class SGD(PureStepOptimizer, torch.optim.SGD):
         return {} if buf is None else {"momentum_buffer": buf}
 
 
-def _torch_only(group: Mapping[str, Any]) -> bool:
-    return (
-        group.get("foreach") is False
-        or bool(group.get("fused"))
-        or bool(group.get("differentiable"))
-        or bool(group.get("capturable"))
-        or isinstance(group["lr"], Tensor)
-    )
-
-
 class _AdamBase(PureStepOptimizer):
     _complex_ok = False
     _transform = fo.adam()
     _group_keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay",
-                   *_TORCH_ONLY_KEYS)
+                   *TORCH_ONLY_KEYS)
 
     def _hyper_of(self, group: Mapping[str, Any]) -> fo.AdamHyper | None:
         betas = tuple(group["betas"])
-        if _torch_only(group) or any(isinstance(b, Tensor) for b in betas):
+        if torch_only(group) or any(isinstance(b, Tensor) for b in betas):
             return None
         return fo.AdamHyper(group["lr"], betas, group["eps"], group["weight_decay"],
                             group["amsgrad"], group["maximize"], group["decoupled_weight_decay"])
