@@ -1,4 +1,4 @@
-"""fengine's SGD/Adam/AdamW step plan (records cached between steps) against torch.optim.
+"""fengine.optim.optimizer.pure_step: the cached step plan of SGD/Adam/AdamW against torch.optim.
 
 Each step reuses the group records built at an earlier step unless a value the optimizer reads or
 a group's parameters changed. Whatever happens between steps (schedulers, edits of the groups or
