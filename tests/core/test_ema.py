@@ -501,10 +501,7 @@ class Source:
 
 def restored(state: EMAState) -> EMAState:
     """``state`` through a checkpoint: ``to_plain``, ``torch.save``/``torch.load``, ``from_plain``."""
-    buffer = io.BytesIO()
-    torch.save(to_plain(state), buffer)
-    buffer.seek(0)
-    state = from_plain(torch.load(buffer, weights_only=True))
+    state = from_plain(through_torch(to_plain(state)))
     assert isinstance(state, EMAState)
     return state
 
