@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -12,6 +12,8 @@ from torch import nn
 from fengine.core import optim as fo
 from fengine.optim.optimizer.base import BaseOptimWrapper, OptimWrapperError, message_hub, warn
 from fengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
+
+_NO_CONTEXT: AbstractContextManager[None] = nullcontext()
 
 _CLIP_KEYS = {
     "norm": ({"max_norm"}, {"max_norm", "norm_type", "error_if_nonfinite", "foreach"}),
@@ -167,19 +169,20 @@ class OptimWrapper(BaseOptimWrapper):
             if hub is not None:
                 hub.update_scalar("train/grad_norm", float(total))
 
-    @contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
+    def optim_context(self, model: nn.Module) -> AbstractContextManager[Any]:
         """Skip DDP's gradient all-reduce (``model.no_sync()``) when the next backward won't step.
 
         Args:
             model: the model run inside the context.
+
+        Returns:
+            ``model.no_sync()`` while accumulating over a model that has it, else a context that
+            does nothing (one shared object: this runs every iteration).
         """
         no_sync = getattr(model, "no_sync", None)
-        if not self.should_sync() and no_sync is not None:
-            with no_sync():
-                yield
-        else:
-            yield
+        if no_sync is not None and not self.should_sync():
+            return no_sync()  # type: ignore[no-any-return]
+        return _NO_CONTEXT
 
     def initialize_count_status(self, model: nn.Module, init_counts: int, max_counts: int) -> None:
         """Set the counters so the last, shorter accumulation group also steps.
