@@ -2,10 +2,10 @@
 
 Every measurement runs in a fresh process with one thread (:mod:`worker`); contenders alternate
 over rounds (the order rotates every round) and the tables give medians over the rounds, ratios
-to the raw loop of the same workload and peak RSS. Framework contenders that fengine's
-environment lacks (MMEngine, Lightning, Ignite) run with the interpreter of ``--mmenv`` (default
-``/tmp/mmenv/bin/python``), and are skipped with a note where it is missing or cannot import
-them.
+to the raw loop of the same workload (the median of the ratios taken within each round) and peak
+RSS. Framework contenders that fengine's environment lacks (MMEngine, Lightning, Ignite) run with
+the interpreter of ``--mmenv`` (default ``/tmp/mmenv/bin/python``), and are skipped with a note
+where it is missing or cannot import them.
 
 Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling``, ``--workloads W1,W2``,
 ``--only SUBSTRING`` (contenders whose name contains it, plus the raw loop), ``--out FILE``,
@@ -103,6 +103,15 @@ def medians(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {key: median([run[key] for run in runs]) for key in runs[0]}
 
 
+def paired_ratios(runs: Sequence[dict[str, Any]], base: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The median over rounds of each quantity's ratio to ``base`` measured in the same round.
+
+    A shared machine drifts from round to round by more than the differences measured; a ratio
+    taken within a round cancels the drift, a ratio of two medians does not.
+    """
+    return {key: median([run[key] / ref[key] for run, ref in zip(runs, base)]) for key in runs[0]}
+
+
 def training_table(
     workloads: list[str], contenders: list[str], rounds: int, mmenv: str, notes: list[str]
 ) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
@@ -121,12 +130,13 @@ def training_table(
                 {c + BASELINE_SUFFIX: (p, ["train", workload, c]) for c, p in pythons.items()
                  if p == sys.executable and c != "raw loop" and "compiled" not in c}
             )
-        stats = {c: medians(runs) for c, runs in alternate(jobs, rounds).items()}
+        results = alternate(jobs, rounds)
+        stats = {c: medians(runs) for c, runs in results.items()}
         by_workload[workload] = stats
-        base = stats["raw loop"]
         for contender, m in stats.items():
+            ratio = paired_ratios(results[contender], results["raw loop"])
             cells = [
-                f"{m[key]:.0f} ({ratio_cell(workload, contender, kind, m[key] / base[key])})"
+                f"{m[key]:.0f} ({ratio_cell(workload, contender, kind, ratio[key])})"
                 for key, kind in (("wall_us", "time"), ("cpu_us", "time"), ("cpu_best_us", "time"), ("rss_mib", "rss"))
             ]
             rows.append([workload, contender, *cells, f"{m['faults']:.0f}", f"{m['first_epoch_s']:.2f}"])
@@ -230,7 +240,8 @@ def main() -> None:
     malloc = ", glibc heap kept (`--stable-malloc`)" if args.stable_malloc else ""
     malloc += f", device {args.device}" + (f", autocast {args.amp}" if args.amp else "")
     parts = [f"# Benchmark results\n\n{machine_line()}; one thread, every measurement in a fresh "
-             f"process, {args.rounds} rounds alternated, medians{malloc}. Produced by "
+             f"process, {args.rounds} rounds alternated, medians (ratios: the median of each round's ratio "
+             f"to the raw loop){malloc}. Produced by "
              "`python benchmarks/run.py`.\n"]
     if "train" in sections:
         table, _ = training_table(workloads, chosen(EAGER), args.rounds, args.mmenv, notes)

@@ -75,27 +75,36 @@ def test_callable_numbers_pickle_as_plain_numbers():
         assert loaded == value
 
 
-def test_tensors_are_read_lazily_and_only_once(monkeypatch):
+_item, _tolist = torch.Tensor.item, torch.Tensor.tolist
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """How often tensors are read back (``item``/``tolist``), counted from now on."""
     calls = {"item": 0, "tolist": 0}
-    item, tolist = torch.Tensor.item, torch.Tensor.tolist
 
     def counting_item(self):
         calls["item"] += 1
-        return item(self)
+        return _item(self)
 
     def counting_tolist(self):
         calls["tolist"] += 1
-        return tolist(self)
+        return _tolist(self)
 
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+    return calls
+
+
+def test_tensors_are_read_lazily_and_only_once(reads):
+    calls = reads
     buf = HistoryBuffer()
     weights = torch.randn(3, requires_grad=True)
     losses = [(weights * i).sum() for i in range(5)]
     for loss in losses:
         buf.update(loss)
     assert calls == {"item": 0, "tolist": 0}
-    expected = [item(loss) for loss in losses]
+    expected = [_item(loss) for loss in losses]
     assert buf.mean(5) == np.array(expected).sum() / 5
     assert calls == {"item": 5, "tolist": 0}  # CPU tensors are read in place, not concatenated
     np.testing.assert_array_equal(buf.data[0], np.array(expected))
@@ -118,27 +127,15 @@ def _on_device(value: torch.Tensor) -> torch.Tensor:
     return torch.Tensor._make_subclass(_OffHost, value)
 
 
-def test_device_tensors_are_read_with_one_transfer_per_dtype(monkeypatch):
-    calls = {"item": 0, "tolist": 0}
-    item, tolist = torch.Tensor.item, torch.Tensor.tolist
-
-    def counting_item(self):
-        calls["item"] += 1
-        return item(self)
-
-    def counting_tolist(self):
-        calls["tolist"] += 1
-        return tolist(self)
-
-    monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    monkeypatch.setattr(torch.Tensor, "tolist", counting_tolist)
+def test_device_tensors_are_read_with_one_transfer_per_dtype(reads):
+    calls = reads
     buf = HistoryBuffer()
     values = [_on_device(torch.tensor(0.5 * i)) for i in range(4)]
     values += [_on_device(torch.tensor(i)) for i in range(3)]
     values.insert(2, torch.tensor(7.25))
     for value in values:
         buf.update(value)
-    expected = [item(v) for v in values]
+    expected = [_item(v) for v in values]
     calls.update(item=0, tolist=0)
     assert buf.data[0].tolist() == expected
     assert calls == {"item": 1, "tolist": 2}  # the CPU value read in place; one transfer per device dtype
