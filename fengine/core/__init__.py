@@ -8,6 +8,7 @@ from fengine.core.events import STAGES, Event
 from fengine.core.losses import parse_losses
 from fengine.core.optim import GradientTransform, Transform
 from fengine.core.pipeline import FnHook, Handler, HookError, Pipeline, dispatch
+from fengine.core.plain import UntrustedCheckpointError
 from fengine.core.priority import Priority, PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
 from fengine.core.state import RngState, TrainState
@@ -30,6 +31,7 @@ __all__ = [
     "StepOutput",
     "TrainState",
     "Transform",
+    "UntrustedCheckpointError",
     "dispatch",
     "effects",
     "ema",

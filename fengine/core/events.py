@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 
+from fengine.core import plain
 
+
+@plain.register("events.Event")
 class Event(str, enum.Enum):
     """A hook point. Values are MMEngine's ``Hook`` method names, so a class hook maps 1:1."""
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 
+from fengine.core import plain
 
+
+@plain.register("priority.Priority")
 class Priority(enum.Enum):
     """MMEngine's priority levels."""
 

@@ -13,6 +13,7 @@ the pure core calls them.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,7 +22,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from fengine.core.plain import from_plain, to_plain
+from fengine.core import plain
 
 if TYPE_CHECKING:
     from fengine.core.ema import Averager, EMAState
@@ -33,6 +34,7 @@ OptState = TypeVar("OptState")
 S = TypeVar("S")
 
 
+@plain.register("state.RngState")
 @attrs.frozen(eq=False)
 class RngState:
     """Snapshot of the global random-number generators (torch CPU and CUDA, numpy, ``random``).
@@ -205,16 +207,18 @@ class TrainState(Generic[OptState]):
         Returns:
             The plain dict; :meth:`from_dict` rebuilds an equal state.
         """
-        return {f.name: to_plain(getattr(self, f.name)) for f in _FIELDS}
+        return {f.name: plain.to_plain(getattr(self, f.name)) for f in _FIELDS}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainState[Any]:
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> TrainState[Any]:
         """Rebuild a state from :meth:`to_dict`'s output, strictly.
 
-        Record types are found among already-imported modules (loading imports no code).
+        Only registered records and enums are rebuilt (:func:`fengine.core.plain.from_plain`):
+        a crafted dict cannot make loading call anything.
 
         Args:
             data: the plain dict, e.g. from ``torch.load(path, weights_only=True)``.
+            source: the file ``data`` came from, for messages.
 
         Returns:
             The rebuilt state.
@@ -223,7 +227,7 @@ class TrainState(Generic[OptState]):
             KeyError: ``data`` lacks a field or has a key that is not a field (both listed).
             TypeError: ``params``/``buffers`` are not ``str`` → tensor mappings, or a counter is
                 not an int.
-            ValueError: a record's defining module is not imported.
+            UntrustedCheckpointError: ``data`` names a type that is not registered.
         """
         if not isinstance(data, Mapping):
             raise TypeError(
@@ -237,7 +241,7 @@ class TrainState(Generic[OptState]):
                 f"TrainState.from_dict: missing keys {missing}, unknown keys {unknown}; "
                 f"expected exactly {names}"
             )
-        values = {n: from_plain(data[n]) for n in names}
+        values = {n: plain.from_plain(data[n], n, source) for n in names}
         for name in ("params", "buffers"):
             _check_tensors(name, values[name])
         for name in ("step", "epoch", "iter", "inner_iter"):
@@ -250,6 +254,23 @@ class TrainState(Generic[OptState]):
                 f"TrainState.from_dict: 'hooks' must be a mapping, got {values['hooks']!r}"
             )
         return cls(**values)
+
+    @classmethod
+    def load(cls, file: str | os.PathLike[str], map_location: Any = "cpu") -> TrainState[Any]:
+        """Read a state saved with ``torch.save(state.to_dict(), file)`` (never runs code).
+
+        Args:
+            file: the file.
+            map_location: as ``torch.load``'s.
+
+        Returns:
+            The rebuilt state.
+
+        Raises:
+            UntrustedCheckpointError: the file names a type that is not registered.
+            Exception: as :meth:`from_dict`, or whatever ``torch.load`` raises.
+        """
+        return cls.from_dict(plain.load(file, map_location, decode=False), os.fspath(file))
 
 
 _FIELDS = attrs.fields(TrainState)

@@ -3,10 +3,6 @@
 The façade validates MMEngine's constructor arguments (with MMEngine's error types) and builds
 the pure :class:`~fengine.hooks.checkpoint_plan.CheckpointPlan`, whose module documents every
 save, deletion and publication; its MMEngine methods hand their event to the runner.
-
-The plan and its :class:`~fengine.hooks.checkpoint_state.CheckpointState` are re-exported here:
-checkpoints written when all three lived in this module name the state
-``fengine.hooks.checkpoint_hook:CheckpointState``, and loading one looks the class up here.
 """
 
 from __future__ import annotations
@@ -30,8 +26,6 @@ __all__ = [
     "CheckpointArgumentError",
     "CheckpointArgumentTypeError",
     "CheckpointHook",
-    "CheckpointPlan",
-    "CheckpointState",
 ]
 
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import attrs
 
+from fengine.core import plain
 
+
+@plain.register("hooks.CheckpointState")
 @attrs.frozen
 class CheckpointState:
     """What the hook remembers between events (checkpointed, so it survives a resume).

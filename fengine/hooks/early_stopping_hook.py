@@ -29,6 +29,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.effects import LoadWeights, LogText, StopTraining
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
@@ -48,6 +49,7 @@ class MissingMonitorError(KeyError, RuntimeError):
         return str(self.args[0])
 
 
+@plain.register("hooks.EarlyStoppingState")
 @attrs.frozen(eq=False)
 class EarlyStoppingState:
     """EarlyStoppingHook's own state (checkpointed with the run).

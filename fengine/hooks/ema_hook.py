@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from fengine.core import ema as fc_ema
+from fengine.core import plain
 from fengine.core.effects import AddToCheckpoint, LoadWeights, LogText
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
@@ -43,6 +44,7 @@ _WARNING = 30  # logging.WARNING
 _DEFAULT_MOMENTUM = 0.0002
 
 
+@plain.register("hooks.EMAHookState")
 @attrs.frozen(eq=False)
 class EMAHookState:
     """EMAHook's own state.

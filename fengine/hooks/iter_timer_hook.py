@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from fengine.core import plain
 from fengine.core.effects import UpdateInfo, UpdateScalars
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
@@ -31,6 +32,7 @@ from fengine.hooks.hook import DATA_BATCH, Hook
 from fengine.registry import HOOKS
 
 
+@plain.register("hooks.IterTimerState")
 @attrs.frozen
 class IterTimerState:
     """The timer's clock and running sums.

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import torch
 
+from fengine.core import plain
 from fengine.core.effects import LogText, ProfilerAction
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
@@ -30,6 +31,7 @@ from fengine.hooks.hook import DATA_BATCH, Hook
 from fengine.registry import HOOKS
 
 
+@plain.register("hooks.ProfilerState")
 @attrs.frozen
 class ProfilerState:
     """Whether the profiler is recording, and whether it has been exported."""

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import fengine
+from fengine.core import plain
 from fengine.core.effects import (
     Effect,
     RecordOptimizerScalars,
@@ -58,6 +59,7 @@ def is_scalar(value: object) -> bool:
     return isinstance(value, (int, float, np.number))
 
 
+@plain.register("hooks.RuntimeInfoState")
 @attrs.frozen
 class RuntimeInfoState:
     """Which loop the message hub's ``loop_stage`` names, and the one validation interrupted."""

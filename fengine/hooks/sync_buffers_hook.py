@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from fengine.core import plain
 from fengine.core.effects import SyncBuffers
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
@@ -27,6 +28,7 @@ from fengine.hooks.hook import Hook
 from fengine.registry import HOOKS
 
 
+@plain.register("hooks.SyncBuffersState")
 @attrs.frozen
 class SyncBuffersState:
     """Whether the last train epoch's end synchronised the buffers (MMEngine's ``called_in_train``)."""

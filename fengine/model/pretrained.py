@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import torch
 from torch import Tensor, nn
 
+from fengine.core import plain
 from fengine.model.init_info import INIT_INFO_ATTR, update_init_info
 from fengine.model.wrappers.utils import is_model_wrapper
 from fengine.registry import WEIGHT_INITIALIZERS
@@ -22,8 +22,8 @@ logger = logging.getLogger("fengine")
 def read_state_dict(checkpoint: str | Path, map_location: Any = "cpu") -> dict[str, Tensor]:
     """The weights stored in a checkpoint file: its ``state_dict`` entry, or the whole file.
 
-    Loaded with ``torch.load(weights_only=True)``: tensors and plain containers only, so loading a
-    file cannot run code.
+    Read with :func:`fengine.core.plain.load` (``torch.load(weights_only=True)``, registered
+    records only), so loading a file cannot run code.
 
     Args:
         checkpoint: a local ``.pth`` file.
@@ -34,11 +34,12 @@ def read_state_dict(checkpoint: str | Path, map_location: Any = "cpu") -> dict[s
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file holds objects other than tensors and plain containers.
+        ValueError: the file holds pickled objects other than tensors and plain containers.
+        UntrustedCheckpointError: the file names a type that is not registered.
         TypeError: the weights are not a mapping.
     """
     try:
-        loaded = torch.load(checkpoint, map_location=map_location, weights_only=True)
+        loaded = plain.load(checkpoint, map_location=map_location)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"checkpoint {str(checkpoint)!r} cannot be read with weights_only=True (it holds "

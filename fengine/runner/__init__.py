@@ -1,5 +1,6 @@
 """The imperative shell: ``Runner``, loops, checkpoint I/O and the effects interpreter."""
 
+from fengine.core.plain import UntrustedCheckpointError
 from fengine.core.priority import Priority, get_priority
 from fengine.runner.base_loop import BaseLoop, NonFiniteLossError
 from fengine.runner.checkpoint import (
@@ -25,6 +26,7 @@ __all__ = [
     "Priority",
     "Runner",
     "TestLoop",
+    "UntrustedCheckpointError",
     "ValLoop",
     "find_latest_checkpoint",
     "get_priority",

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fengine.core import plain
+from fengine.core.mmengine_pickle import SAFE_GLOBALS
 from fengine.model.wrappers import is_model_wrapper
-from fengine.runner.safe_load import SAFE_GLOBALS, load_file
 from fengine.utils.fileio import atomic_write
 
 CHECKSUM_KEY = "checksum"
@@ -104,31 +105,33 @@ def save_checkpoint(checkpoint: dict[str, Any], filename: str) -> None:
     atomic_write(filename, lambda handle: torch.save(checkpoint, handle))
 
 
-def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:
-    """Load a checkpoint file and verify its checksum (when it has one).
+def read_checkpoint(path: str, map_location: Any = "cpu", decode: bool = True) -> dict[str, Any]:
+    """Load a checkpoint file, verify its checksum (when it has one), then rebuild its records.
 
-    MMEngine's files load in safe mode too (see :mod:`fengine.runner.safe_load`): their message
-    hub buffers become plain history dicts.
+    Reading never runs code: ``torch.load(weights_only=True)`` through
+    :func:`fengine.core.plain.load` (MMEngine's files included: their message hub buffers become
+    plain history dicts), and only registered records and enums are rebuilt.
 
     Args:
         path: the file.
         map_location: as ``torch.load``'s.
-        weights_only: refuse arbitrary pickled objects (``torch.load``'s safe mode); pass
-            ``False`` only for files you trust.
+        decode: rebuild records and enums (``False``: the verified plain data, to copy it).
 
     Returns:
         The checkpoint dict (a file holding a bare state dict is returned as is).
 
     Raises:
         CheckpointError: naming the file and what is wrong: missing, empty, truncated, not a
-            checkpoint, holding objects ``weights_only`` refuses (named), or failing its checksum.
+            checkpoint, holding pickled objects (named), or failing its checksum.
+        UntrustedCheckpointError: the content names a type that is not registered (nothing is
+            built or called).
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint file {path!r} does not exist")
     try:
-        checkpoint = load_file(path, map_location=map_location, weights_only=weights_only)
+        checkpoint = plain.load(path, map_location=map_location, decode=False)
     except Exception as error:
-        raise CheckpointError(f"cannot read checkpoint {path!r}: {_diagnose(path, error, weights_only)}") from error
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {_diagnose(path, error)}") from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path!r} holds a {type(checkpoint).__name__}, not a dict")
     meta = checkpoint.get("meta")
@@ -140,10 +143,11 @@ def read_checkpoint(path: str, map_location: Any = "cpu", weights_only: bool = T
                 f"checkpoint {path!r} is damaged: its content digest {actual} differs from the "
                 f"stored {expected}"
             )
-    return checkpoint
+    decoded: dict[str, Any] = plain.from_plain(checkpoint, source=path) if decode else checkpoint
+    return decoded
 
 
-def _diagnose(path: str, error: Exception, weights_only: bool) -> str:
+def _diagnose(path: str, error: Exception) -> str:
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         head = handle.read(4)
@@ -154,7 +158,7 @@ def _diagnose(path: str, error: Exception, weights_only: bool) -> str:
         return f"the file is truncated or corrupted ({size} bytes; its zip archive has no end record)"
     if not head.startswith((b"PK", b"\x80")):
         return f"it is not a torch checkpoint (it starts with {head!r}); {first}"
-    if weights_only and "weights_only" in str(error).lower().replace(" ", "_"):
+    if "weights_only" in str(error).lower().replace(" ", "_"):
         try:
             refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:
@@ -162,8 +166,9 @@ def _diagnose(path: str, error: Exception, weights_only: bool) -> str:
         allowed = {name for _, name in SAFE_GLOBALS}
         names = sorted(n for n in refused if n not in allowed)
         return (
-            f"it holds objects that weights_only=True refuses ({', '.join(names) or 'unsupported pickle data'}); "
-            "load it with weights_only=False only if you trust the file (runner.checkpoint_weights_only = False)"
+            f"it holds pickled objects ({', '.join(names) or 'unsupported pickle data'}), which a "
+            "checkpoint may not hold: loading one could run any code, so it is refused; save "
+            "tensors, plain containers and registered records instead"
         )
     return f"the file is damaged ({size} bytes): {first}"
 
@@ -254,7 +259,6 @@ def load_checkpoint(
     strict: bool = False,
     logger: logging.Logger | None = None,
     revise_keys: Iterable[tuple[str, str]] = ((r"^module\.", ""),),
-    weights_only: bool = True,
 ) -> dict[str, Any]:
     """Load the weights of checkpoint ``filename`` into ``model`` (MMEngine's function).
 
@@ -265,15 +269,15 @@ def load_checkpoint(
         strict: whether keys and shapes must match exactly.
         logger: receives the mismatch report when not strict (default: this module's logger).
         revise_keys: ``(pattern, replacement)`` regexes applied to the weight names.
-        weights_only: ``torch.load``'s safe mode; ``False`` only for trusted files.
 
     Returns:
         The loaded checkpoint dict.
 
     Raises:
         CheckpointError: unreadable or damaged file, or a strict mismatch.
+        UntrustedCheckpointError: the file names a type that is not registered.
     """
-    checkpoint = read_checkpoint(filename, map_location=map_location, weights_only=weights_only)
+    checkpoint = read_checkpoint(filename, map_location=map_location)
     state_dict = checkpoint.get("state_dict", checkpoint)
     target: torch.nn.Module = model.module if is_model_wrapper(model) else model  # type: ignore[assignment]
     report = (logger or logging.getLogger(__name__)).warning

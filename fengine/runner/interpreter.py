@@ -87,7 +87,7 @@ class EffectInterpreter(ResumeMixin):
             tasks, self._event_end[:] = list(self._event_end), []
             for task in tasks:
                 task()
-        checkpoint = read_checkpoint(effect.src, weights_only=self.checkpoint_weights_only)
+        checkpoint = read_checkpoint(effect.src, decode=False)  # copied as it is stored
         removed = [k for k in checkpoint if k not in effect.keys]
         for key in removed:
             checkpoint.pop(key)

@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fengine.core import plain
 from fengine.runner.checkpoint import CheckpointError, find_latest_checkpoint, read_checkpoint
-from fengine.runner.safe_load import load_file
 
 
 def resume_problem(checkpoint: Mapping[str, Any]) -> str | None:
@@ -40,9 +40,9 @@ def resume_problem(checkpoint: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _order_key(path: str, weights_only: bool) -> tuple[int, int, float] | None:
-    try:
-        checkpoint = load_file(path, weights_only=weights_only, mmap=True)
+def _order_key(path: str) -> tuple[int, int, float] | None:
+    try:  # the plain data only: the records are rebuilt when the file is read whole
+        checkpoint = plain.load(path, mmap=True, decode=False)
     except Exception:
         return None
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
@@ -54,9 +54,9 @@ def _order_key(path: str, weights_only: bool) -> tuple[int, int, float] | None:
     return int(counters[0]), int(counters[1]), os.path.getmtime(path)  # type: ignore[arg-type]
 
 
-def _try(path: str, map_location: Any, weights_only: bool) -> tuple[dict[str, Any] | None, str]:
+def _try(path: str, map_location: Any) -> tuple[dict[str, Any] | None, str]:
     try:
-        checkpoint = read_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        checkpoint = read_checkpoint(path, map_location=map_location)
     except CheckpointError as error:
         return None, str(error)
     problem = resume_problem(checkpoint)
@@ -69,7 +69,6 @@ def select_resume_checkpoint(
     work_dir: str,
     warn: Callable[[str], None],
     map_location: Any = "cpu",
-    weights_only: bool = True,
 ) -> tuple[str, dict[str, Any]] | None:
     """The newest intact, resumable checkpoint of ``work_dir``, loaded and verified.
 
@@ -78,14 +77,17 @@ def select_resume_checkpoint(
         warn: receives one message per file passed over (and for a missing record when files
             exist).
         map_location: as ``torch.load``'s.
-        weights_only: ``torch.load``'s safe mode.
 
     Returns:
         ``(path, checkpoint)``, or ``None`` when the work dir holds no usable checkpoint.
+
+    Raises:
+        UntrustedCheckpointError: a candidate names a type that is not registered: a crafted
+            file in the work dir stops the run instead of being passed over.
     """
     named = find_latest_checkpoint(work_dir)
     if named is not None:
-        checkpoint, why = _try(named, map_location, weights_only)
+        checkpoint, why = _try(named, map_location)
         if checkpoint is not None:
             return named, checkpoint
         warn(f"`last_checkpoint` names a checkpoint that cannot be used ({why}); looking for the newest intact one in {work_dir!r}")
@@ -95,13 +97,13 @@ def select_resume_checkpoint(
         warn(f"{os.path.join(work_dir, 'last_checkpoint')!r} is missing; looking for the newest intact checkpoint in {work_dir!r}")
     keyed: list[tuple[tuple[int, int, float], str, dict[str, Any] | None]] = []
     for path in found:
-        key = _order_key(path, weights_only)
+        key = _order_key(path)
         if key is not None:
             keyed.append((key, path, None))
             continue
         # Its metadata cannot be peeked at: read it whole (a damaged file is reported now, a
         # valid one in torch's legacy format is ordered like the others).
-        checkpoint, why = _try(path, map_location, weights_only)
+        checkpoint, why = _try(path, map_location)
         if checkpoint is None:
             warn(f"skipped {why}")
             continue
@@ -109,7 +111,7 @@ def select_resume_checkpoint(
         keyed.append(((int(meta["iter"]), int(meta["epoch"]), os.path.getmtime(path)), path, checkpoint))
     keyed.sort(key=lambda entry: entry[0], reverse=True)
     for _, path, loaded in keyed:
-        checkpoint, why = (loaded, "") if loaded is not None else _try(path, map_location, weights_only)
+        checkpoint, why = (loaded, "") if loaded is not None else _try(path, map_location)
         if checkpoint is not None:
             return path, checkpoint
         warn(f"skipped {why}")

@@ -17,7 +17,6 @@ import attrs
 import torch
 
 from fengine.core.events import Event
-from fengine.core.plain import from_plain
 from fengine.core.state import RngState
 from fengine.runner.checkpoint import (
     CheckpointError,
@@ -37,7 +36,6 @@ class ResumeMixin(CheckpointMixin):
     _load_from: str | None
     _resume: bool
     _randomness_cfg: dict[str, Any]
-    checkpoint_weights_only: bool
     #: Whether resuming requires the checkpoint's hook states to match the registered hooks.
     strict_hook_states: bool = True
 
@@ -56,7 +54,6 @@ class ResumeMixin(CheckpointMixin):
         map_location: Any = "cpu",
         strict: bool = False,
         revise_keys: list[tuple[str, str]] | None = None,
-        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         """Load ``filename``'s weights into the model (MMEngine's ``Runner.load_checkpoint``).
 
@@ -70,17 +67,15 @@ class ResumeMixin(CheckpointMixin):
                 mismatched shapes skipped).
             revise_keys: ``(pattern, replacement)`` regexes for weight names; default strips a
                 leading ``module.``.
-            weights_only: ``torch.load``'s safe mode; default
-                ``runner.checkpoint_weights_only`` (``True``).
 
         Returns:
             The checkpoint dict.
 
         Raises:
             CheckpointError: a missing, unreadable or damaged file, or a strict mismatch.
+            UntrustedCheckpointError: the file names a type that is not registered.
         """
-        safe = self.checkpoint_weights_only if weights_only is None else weights_only
-        checkpoint = read_checkpoint(filename, map_location=map_location, weights_only=safe)
+        checkpoint = read_checkpoint(filename, map_location=map_location)
         self._apply_checkpoint(checkpoint, filename, strict, revise_keys)
         return checkpoint
 
@@ -136,9 +131,10 @@ class ResumeMixin(CheckpointMixin):
             CheckpointError: an unreadable or damaged file, a file without ``meta`` counters,
                 weights whose shapes differ from the model's (named), or (strictly) hook states
                 that do not match the registered hooks.
+            UntrustedCheckpointError: the file names a type that is not registered.
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
-        checkpoint = read_checkpoint(filename, map_location=device, weights_only=self.checkpoint_weights_only)
+        checkpoint = read_checkpoint(filename, map_location=device)
         self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states)
 
     def _resume_from(
@@ -169,9 +165,7 @@ class ResumeMixin(CheckpointMixin):
                 "training dataset, please check the correctness of the checkpoint or the training dataset."
             )
         if "message_hub" in checkpoint:
-            hub = dict(checkpoint["message_hub"])
-            hub["runtime_info"] = from_plain(hub.get("runtime_info", {}))
-            self.message_hub.load_state_dict(hub)
+            self.message_hub.load_state_dict(checkpoint["message_hub"])
         if "optimizer" in checkpoint and resume_optimizer:
             self.optim_wrapper = self._build_optim_wrapper()
             self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
@@ -210,7 +204,7 @@ class ResumeMixin(CheckpointMixin):
                     "strict_hook_states=False to start those hooks afresh"
                 )
             self.logger.warning(f"{message}; the missing hooks start from their initial states, the unknown states are ignored")
-        states = {n: from_plain(s) for n, s in saved.items() if n in current}
+        states = {n: s for n, s in saved.items() if n in current}
         self._run = attrs.evolve(self._run, hook_states={**self._run.hook_states, **states})
 
     def load_or_resume(self) -> None:
@@ -226,9 +220,7 @@ class ResumeMixin(CheckpointMixin):
             return
         if self._resume and self._load_from is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            found = select_resume_checkpoint(
-                str(self.work_dir), self.logger.warning, device, self.checkpoint_weights_only
-            )
+            found = select_resume_checkpoint(str(self.work_dir), self.logger.warning, device)
             if found is None:
                 self.logger.info(f"no checkpoint to resume from in {self.work_dir}; training starts from the beginning")
                 return
@@ -245,9 +237,7 @@ class ResumeMixin(CheckpointMixin):
         point, self._resume_point = self._resume_point, None
         if point is None:
             return None, None
-        rng = from_plain(point["rng"]) if point.get("rng") is not None else None
-        position = point.get("data_position")
-        return rng, from_plain(position) if position is not None else None
+        return point.get("rng"), point.get("data_position")
 
 
 def _load_schedulers(schedulers: Any, states: Any, filename: str) -> None:

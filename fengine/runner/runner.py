@@ -169,7 +169,6 @@ class Runner(BuildMixin, EffectInterpreter):
         self.visualizer = self._build_visualizer(visualizer)
 
         self._load_from, self._resume, self._has_loaded = load_from, resume, False
-        self.checkpoint_weights_only = True
         if isinstance(model, Mapping) and data_preprocessor is not None:
             model = {"data_preprocessor": data_preprocessor, **model}
         self.model = self.wrap_model(self.cfg.get("model_wrapper_cfg"), self.build_model(model))

@@ -15,7 +15,7 @@ except ImportError as error:  # pragma: no cover - exercised only without hypoth
         "(or `pip install hypothesis`)"
     ) from error
 
-from fengine.testing.contracts import ContractError, check_hook
+from fengine.testing.contracts import ContractError, check_hook, through_checkpoint
 from fengine.testing.machine import HookMachine
 from fengine.testing.simulation import EventStep, RunScript, Simulation, as_fn_hook
 from fengine.testing.strategies import events, losses, metrics, run_states, train_states
@@ -32,5 +32,6 @@ __all__ = [
     "losses",
     "metrics",
     "run_states",
+    "through_checkpoint",
     "train_states",
 ]

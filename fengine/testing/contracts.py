@@ -9,7 +9,8 @@ The contracts, each reported by name when broken (after hypothesis has shrunk th
 - ``known-effects``: every effect is one of :data:`fengine.core.effects.KNOWN_EFFECTS`.
 - ``deterministic``: the same run gives the same effects and the same final state.
 - ``checkpoint-round-trip``: the hook's state survives ``torch.save``/``torch.load(weights_only=True)``
-  of its plain-dict form at every step.
+  of its plain-dict form at every step (:func:`through_checkpoint`); a record in it must be
+  registered under a stable tag (``@fengine.core.plain.register('yourpackage.StateName')``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fengine.core import effects as fx
+from fengine.core import plain
 from fengine.core.pipeline import FnHook, HookError
-from fengine.core.plain import from_plain, to_plain
 from fengine.core.priority import get_priority
 from fengine.core.run import EventInfo, RunState
 from fengine.hooks.hook import Hook
@@ -120,14 +121,39 @@ def _play(fn: FnHook[Any], script: RunScript) -> Simulation:
 _UNSET = object()
 
 
-def _check_round_trip(name: str, state: Any) -> None:
+def through_checkpoint(state: Any) -> Any:
+    """``state`` saved as a checkpoint saves it and read back as the runner reads it.
+
+    ``torch.save(to_plain(state))`` into memory, then :func:`fengine.core.plain.load`
+    (``torch.load(weights_only=True)`` and the registered-types-only decoder).
+
+    Args:
+        state: a hook state (plain data, tensors, registered records and enums).
+
+    Returns:
+        The rebuilt state.
+
+    Raises:
+        TypeError: ``state`` holds something a checkpoint cannot store, e.g. a record whose
+            class is not registered (the message says how to register it).
+        UntrustedCheckpointError: never for a state that :func:`to_plain` accepted.
+    """
     buffer = io.BytesIO()
+    torch.save(plain.to_plain(state), buffer)
+    buffer.seek(0)
+    return plain.load(buffer)
+
+
+def _check_round_trip(name: str, state: Any) -> None:
     try:
-        torch.save(to_plain(state), buffer)
-        buffer.seek(0)
-        restored = from_plain(torch.load(buffer, weights_only=True))
+        restored = through_checkpoint(state)
     except Exception as error:
-        raise ContractError("checkpoint-round-trip", f"state of {name!r} ({state!r}) cannot be saved and loaded: {error}") from error
+        raise ContractError(
+            "checkpoint-round-trip",
+            f"state of {name!r} ({state!r}) cannot be saved and loaded: {error}. A hook state is "
+            "plain data, tensors and attrs records or enums registered under a stable tag: "
+            "decorate your record with @fengine.core.plain.register('yourpackage.StateName')",
+        ) from error
     if canonical(restored) != canonical(state):
         raise ContractError("checkpoint-round-trip", f"state of {name!r} changed in a round trip: {state!r} -> {restored!r}")
 

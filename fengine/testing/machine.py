@@ -17,7 +17,6 @@ checkpoint round trips of the hook's state (a resume), and shrinks a failing run
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -28,9 +27,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
-from fengine.core.plain import from_plain, to_plain
 from fengine.core.run import EventInfo, RunState
 from fengine.hooks.hook import Hook
+from fengine.testing.contracts import through_checkpoint
 from fengine.testing.simulation import EventStep, Simulation, as_fn_hook
 from fengine.testing.strategies import losses, metrics
 
@@ -109,10 +108,7 @@ class HookMachine(RuleBasedStateMachine):
     def resume(self) -> None:
         """Save the hook's state as a checkpoint would and carry on from the restored copy."""
         state = self.sim.run_state.hook_states.get(self.fn.name, self.fn.init)
-        buffer = io.BytesIO()
-        torch.save(to_plain(state), buffer)
-        buffer.seek(0)
-        restored = from_plain(torch.load(buffer, weights_only=True))
+        restored = through_checkpoint(state)
         states = {**self.sim.run_state.hook_states, self.fn.name: restored}
         self.sim.run_state = attrs.evolve(self.sim.run_state, hook_states=states)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any, cast
 
 import attrs
@@ -25,7 +24,7 @@ from fengine.core.ema import (
     load_weights,
     sync,
 )
-from fengine.core.plain import from_plain, to_plain
+from fengine.testing import through_checkpoint
 
 
 def scalar_run(averager: fc.ema.Averager, values: list[float]) -> list[float]:
@@ -382,68 +381,6 @@ def test_load_strictness_and_shapes() -> None:
         load_ema_state_dict(state, {"steps": torch.tensor(1), "extra": torch.ones(1)}, strict=True)
 
 
-# -- checkpoints written when fc.ema was one module (records named fengine.core.ema:X) ----------
-
-
-def through_torch(plain: Any) -> Any:
-    """``plain`` after ``torch.save``/``torch.load(weights_only=True)``, as a checkpoint holds it."""
-    buffer = io.BytesIO()
-    torch.save(plain, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
-@settings(max_examples=20, deadline=None)
-@given(
-    seed=st.integers(0, 2**16),
-    names=st.lists(st.sampled_from(["w", "b", "mean", "count"]), unique=True),
-    steps=st.integers(0, 10**6),
-)
-def test_a_state_saved_under_the_single_module_name_loads(
-    seed: int, names: list[str], steps: int
-) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    params = {n: torch.randn(2, 3, generator=gen) for n in names if n in ("w", "b")}
-    buffers = {n: torch.randn(3, generator=gen) for n in names if n == "mean"}
-    buffers.update({n: torch.randint(0, 9, (), generator=gen) for n in names if n == "count"})
-    old = {
-        "__record__": "fengine.core.ema:EMAState",
-        "fields": {"params": params, "buffers": buffers, "steps": steps},
-    }
-    state = from_plain(through_torch(old))
-    assert isinstance(state, EMAState)
-    assert_same(state, EMAState(params=params, buffers=buffers, steps=steps))
-    assert_same(restored(state), state)  # and saved again under today's name, it loads as well
-
-
-@pytest.mark.parametrize(
-    ("name", "fields", "expected"),
-    [
-        (
-            "ExponentialMovingAverage",
-            {"momentum": 0.25, "interval": 3, "update_buffers": True},
-            ExponentialMovingAverage(momentum=0.25, interval=3, update_buffers=True),
-        ),
-        (
-            "MomentumAnnealingEMA",
-            {"momentum": 0.01, "gamma": 50.0, "interval": 2, "update_buffers": False},
-            MomentumAnnealingEMA(momentum=0.01, gamma=50.0, interval=2),
-        ),
-        (
-            "StochasticWeightAverage",
-            {"interval": 4, "update_buffers": True},
-            StochasticWeightAverage(interval=4, update_buffers=True),
-        ),
-    ],
-)
-def test_an_averager_saved_under_the_single_module_name_loads(
-    name: str, fields: dict[str, Any], expected: fc.ema.Averager
-) -> None:
-    averager = from_plain(through_torch({"__record__": f"fengine.core.ema:{name}", "fields": fields}))
-    assert type(averager) is type(expected) and averager == expected
-    assert from_plain(through_torch(to_plain(averager))) == expected
-
-
 def test_sync_copies_everything_and_keeps_steps() -> None:
     averager = ExponentialMovingAverage(momentum=0.5)
     state = averager.init({"w": torch.zeros(2)}, {"n": torch.tensor(0)})
@@ -500,8 +437,8 @@ class Source:
 
 
 def restored(state: EMAState) -> EMAState:
-    """``state`` through a checkpoint: ``to_plain``, ``torch.save``/``torch.load``, ``from_plain``."""
-    state = from_plain(through_torch(to_plain(state)))
+    """``state`` through a checkpoint: ``to_plain``, ``torch.save``, the checkpoint decoder."""
+    state = through_checkpoint(state)
     assert isinstance(state, EMAState)
     return state
 

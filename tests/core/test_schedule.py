@@ -3,10 +3,8 @@ conversion to iterations and composition."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import torch
@@ -15,7 +13,6 @@ from hypothesis import strategies as st
 from torch.optim import lr_scheduler as tl
 
 from fengine.core import schedule as fs
-from fengine.core.plain import from_plain, to_plain
 
 REL = 1e-12
 bases = st.floats(1e-4, 10.0)
@@ -353,48 +350,3 @@ def test_record_validation_names_the_field() -> None:
     for make, message in cases:
         with pytest.raises(ValueError, match=message):
             make()
-
-
-# -- records saved when fc.schedule was one module (named fengine.core.schedule:<Family>) ------
-
-OLD_FIELDS: list[tuple[str, dict[str, Any]]] = [
-    ("Schedule", {"begin": 2, "end": 9, "by_epoch": False}),
-    ("Constant", {"begin": 0, "end": 5, "by_epoch": True, "factor": 0.5}),
-    ("Linear", {"begin": 1, "end": 7, "by_epoch": False, "start_factor": 0.1, "end_factor": 0.9}),
-    ("MultiStep", {"begin": 0, "end": fs.INF, "by_epoch": True, "milestones": (2, 2, 5), "gamma": 0.3}),
-    ("Step", {"begin": 0, "end": 12, "by_epoch": True, "step_size": 3, "gamma": 0.5}),
-    ("Exponential", {"begin": 3, "end": fs.INF, "by_epoch": False, "gamma": 0.9}),
-    (
-        "Cosine",
-        {"begin": 0, "end": 10, "by_epoch": True, "T_max": 4, "eta_min": None, "eta_min_ratio": 0.1},
-    ),
-    (
-        "CosineRestart",
-        {
-            "begin": 0, "end": 20, "by_epoch": False, "periods": (3, 5),
-            "restart_weights": (1.0, 0.5), "eta_min": 0.01, "eta_min_ratio": None,
-        },
-    ),
-    ("Poly", {"begin": 0, "end": 8, "by_epoch": True, "eta_min": 0.001, "power": 2.0}),
-    (
-        "OneCycle",
-        {
-            "begin": 0, "end": 30, "by_epoch": False, "eta_max": 0.5, "total_steps": 30,
-            "pct_start": 0.25, "anneal_strategy": "linear", "div_factor": 10.0,
-            "final_div_factor": 100.0, "three_phase": True,
-        },
-    ),
-]
-
-
-@pytest.mark.parametrize(("name", "fields"), OLD_FIELDS, ids=[name for name, _ in OLD_FIELDS])
-def test_a_schedule_saved_when_this_was_one_module_loads(name: str, fields: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save({"__record__": f"fengine.core.schedule:{name}", "fields": fields}, buffer)
-    buffer.seek(0)
-    loaded = from_plain(torch.load(buffer, weights_only=True))
-    expected = getattr(fs, name)(**fields)
-    assert type(loaded) is type(expected) and loaded == expected
-    assert from_plain(to_plain(loaded)) == expected
-    if name != "Schedule":  # the base record has no update rule to compare
-        assert fs.trajectory(loaded, 0.2, 25) == fs.trajectory(expected, 0.2, 25)

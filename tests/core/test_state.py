@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from fengine.core import optim
+from fengine.core import optim, plain
 from fengine.core.ema import EMAState, ExponentialMovingAverage
 from fengine.core.state import RngState, TrainState
 from fengine.core.step import ModelView, make_train_step
@@ -31,6 +31,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@plain.register("tests.state.Counter")
 @attrs.frozen(eq=False)
 class Counter:
     """A hook state as hooks keep them: a record with numbers, text and a tensor."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -11,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,7 +19,7 @@ from fengine.core import effects as fx
 from fengine.core.events import Event
 from fengine.core.run import EventInfo
 from fengine.hooks import CheckpointHook
-from fengine.hooks.checkpoint_hook import CheckpointPlan, CheckpointState
+from fengine.hooks.checkpoint_state import CheckpointState
 from fengine.registry import HOOKS
 from fengine.testing import EventStep, RunScript, Simulation, check_hook, events
 
@@ -275,14 +273,6 @@ def test_state_survives_plain_round_trip() -> None:
     assert from_plain(to_plain(state)) == state
 
 
-def through_torch(plain: Any) -> Any:
-    """``plain`` after ``torch.save``/``torch.load(weights_only=True)``, as a checkpoint holds it."""
-    buffer = io.BytesIO()
-    torch.save(plain, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 NAMES = st.none() | st.text(max_size=12)
 
 
@@ -295,7 +285,7 @@ NAMES = st.none() | st.text(max_size=12)
     scores=st.lists(st.none() | st.floats(allow_nan=False), max_size=3),
     paths=st.lists(NAMES, max_size=3),
 )
-def test_a_state_saved_when_the_hook_was_one_module_loads(
+def test_a_state_survives_a_checkpoint_file(
     ids: list[int],
     last: str | None,
     step: int | None,
@@ -303,36 +293,14 @@ def test_a_state_saved_when_the_hook_was_one_module_loads(
     scores: list[float | None],
     paths: list[str | None],
 ) -> None:
-    """Hook states in older checkpoints name ``fengine.hooks.checkpoint_hook:CheckpointState``."""
-    from fengine.core.plain import from_plain, to_plain
+    """Saved under its tag ``hooks.CheckpointState`` and read back by the checkpoint decoder."""
+    from fengine.core.plain import to_plain
+    from fengine.testing import through_checkpoint
 
-    fields = {
-        "keep_ckpt_ids": tuple(ids),
-        "last_ckpt": last,
-        "last_step": step,
-        "auto_key": auto,
-        "best_scores": tuple(scores),
-        "best_ckpts": tuple(paths),
-    }
-    old = {"__record__": "fengine.hooks.checkpoint_hook:CheckpointState", "fields": fields}
-    state = from_plain(through_torch(old))
-    expected = CheckpointState(tuple(ids), last, step, auto, tuple(scores), tuple(paths))
-    assert type(state) is CheckpointState and state == expected
-    assert from_plain(through_torch(to_plain(state))) == state
-
-
-def test_a_plan_saved_when_the_hook_was_one_module_loads() -> None:
-    from fengine.core.plain import from_plain, to_plain
-
-    plan = CheckpointHook(
-        interval=2, max_keep_ckpts=3, save_best=["acc", "loss"], rule=["greater", "less"],
-        published_keys=["meta"], filename_tmpl="ckpt_{:03d}.pth", save_begin=1, note="x",
-    ).plan
-    fields = {f.name: to_plain(getattr(plan, f.name)) for f in attrs.fields(CheckpointPlan)}
-    old = {"__record__": "fengine.hooks.checkpoint_hook:CheckpointPlan", "fields": fields}
-    loaded = from_plain(through_torch(old))
-    assert type(loaded) is CheckpointPlan and loaded == plan
-    assert loaded.rules == ("greater", "less") and loaded.extra == {"note": "x"}
+    state = CheckpointState(tuple(ids), last, step, auto, tuple(scores), tuple(paths))
+    assert to_plain(state)["__record__"] == "hooks.CheckpointState"
+    restored = through_checkpoint(state)
+    assert type(restored) is CheckpointState and restored == state
 
 
 # -- end to end with the Runner: files on disk and their contents ---------------------------------

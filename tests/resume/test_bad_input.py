@@ -102,7 +102,7 @@ def _saved(tmp_path: Path) -> dict[str, Any]:
     """A real checkpoint of the run (two iterations)."""
     runner = Runner(**base_kwargs(tmp_path / "saved", train_cfg={"by_epoch": False, "max_iters": 2, "val_interval": 2}))
     runner.train()
-    return read_checkpoint(str(tmp_path / "saved" / "iter_2.pth"))
+    return read_checkpoint(str(tmp_path / "saved" / "iter_2.pth"), decode=False)
 
 
 def _wider(tmp_path: Path) -> dict[str, Any]:
@@ -167,7 +167,7 @@ BAD: list[Case] = [
     ("load_from-missing", {"load_from": "/no/such/file.pth"}, CheckpointError, "checkpoint file '/no/such/file.pth' does not exist"),
     ("load_from-not-a-checkpoint", lambda p: {"load_from": _file(p, "notes.pth", b"epoch 3 was good\n")}, CheckpointError, r"notes\.pth': it is not a torch checkpoint"),
     ("load_from-truncated", _truncated, CheckpointError, r"cut\.pth': the file is truncated or corrupted"),
-    ("load_from-untrusted-pickle", lambda p: {"load_from": _file(p, "obj.pth", {"state_dict": {}, "x": Opaque()})}, CheckpointError, r"weights_only=True refuses \(test_bad_input\.Opaque\).*only if you trust the file"),
+    ("load_from-untrusted-pickle", lambda p: {"load_from": _file(p, "obj.pth", {"state_dict": {}, "x": Opaque()})}, CheckpointError, r"holds pickled objects \(test_bad_input\.Opaque\), which a checkpoint may not hold"),
     ("resume-other-shapes", _wider, CheckpointError, r"parameter shapes differ: body\.0\.weight: checkpoint \(16, 4\) vs model \(8, 4\); head\.weight: checkpoint \(1, 16\) vs model \(1, 8\)"),
     ("resume-weights-only-file", lambda p: {"resume": True, "load_from": _file(p, "w.pth", {"state_dict": ResumeNet().state_dict()})}, CheckpointError, "has no `epoch`/`iter` counters"),
     ("randomness-seed", {"randomness": {"seed": 1.5}}, TypeError, "`seed` must be an int or None, got 1.5"),
@@ -240,11 +240,12 @@ def test_a_non_finite_step_can_be_skipped(tmp_path: Path) -> None:
     assert "non-finite loss at iteration 4 (epoch 1, batch 3): loss=nan, loss_aux=nan; the update of this step was skipped" in log
 
 
-def test_untrusted_files_load_only_when_the_user_opts_out(tmp_path: Path) -> None:
+def test_pickled_objects_are_refused_with_no_way_around(tmp_path: Path) -> None:
+    """No argument or attribute of the Runner unpickles arbitrary objects."""
     path = _file(tmp_path, "obj.pth", {"state_dict": ResumeNet().state_dict(), "x": Opaque()})
     runner = Runner(**base_kwargs(tmp_path / "run"))
-    with pytest.raises(CheckpointError, match="refuses"):
+    with pytest.raises(CheckpointError, match=r"obj\.pth': it holds pickled objects \(test_bad_input\.Opaque\)"):
         runner.load_checkpoint(path)
-    assert isinstance(runner.load_checkpoint(path, weights_only=False)["x"], Opaque)
-    runner.checkpoint_weights_only = False
-    assert isinstance(runner.load_checkpoint(path)["x"], Opaque)
+    with pytest.raises(TypeError, match="weights_only"):
+        runner.load_checkpoint(path, weights_only=False)  # type: ignore[call-arg]
+    assert not hasattr(runner, "checkpoint_weights_only")

@@ -41,7 +41,7 @@ The fixtures ``tests/fixtures/mmengine/epoch_{1,2}.pth`` (6 KB each) were writte
 (default hooks otherwise: ``CheckpointHook(interval=1)`` wrote ``epoch_1.pth`` and
 ``epoch_2.pth``). Their message hubs pickle MMEngine's ``HistoryBuffer`` objects (with NumPy
 arrays) and the scheduler state a ``collections.Counter``; fengine reads them with
-``weights_only=True`` through its allow-list (:mod:`fengine.runner.safe_load`).
+``weights_only=True`` through its allow-list (:mod:`fengine.core.mmengine_pickle`).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_the_allow_list_refuses_other_code() -> None:
     """``getattr`` is answered only for the HistoryBuffer stand-in; other globals stay refused."""
     import pickle
 
-    from fengine.runner.safe_load import LegacyHistoryBuffer, _legacy_getattr
+    from fengine.core.mmengine_pickle import LegacyHistoryBuffer, _legacy_getattr
 
     assert _legacy_getattr(LegacyHistoryBuffer, "mean") == "mean"
     with pytest.raises(pickle.UnpicklingError, match="refused"):

@@ -170,7 +170,7 @@ def test_hook_states_are_restored_strictly(tmp_path: Any) -> None:
     runner = Runner(**toy_kwargs(tmp_path / "b", default_hooks=_checkpoint_hook(), custom_hooks=[Stateless()]))
     runner.resume(path)
     saved = read_checkpoint(path)["hooks"]["CheckpointHook"]
-    assert runner.hook_states()["CheckpointHook"].last_ckpt == saved["fields"]["last_ckpt"]
+    assert runner.hook_states()["CheckpointHook"].last_ckpt == saved.last_ckpt
     stateful = Runner(**toy_kwargs(tmp_path / "c", default_hooks=_checkpoint_hook(), custom_hooks=[EMAHook()]))
     with pytest.raises(CheckpointError, match=r"missing \['EMAHook'\], unknown \[\]"):
         stateful.resume(path)

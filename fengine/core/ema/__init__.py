@@ -25,9 +25,8 @@ Modules, each importing only those above it: :mod:`~fengine.core.ema.record` (th
 lookups), :mod:`~fengine.core.ema.plan` (the donated-update cache),
 :mod:`~fengine.core.ema.base` (:class:`Averager`, :func:`sync`),
 :mod:`~fengine.core.ema.averagers` (the concrete averagers) and
-:mod:`~fengine.core.ema.state_dict` (MMEngine's layout, weight loading). Checkpoints name records
-by ``module:QualName``; those written when this was one module name ``fengine.core.ema:EMAState``,
-which resolves through the re-exports below.
+:mod:`~fengine.core.ema.state_dict` (MMEngine's layout, weight loading). Checkpoints name the records by their registered tags
+(``ema.EMAState``, ``ema.ExponentialMovingAverage``, ...), not by module.
 """
 
 from fengine.core.ema.averagers import (

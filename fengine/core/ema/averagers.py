@@ -14,6 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.ema.base import Averager
 
 
@@ -44,6 +45,7 @@ def _lerp(avgs: list[Tensor], srcs: list[Tensor], weight: float, donate: bool) -
     return list(torch._foreach_lerp(avgs, srcs, weight))
 
 
+@plain.register("ema.ExponentialMovingAverage")
 @attrs.frozen
 class ExponentialMovingAverage(Averager):
     """Exponential moving average: ``avg ← (1 − momentum)·avg + momentum·src``.
@@ -77,6 +79,7 @@ def _check_gamma(_: object, attribute: attrs.Attribute[float], value: float) -> 
         raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
+@plain.register("ema.MomentumAnnealingEMA")
 @attrs.frozen
 class MomentumAnnealingEMA(Averager):
     """EMA whose momentum starts high and anneals: ``m_t = max(momentum, gamma / (gamma + t))``.
@@ -109,6 +112,7 @@ class MomentumAnnealingEMA(Averager):
         return _lerp(avgs, srcs, self.momentum_at(steps), donate)
 
 
+@plain.register("ema.StochasticWeightAverage")
 @attrs.frozen
 class StochasticWeightAverage(Averager):
     """Running mean of the sampled weights: ``avg ← avg + (src − avg) / (steps // interval + 1)``.

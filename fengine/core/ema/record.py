@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 import attrs
 from torch import Tensor
 
+from fengine.core import plain
+
 #: Tensors by ``state_dict`` name; never mutated in place (a new mapping is a new value).
 TensorDict = Mapping[str, Tensor]
 
@@ -26,6 +28,7 @@ class _PlanSlot:
     _plan: object
 
 
+@plain.register("ema.EMAState")
 @attrs.frozen(eq=False)
 class EMAState(_PlanSlot):
     """The averaged tensors and the number of updates so far.

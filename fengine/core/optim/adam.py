@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.optim.base import (
     Grads,
     ParamGroup,
@@ -24,6 +25,7 @@ from fengine.core.optim.base import (
 )
 
 
+@plain.register("optim.AdamHyper")
 @attrs.frozen
 class AdamHyper:
     """One group's Adam hyper-parameters (the keys of a ``torch.optim.Adam`` param group).
@@ -41,6 +43,7 @@ class AdamHyper:
     decoupled_weight_decay: bool = False
 
 
+@plain.register("optim.AdamState")
 @attrs.frozen(eq=False)
 class AdamState:
     """What the next Adam step needs; every tuple is aligned with ``names``.

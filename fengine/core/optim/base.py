@@ -11,6 +11,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.tree import group_by_device_dtype
 
 S = TypeVar("S")
@@ -85,6 +86,7 @@ class GradientTransform(Generic[S]):
     update: GradUpdateFn[S]
 
 
+@plain.register("optim.ParamGroup")
 @attrs.frozen
 class ParamGroup(Generic[H]):
     """One parameter group: which parameters, with which hyper-parameters.

@@ -9,10 +9,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.optim.base import GradientTransform, Grads
 from fengine.core.tree import global_norm, group_by_device_dtype, take
 
 
+@plain.register("optim.ClipNormState")
 @attrs.frozen(eq=False)
 class ClipNormState:
     """The total gradient norm seen by the last update (``None`` before the first).

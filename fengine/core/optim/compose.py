@@ -9,11 +9,13 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.optim.base import GradientTransform, Grads, Transform
 
 S = TypeVar("S")
 
 
+@plain.register("optim.ChainState")
 @attrs.frozen(eq=False)
 class ChainState:
     """The states of a chain's stages, in order (the optimizer's last)."""
@@ -66,6 +68,7 @@ def chain(*transforms: GradientTransform[Any] | Transform[Any]) -> Transform[Cha
     return Transform(init, update)
 
 
+@plain.register("optim.AccumState")
 @attrs.frozen(eq=False)
 class AccumState(Generic[S]):
     """Gradient accumulation in progress.

@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from fengine.core import plain
 from fengine.core.optim.base import (
     Grads,
     ParamGroup,
@@ -24,6 +25,7 @@ from fengine.core.optim.base import (
 )
 
 
+@plain.register("optim.SGDHyper")
 @attrs.frozen
 class SGDHyper:
     """One group's SGD hyper-parameters (the keys of a ``torch.optim.SGD`` param group)."""
@@ -36,6 +38,7 @@ class SGDHyper:
     maximize: bool = False
 
 
+@plain.register("optim.SGDState")
 @attrs.frozen(eq=False)
 class SGDState:
     """What the next SGD step needs.

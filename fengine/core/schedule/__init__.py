@@ -15,9 +15,8 @@ recursions, same floating-point operations where torch has the family).
 Modules, each importing only those above it: :mod:`~fengine.core.schedule.base` (the window,
 :data:`INF`, field validators), :mod:`~fengine.core.schedule.factors` and
 :mod:`~fengine.core.schedule.annealing` (the families), :mod:`~fengine.core.schedule.compose`
-(:func:`value_at`, :func:`trajectory`, :func:`convert_to_iter_based`). Checkpoints name records by
-``module:QualName``; those written when this was one module name e.g.
-``fengine.core.schedule:Linear``, which resolves through the re-exports below.
+(:func:`value_at`, :func:`trajectory`, :func:`convert_to_iter_based`). Checkpoints name the
+records by their registered tags (``schedule.Linear``, ...), not by module.
 """
 
 from fengine.core.schedule.annealing import Cosine, CosineRestart, OneCycle, Poly

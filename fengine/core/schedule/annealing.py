@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import attrs
 
+from fengine.core import plain
 from fengine.core.schedule.base import Schedule, as_tuple, int_list, positive_int, unit_interval
 
 
@@ -19,6 +20,7 @@ def _eta_min(eta_min: float | None, ratio: float | None, base: float) -> float:
     return base * ratio if ratio is not None else eta_min if eta_min is not None else 0.0
 
 
+@plain.register("schedule.Cosine")
 @attrs.frozen(kw_only=True)
 class Cosine(Schedule):
     """Cosine annealing (SGDR without restarts):
@@ -63,6 +65,7 @@ class Cosine(Schedule):
         return {} if self.T_max is None else {"T_max": self.T_max * epoch_length}
 
 
+@plain.register("schedule.CosineRestart")
 @attrs.frozen(kw_only=True)
 class CosineRestart(Schedule):
     """Cosine annealing restarted at the end of each period. In period ``i`` (length ``P_i``,
@@ -116,6 +119,7 @@ class CosineRestart(Schedule):
         return {"periods": tuple(p * epoch_length for p in self.periods)}
 
 
+@plain.register("schedule.Poly")
 @attrs.frozen(kw_only=True)
 class Poly(Schedule):
     """Polynomial decay to ``eta_min`` at the last step of the window:
@@ -135,6 +139,7 @@ class Poly(Schedule):
 _ANNEALERS: Final = ("cos", "linear")
 
 
+@plain.register("schedule.OneCycle")
 @attrs.frozen(kw_only=True)
 class OneCycle(Schedule):
     """The 1cycle policy: from ``eta_max / div_factor`` up to ``eta_max`` over the first

@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import attrs
 
+from fengine.core import plain
+
 #: MMEngine's "no end" for a window (``int(1e9)``).
 INF: Final = 1_000_000_000
 
@@ -64,6 +66,7 @@ def int_list(instance: object, attribute: attrs.Attribute[Any], value: Any) -> N
         raise ValueError(f"{attribute.name} must be a list of ints >= 0, got {value!r}")
 
 
+@plain.register("schedule.Schedule")
 @attrs.frozen(kw_only=True)
 class Schedule:
     """The window every schedule shares; subclasses add the family's hyper-parameters.

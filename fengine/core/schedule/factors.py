@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from fengine.core import plain
 from fengine.core.schedule.base import (
     INF,
     Schedule,
@@ -21,6 +22,7 @@ from fengine.core.schedule.base import (
 )
 
 
+@plain.register("schedule.Constant")
 @attrs.frozen(kw_only=True)
 class Constant(Schedule):
     """Multiply by ``factor`` until the last step of the window: ``base·factor`` for ``k < n``,
@@ -46,6 +48,7 @@ class Constant(Schedule):
         return value
 
 
+@plain.register("schedule.Linear")
 @attrs.frozen(kw_only=True)
 class Linear(Schedule):
     """Scale linearly from ``start_factor`` to ``end_factor`` over the window:
@@ -71,6 +74,7 @@ class Linear(Schedule):
         return value * (1.0 + slope / (total * self.start_factor + (step - 1) * slope))
 
 
+@plain.register("schedule.MultiStep")
 @attrs.frozen(kw_only=True)
 class MultiStep(Schedule):
     """Multiply by ``gamma`` at each milestone: ``base·gamma^(number of milestones <= k)``
@@ -96,6 +100,7 @@ class MultiStep(Schedule):
         return {"milestones": tuple(m * epoch_length for m in self.milestones)}
 
 
+@plain.register("schedule.Step")
 @attrs.frozen(kw_only=True)
 class Step(Schedule):
     """Multiply by ``gamma`` every ``step_size`` steps: ``base·gamma^⌊k / step_size⌋``."""
@@ -112,6 +117,7 @@ class Step(Schedule):
         return {"step_size": self.step_size * epoch_length}
 
 
+@plain.register("schedule.Exponential")
 @attrs.frozen(kw_only=True)
 class Exponential(Schedule):
     """Multiply by ``gamma`` every step: ``base·gamma^k`` (unchanged by conversion to

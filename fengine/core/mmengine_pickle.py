@@ -1,11 +1,11 @@
-"""Loading checkpoint files safely, MMEngine's included, without importing MMEngine.
+"""MMEngine's pickled types as data-only stand-ins, so its checkpoints load safely without MMEngine.
 
 ``torch.load(weights_only=True)`` refuses every global it does not know. An MMEngine checkpoint
 pickles its message hub's ``HistoryBuffer`` objects (whose state holds NumPy arrays and
 ``getattr(HistoryBuffer, 'min')``-style references to its statistics methods), NumPy scalars in
 the runtime info and a ``collections.Counter`` in ``MultiStepLR``'s state. Instead of unpickling
-those with ``weights_only=False`` (which runs whatever the file names), the safe loader maps each
-of these names to a data-only stand-in:
+those with ``weights_only=False`` (which runs whatever the file names),
+:func:`fengine.core.plain.load` maps each of these names to a data-only stand-in:
 
 * ``mmengine.logging.history_buffer.HistoryBuffer`` → :class:`LegacyHistoryBuffer`, which only
   stores its state, and is then turned into fengine's plain buffer dict
@@ -20,13 +20,10 @@ After loading, :func:`to_plain_data` replaces stand-ins, NumPy arrays and scalar
 from __future__ import annotations
 
 import collections
-import contextlib
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 
 _HISTORY_BUFFER = "mmengine.logging.history_buffer.HistoryBuffer"
 
@@ -87,38 +84,6 @@ SAFE_GLOBALS: list[tuple[Any, str]] = [
 ]
 
 
-@contextlib.contextmanager
-def _allowed() -> Iterator[None]:
-    scope = getattr(torch.serialization, "safe_globals", None)
-    if scope is None:  # torch < 2.5: MMEngine files then need weights_only=False
-        yield
-        return
-    with scope(SAFE_GLOBALS):
-        yield
-
-
-def load_file(path: str, map_location: Any = "cpu", weights_only: bool = True, mmap: bool = False) -> Any:
-    """``torch.load`` with MMEngine's data types allowed in safe mode, then made plain.
-
-    Args:
-        path: the file.
-        map_location: as ``torch.load``'s.
-        weights_only: ``torch.load``'s safe mode (plus :data:`SAFE_GLOBALS`); ``False`` unpickles
-            anything and is for trusted files only.
-        mmap: map tensor data instead of reading it (cheap look at a large file's metadata).
-
-    Returns:
-        The loaded object, passed through :func:`to_plain_data`.
-
-    Raises:
-        Exception: whatever ``torch.load`` raises (unreadable, truncated, refused globals).
-    """
-    if not weights_only:
-        return to_plain_data(torch.load(path, map_location=map_location, weights_only=False, mmap=mmap))
-    with _allowed():
-        return to_plain_data(torch.load(path, map_location=map_location, weights_only=True, mmap=mmap))
-
-
 def to_plain_data(value: Any) -> Any:
     """Replace history-buffer stand-ins, NumPy arrays and NumPy scalars by plain Python data.
 
@@ -133,11 +98,6 @@ def to_plain_data(value: Any) -> Any:
     """
     if isinstance(value, LegacyHistoryBuffer):
         return value.to_buffer_state()
-    # Objects that only look like MMEngine's buffer (unpickled with weights_only=False).
-    if type(value).__name__ == "HistoryBuffer" and hasattr(value, "_log_history"):
-        legacy = LegacyHistoryBuffer()
-        legacy.state = dict(vars(value))
-        return legacy.to_buffer_state()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -157,4 +117,4 @@ def to_plain_data(value: Any) -> Any:
     return value
 
 
-__all__ = ["SAFE_GLOBALS", "LegacyHistoryBuffer", "load_file", "to_plain_data"]
+__all__ = ["SAFE_GLOBALS", "LegacyHistoryBuffer", "to_plain_data"]
