@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         )
     if args.save:
         torch.save(state.to_dict(), args.save)
-        restored: Any = fc.TrainState.from_dict(torch.load(args.save, weights_only=True))
+        restored: Any = fc.TrainState.load(args.save)  # torch.load(weights_only=True), registered records only
         assert accuracy(predict(restored, x_val), y_val) == result["accuracy"]
         print(
             f"saved the state to {args.save} (step {restored.step}); it reloads with weights_only=True"

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from fengine.core import Event, EventInfo, FnHook, RunState
+from fengine.core import Event, EventInfo, FnHook, RunState, plain
 from fengine.core import effects as fx
 from fengine.hooks import Hook
 from fengine.testing import EventStep, HookMachine, RunScript, Simulation, check_hook, events
@@ -33,6 +33,7 @@ class CustomValidationHook(Hook):
             runner.val()
 
 
+@plain.register("examples.SpikeState")  # the stable name checkpoints store it under
 @attrs.frozen
 class SpikeState:
     """Running mean of the loss and how many iterations it has seen."""

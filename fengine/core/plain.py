@@ -39,6 +39,9 @@ _FROZENSET = "__frozenset__"
 _DICT = "__dict__"
 _TAG_FORM = re.compile(r"[A-Za-z_][\w\-]*(\.[A-Za-z_][\w\-]*)+")
 
+# Leaves need no decoding; skipping them keeps long histories and big state dicts cheap to read.
+_LEAVES = frozenset((int, float, bool, str, bytes, type(None), torch.Tensor))
+
 _BY_TAG: dict[str, type] = {}
 _BY_CLASS: dict[type, str] = {}
 
@@ -198,14 +201,16 @@ class _Decoder:
                 return self.mapping(self.entry(value, _DICT, (_DICT,), where, (dict,)), where, rebuilt=True)
             return self.mapping(value, where)
         if type(value) in (list, tuple):
-            items = [self.decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [v if type(v) in _LEAVES else self.decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
             return value if all(a is b for a, b in zip(items, value)) else type(value)(items)
         if type(value) is set:
             return {self.decode(v, where) for v in value}
         return value
 
     def mapping(self, value: dict[Any, Any], where: str, rebuilt: bool = False) -> dict[Any, Any]:
-        items = {k: self.decode(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        items = {
+            k: v if type(v) in _LEAVES else self.decode(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
         if not rebuilt and all(items[k] is v for k, v in value.items()):
             return value
         return items
