@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import hashlib
 import importlib.util
 import os
@@ -24,7 +25,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "parse_cfg_option"]
+__all__ = ["RUNNER_SETTINGS", "Config", "ConfigError", "parse_cfg_option"]
 
 _DELETE = "_delete_"
 _OPTION_FORM = "KEY=VALUE, e.g. train_cfg.max_epochs=1 or model.widths=[16,32]"
@@ -151,6 +152,29 @@ def parse_cfg_option(item: str) -> tuple[str, Any]:
     return key, _parse_value(value.strip())
 
 
+#: Top-level settings the Runner reads (``Runner.from_cfg``), which an option may add to a config
+#: that does not set them yet.
+RUNNER_SETTINGS = frozenset((
+    "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg",
+    "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator",
+    "test_evaluator", "default_hooks", "custom_hooks", "data_preprocessor", "load_from", "resume",
+    "launcher", "env_cfg", "log_processor", "log_level", "visualizer", "default_scope", "randomness",
+    "experiment_name", "compile", "sync_bn", "model_wrapper_cfg", "find_unused_parameters",
+))
+
+
+def _check_top_key(settings: Mapping[str, Any], key: str, option: str) -> None:
+    if key in settings or key in RUNNER_SETTINGS:
+        return
+    known = sorted(set(settings) | RUNNER_SETTINGS)
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(
+        f"--cfg-options {option}=...: unknown top-level key {key!r}; {hint}the config and the "
+        f"Runner know {', '.join(known)} (pass allow_new_keys=True to add a new one)"
+    )
+
+
 class Config(dict[str, Any]):
     """The settings of a config file: a dict whose top-level keys also read as attributes.
 
@@ -188,21 +212,30 @@ class Config(dict[str, Any]):
         path = os.fspath(filename)
         return cls(_load(path, ()), filename=os.path.abspath(path))
 
-    def merge_from_dict(self, options: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+    def merge_from_dict(
+        self, options: Mapping[str, Any] | Iterable[tuple[str, Any]], *, allow_new_keys: bool = False
+    ) -> None:
         """Set values by dotted keys (``{'train_cfg.max_epochs': 1}``), creating missing dicts.
 
-        A numeric part indexes a list (``custom_hooks.0.momentum``).
+        A numeric part indexes a list (``custom_hooks.0.momentum``). The first part must be a
+        setting of the config or one the Runner reads (:data:`RUNNER_SETTINGS`), so a typo
+        (``trian_cfg.max_epochs=1``) is an error instead of a setting nobody reads; below it,
+        dicts may gain new keys, as in MMEngine.
 
         Args:
             options: dotted keys and their values.
+            allow_new_keys: accept any new top-level key (MMEngine's behaviour).
 
         Raises:
-            ConfigError: a key goes through a value that is neither a dict nor a list, or a
-                list index is out of range.
+            ConfigError: an unknown top-level key (naming the closest known ones), a key that
+                goes through a value that is neither a dict nor a list, or a list index out of
+                range.
         """
         items = options.items() if isinstance(options, Mapping) else options
         for key, value in items:
             parts = key.split(".")
+            if not allow_new_keys:
+                _check_top_key(self, parts[0], key)
             node: Any = self
             for depth, part in enumerate(parts):
                 last = depth == len(parts) - 1

@@ -129,12 +129,34 @@ def test_merge_from_dict_sets_dotted_keys_creates_dicts_and_indexes_lists() -> N
         cfg.merge_from_dict({"custom_hooks.3.momentum": 1})
 
 
+def test_an_unknown_top_level_option_key_is_an_error_naming_the_closest_keys() -> None:
+    cfg = Config({"model": {"type": "A"}, "train_cfg": {"max_epochs": 3}, "my_setting": 1})
+    with pytest.raises(ConfigError) as raised:
+        cfg.merge_from_dict({"trian_cfg.max_epochs": 1})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("--cfg-options trian_cfg.max_epochs=...: unknown top-level key 'trian_cfg'; did you mean 'train_cfg'")
+    assert "'my_setting'" not in message.split("did you mean")[1].split("?")[0]
+    assert "my_setting" in message and "allow_new_keys=True" in message
+    with pytest.raises(ConfigError, match=r"unknown top-level key 'my_settin'; did you mean 'my_setting'\?"):
+        cfg.merge_from_dict({"my_settin": 2})
+    with pytest.raises(ConfigError, match=r"unknown top-level key 'zzz'; the config and the Runner know "):
+        cfg.merge_from_dict({"zzz": 2})
+    assert cfg == {"model": {"type": "A"}, "train_cfg": {"max_epochs": 3}, "my_setting": 1}
+    # Existing and Runner settings may be set, and dicts below them gain new keys (MMEngine's rule).
+    cfg.merge_from_dict({"model.depth": 4, "train_cfg.val_interval": 2, "load_from": "a.pth", "my_setting": 5})
+    assert cfg["model"] == {"type": "A", "depth": 4} and cfg["train_cfg"] == {"max_epochs": 3, "val_interval": 2}
+    assert (cfg["load_from"], cfg["my_setting"]) == ("a.pth", 5)
+    cfg.merge_from_dict({"zzz": 2}, allow_new_keys=True)
+    assert cfg["zzz"] == 2
+
+
 def test_merged_values_are_copies_and_configs_copy_and_pickle_with_their_file_name() -> None:
     value = {"lr": 0.1}
     cfg = Config({"a": 1}, filename="/x/cfg.py")
-    cfg.merge_from_dict([("optim", value)])
+    cfg.merge_from_dict([("optim_wrapper", value)])
     value["lr"] = 1.0
-    assert cfg["optim"] == {"lr": 0.1}
+    assert cfg["optim_wrapper"] == {"lr": 0.1}
     for clone in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg))):
         assert isinstance(clone, Config) and clone == cfg and clone.filename == "/x/cfg.py"
 

@@ -19,12 +19,19 @@ that validates MMEngine's arguments is :class:`fengine.hooks.checkpoint_hook.Che
   place so that it records the new best (resuming from it then knows the best file).
 * Published: after training, a copy of the last and best checkpoints holding only
   ``published_keys``, named ``<stem>-<sha256[:8]>.pth``.
+* Restored paths: after a resume, :meth:`CheckpointPlan.confine` drops every path the checkpoint
+  brought that is not a checkpoint name of this run's own folder (an absolute path elsewhere,
+  ``..``, a symbolic link out, another run's folder), and the kept steps when the checkpoint came
+  from another folder, so a checkpoint never makes the run delete or overwrite a file it did not
+  write.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+import string
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -50,6 +57,16 @@ _WARNING = 30  # logging.WARNING
 def _every(done: int, interval: int, start: int) -> bool:
     offset = done - start
     return offset >= 0 and interval > 0 and offset % interval == 0
+
+
+def _template_regex(template: str) -> str:
+    """A regex matching what ``template.format(step)`` gives for any step."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(r"\d+")
+    return "".join(parts)
 
 
 @attrs.frozen
@@ -107,6 +124,15 @@ class CheckpointPlan:
         default = "epoch_{}.pth" if self.counts_epochs(run) else "iter_{}.pth"
         return (self.filename_tmpl or default).format(step)
 
+    def name_pattern(self) -> re.Pattern[str]:
+        """The file names this plan gives checkpoints: regular (``filename_tmpl``) and best ones.
+
+        Every ``{...}`` field of the template matches a number (the step).
+        """
+        templates = [os.path.basename(self.filename_tmpl)] if self.filename_tmpl else ["epoch_{}.pth", "iter_{}.pth"]
+        regular = "|".join(_template_regex(t) for t in templates)
+        return re.compile(f"(?:best_.+_)?(?:{regular})")
+
     def inferred_rule(self, key: str) -> Rule | None:
         """The rule ``key``'s name suggests, or ``None`` when it suggests none."""
         try:
@@ -141,6 +167,75 @@ class CheckpointPlan:
         if not runtime:
             return run, state
         return run, from_runtime_info(state, runtime, self.save_best)
+
+    def confine(
+        self, run: RunState, state: CheckpointState, source: str, resolve: Callable[[str], str]
+    ) -> tuple[CheckpointState, tuple[Effect, ...]]:
+        """``state`` without the restored paths that are not this run's own checkpoints.
+
+        A path is kept when it resolves (``resolve``: the shell's ``os.path.realpath``, so
+        ``..`` and symbolic links are followed) into this plan's folder and its name is one the
+        plan gives checkpoints (:meth:`name_pattern`). A dropped best path drops its score too,
+        so the run saves its own best checkpoint at the next validation; a dropped last path
+        drops its step. When ``source`` (the checkpoint resumed from) lies in another folder, the
+        kept steps name that folder's files and are dropped as well.
+
+        Args:
+            run: the run state after resuming.
+            state: the restored state.
+            source: the checkpoint file the state came from.
+            resolve: maps a path to its real path.
+
+        Returns:
+            The confined state, and the effects that report it: one warning naming every dropped
+            path, and the message hub's mirror updated (none when nothing is dropped).
+        """
+        folder = resolve(self.directory(run))
+        names = self.name_pattern()
+
+        def foreign(path: object) -> bool:
+            if not isinstance(path, str):
+                return True
+            real = resolve(path)
+            return os.path.dirname(real) != folder or names.fullmatch(os.path.basename(real)) is None
+
+        dropped: list[str] = []
+        pop: list[str] = []
+        values: dict[str, Any] = {}
+        changes: dict[str, Any] = {}
+        if state.last_ckpt is not None and foreign(state.last_ckpt):
+            dropped.append(repr(state.last_ckpt))
+            changes.update(last_ckpt=None, last_step=None)
+            pop.append("last_ckpt")
+        ids = state.keep_ckpt_ids
+        steps = tuple(s for s in ids if type(s) is int and s >= 0)
+        if steps != ids:
+            dropped.append(f"the kept steps {[s for s in ids if s not in steps]!r} (not step numbers)")
+        if steps and os.path.dirname(resolve(source)) != folder:
+            dropped.append(f"the kept steps {list(steps)} of {os.path.dirname(source)!r}")
+            steps = ()
+        if steps != ids:
+            changes["keep_ckpt_ids"] = steps
+            values["keep_ckpt_ids"] = list(steps)
+        scores, paths, size = state.best_scores, state.best_ckpts, len(self.save_best)
+        for index, path in enumerate(state.best_ckpts[:size]):
+            if path is None or not foreign(path):
+                continue
+            dropped.append(repr(path))
+            scores, paths = put(scores, index, None, size), put(paths, index, None, size)
+            key = state.auto_key if self.save_best == ("auto",) and state.auto_key else self.save_best[index]
+            pop += info_names(self.save_best, key)
+        if not dropped:
+            return state, ()
+        if paths is not state.best_ckpts:
+            changes.update(best_scores=scores, best_ckpts=paths)
+        warning = LogText(
+            f"{source!r} names files that are not checkpoints of this run's folder {folder!r}; "
+            f"they are dropped from the CheckpointHook's records and will never be deleted or "
+            f"overwritten: {', '.join(dropped)}",
+            _WARNING,
+        )
+        return attrs.evolve(state, **changes), (warning, UpdateInfo(values, pop=tuple(pop)))
 
     def after_train_epoch(
         self, run: RunState, state: CheckpointState, info: EventInfo

@@ -99,16 +99,18 @@ def from_runtime_info(
         The state with every entry found in ``runtime`` replaced; the others kept.
     """
     changes: dict[str, Any] = {}
-    if "keep_ckpt_ids" in runtime:
-        changes["keep_ckpt_ids"] = tuple(int(s) for s in runtime["keep_ckpt_ids"])
+    ids = runtime.get("keep_ckpt_ids")
+    if isinstance(ids, (list, tuple)):  # taken as saved: CheckpointPlan.confine drops what is no step
+        changes["keep_ckpt_ids"] = tuple(ids)
     if "last_ckpt" in runtime:
         changes["last_ckpt"] = runtime["last_ckpt"]
     size = len(save_best)
     scores, paths = state.best_scores, state.best_ckpts
     for index, key in enumerate(save_best):
         score_name, path_name = info_names(save_best, key)
-        if score_name in runtime:
-            scores = put(scores, index, float(runtime[score_name]), size)
+        score = runtime.get(score_name)
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            scores = put(scores, index, float(score), size)
         if path_name in runtime:
             paths = put(paths, index, runtime[path_name], size)
     changes.update(best_scores=scores, best_ckpts=paths)

@@ -15,7 +15,9 @@ What a checkpoint holds (MMEngine's keys first, in MMEngine's order, then fengin
   gradient-accumulation group: the gradients accumulated so far.
 
 Deletions hooks ask for (``RemoveFile``: the oldest kept checkpoint, the previous best) happen at
-the end of the event, after its checkpoint writes succeeded.
+the end of the event, after its checkpoint writes succeeded, and only for this run's own
+checkpoints inside its folders (:mod:`fengine.runner.file_removal`). A write that finds the disk
+full raises :class:`DiskFullError`, naming the file and the newest complete checkpoint.
 
 A save requested by a hook (the ``SaveCheckpoint`` effect) collects weights, optimizer and
 schedulers at once and runs ``before_save_checkpoint`` (so MMEngine's call order holds), but
@@ -26,11 +28,12 @@ from.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
-import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -40,13 +43,16 @@ from fengine.core.effects import SaveCheckpoint
 from fengine.core.events import Event
 from fengine.core.plain import to_plain
 from fengine.core.state import RngState
+from fengine.hooks.checkpoint_plan import CheckpointPlan
 from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.scheduler.base import _ParamScheduler
 from fengine.runner.checkpoint import (
     CheckpointError,
+    find_latest_checkpoint,
     save_checkpoint,
     write_last_checkpoint,
 )
+from fengine.runner.file_removal import FileRemoval, marker_content, removal_refusal
 from fengine.runner.hook_host import HookHostMixin
 
 _SAVE_EXTRA = frozenset(("file_client_args", "backend_args"))
@@ -69,6 +75,23 @@ def scheduler_states(schedulers: Any) -> list[dict[str, Any]] | dict[str, list[d
     return [s.state_dict() for s in schedulers]
 
 
+class DiskFullError(OSError):
+    """A checkpoint write that found the disk full (``errno`` is ``ENOSPC``; the cause is chained)."""
+
+
+def _disk_full(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class CheckpointMixin(HookHostMixin):
     """Saving (MMEngine's ``Runner.save_checkpoint``) and the checkpoints hooks request."""
 
@@ -78,6 +101,8 @@ class CheckpointMixin(HookHostMixin):
     message_hub: Any
     logger: logging.Logger
     _open_checkpoints: list[dict[str, Any]]
+    #: Real paths of the checkpoint files this run wrote (which it may delete again).
+    _saved_files: set[str]
 
     # Provided by the Runner.
     work_dir: Any
@@ -120,7 +145,7 @@ class CheckpointMixin(HookHostMixin):
             return
         checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler)
         self._complete_checkpoint(checkpoint)
-        save_checkpoint(checkpoint, path)
+        self._write_checkpoint(checkpoint, path)
 
     def _save_requested(self, effect: SaveCheckpoint) -> None:
         unknown = sorted(set(effect.extra) - _SAVE_EXTRA)
@@ -139,9 +164,11 @@ class CheckpointMixin(HookHostMixin):
 
         def write() -> None:
             self._complete_checkpoint(checkpoint)
-            save_checkpoint(checkpoint, path)
+            self._write_checkpoint(checkpoint, path)
             if effect.update_last:
-                write_last_checkpoint(str(self.work_dir), path)
+                record = os.path.join(str(self.work_dir), "last_checkpoint")
+                with self._reporting_full_disk(record, newest=path):
+                    write_last_checkpoint(str(self.work_dir), path)
 
         # Writes go ahead of the deletions queued in this event (a hook emits RemoveFile for the
         # oldest checkpoint before saving the new one): a failed write then deletes nothing, so
@@ -152,9 +179,57 @@ class CheckpointMixin(HookHostMixin):
         first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
         queue.insert(first, write)
 
+    def _write_checkpoint(self, checkpoint: dict[str, Any], path: str) -> None:
+        with self._reporting_full_disk(path):
+            save_checkpoint(checkpoint, path)
+        self._saved_files.add(os.path.realpath(path))
+
+    @contextlib.contextmanager
+    def _reporting_full_disk(self, path: str, newest: str | None = None) -> Iterator[None]:
+        """Turn a write failing for lack of space (however torch wraps it) into :class:`DiskFullError`.
+
+        ``newest``: the newest complete checkpoint, when not the one ``last_checkpoint`` names.
+        """
+        try:
+            yield
+        except Exception as error:
+            if not _disk_full(error):
+                raise
+            newest = newest or find_latest_checkpoint(str(self.work_dir))
+            kept = (
+                f"the newest complete checkpoint is {newest!r}"
+                if newest is not None and os.path.isfile(newest)
+                else "no complete checkpoint was written yet"
+            )
+            raise DiskFullError(
+                errno.ENOSPC, f"no space left on device (ENOSPC) while writing {path!r}; {kept}"
+            ) from error
+
+    def _checkpoint_folders(self) -> list[str]:
+        """Real paths of the folders this run's checkpoints go to (the work dir, hooks' ``out_dir``)."""
+        folders = [os.path.realpath(str(self.work_dir))]
+        for plan in self._checkpoint_plans():
+            folder = os.path.realpath(plan.directory(self._run))
+            if folder not in folders:
+                folders.append(folder)
+        return folders
+
+    def _checkpoint_plans(self) -> list[CheckpointPlan]:
+        plans = (getattr(hook, "plan", None) for hook in self._hooks)
+        return [plan for plan in plans if isinstance(plan, CheckpointPlan)]
+
+    def _removal_refusal(self, path: str) -> str | None:
+        names = [plan.name_pattern() for plan in self._checkpoint_plans()] or [CheckpointPlan().name_pattern()]
+        return removal_refusal(
+            path, self._checkpoint_folders(), self._saved_files, names, marker_content(str(self.work_dir))
+        )
+
     def _defer_removal(self, path: str) -> None:
-        """Delete ``path`` at the end of the current event, after its checkpoint writes."""
-        self._event_end.append(FileRemoval(path))
+        """Delete ``path`` at the end of the current event, after its checkpoint writes.
+
+        Only this run's own checkpoints are deleted (see :mod:`fengine.runner.file_removal`).
+        """
+        self._event_end.append(FileRemoval(path, self._removal_refusal, self.logger.warning))
 
     def _collect_checkpoint(
         self, meta: dict[str, Any] | None, by_epoch: bool, save_optimizer: bool, save_param_scheduler: bool
@@ -235,19 +310,6 @@ class CheckpointMixin(HookHostMixin):
         position = getattr(loop, "data_position", None)
         base = {"epoch": meta["epoch"], "iter": meta["iter"]}
         return {**base, **position(meta["epoch"], meta["iter"])} if callable(position) else base
-
-class FileRemoval:
-    """A deletion deferred to the end of an event (a callable task that knows its path)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self) -> None:
-        if os.path.isdir(self.path):
-            shutil.rmtree(self.path)
-        elif os.path.exists(self.path):
-            os.remove(self.path)
-
 
 def pending_grads(model: torch.nn.Module, optim_wrapper: Any) -> dict[str, torch.Tensor]:
     """The gradients accumulated so far in an unfinished accumulation group (else empty).

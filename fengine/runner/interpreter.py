@@ -22,7 +22,7 @@ from fengine import dist
 from fengine.core import effects as fx
 from fengine.core.run import RunState
 from fengine.runner.base_loop import epoch_sampler
-from fengine.runner.checkpoint import read_checkpoint, save_checkpoint
+from fengine.runner.checkpoint import read_checkpoint
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.resuming import ResumeMixin
 from fengine.utils.fileio import atomic_write
@@ -96,10 +96,12 @@ class EffectInterpreter(ResumeMixin):
         checkpoint.get("meta", {}).pop("checksum", None)
         digest = hashlib.sha256(pickle.dumps(checkpoint)).hexdigest()
         target = f"{os.path.splitext(effect.src)[0]}-{digest[:8]}.pth"
-        save_checkpoint(checkpoint, target)
+        self._write_checkpoint(checkpoint, target)
         self.logger.info(f"The checkpoint ({effect.src}) is published to {target}.")
 
     def _remove(self, effect: fx.RemoveFile) -> None:
+        # Carried out at the end of the event, and only for this run's own checkpoints inside its
+        # folders: a path that came from a checkpoint may point anywhere.
         if self.rank != 0:
             return
         self._defer_removal(os.path.join(str(self.work_dir), effect.path))

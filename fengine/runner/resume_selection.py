@@ -1,8 +1,10 @@
 """Which checkpoint ``Runner(resume=True)`` continues from.
 
-The file named by ``work_dir/last_checkpoint`` wins when it is complete and resumable. When that
-record is missing, names a file that is gone, or names a damaged one (truncated, failing its
-checksum, unreadable), every ``*.pth`` under the work dir is considered instead, newest first by
+The file named by ``work_dir/last_checkpoint`` wins when it is complete and resumable and lies in
+the run's checkpoint folders (the work dir, or a ``CheckpointHook``'s ``out_dir`` folder; symbolic
+links and ``..`` are resolved first). When that record is missing, names a file that is gone or
+lies elsewhere, or names a damaged one (truncated, failing its checksum, unreadable), every
+``*.pth`` under the work dir (whose real path stays inside it) is considered instead, newest first by
 the counters in its ``meta`` (``iter``, then ``epoch``), then by modification time; the first that
 reads back intact is used. Every file passed over is reported through ``warn`` with the reason.
 Temporary files of interrupted writes (``.<name>.<random>.tmp``) are never candidates.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fengine.core import plain
@@ -65,10 +67,16 @@ def _try(path: str, map_location: Any) -> tuple[dict[str, Any] | None, str]:
     return checkpoint, ""
 
 
+def _inside(path: str, folders: Sequence[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real != f and os.path.commonpath((real, f)) == f for f in folders)
+
+
 def select_resume_checkpoint(
     work_dir: str,
     warn: Callable[[str], None],
     map_location: Any = "cpu",
+    folders: Sequence[str] = (),
 ) -> tuple[str, dict[str, Any]] | None:
     """The newest intact, resumable checkpoint of ``work_dir``, loaded and verified.
 
@@ -77,6 +85,8 @@ def select_resume_checkpoint(
         warn: receives one message per file passed over (and for a missing record when files
             exist).
         map_location: as ``torch.load``'s.
+        folders: further folders ``last_checkpoint`` may point into (checkpoint hooks'
+            ``out_dir`` folders), besides ``work_dir``.
 
     Returns:
         ``(path, checkpoint)``, or ``None`` when the work dir holds no usable checkpoint.
@@ -85,15 +95,25 @@ def select_resume_checkpoint(
         UntrustedCheckpointError: a candidate names a type that is not registered: a crafted
             file in the work dir stops the run instead of being passed over.
     """
-    named = find_latest_checkpoint(work_dir)
+    named = recorded = find_latest_checkpoint(work_dir)
+    inside = [os.path.realpath(work_dir), *(os.path.realpath(f) for f in folders)]
+    if named is not None and not _inside(named, inside):
+        warn(
+            f"`last_checkpoint` names {named!r}, which lies outside the run's checkpoint folders "
+            f"{inside}; ignored, looking for the newest intact checkpoint in {work_dir!r}"
+        )
+        named = None
     if named is not None:
         checkpoint, why = _try(named, map_location)
         if checkpoint is not None:
             return named, checkpoint
         warn(f"`last_checkpoint` names a checkpoint that cannot be used ({why}); looking for the newest intact one in {work_dir!r}")
     pattern = os.path.join(glob.escape(work_dir), "**", "*.pth")
-    found = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p) and p != named]
-    if named is None and found:
+    found = [
+        p for p in glob.glob(pattern, recursive=True)
+        if os.path.isfile(p) and p != named and _inside(p, inside[:1])
+    ]
+    if recorded is None and found:
         warn(f"{os.path.join(work_dir, 'last_checkpoint')!r} is missing; looking for the newest intact checkpoint in {work_dir!r}")
     keyed: list[tuple[tuple[int, int, float], str, dict[str, Any] | None]] = []
     for path in found:

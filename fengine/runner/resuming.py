@@ -9,6 +9,7 @@ data position to the train loop, which restores them where the saved run stood.
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,8 @@ import torch
 
 from fengine.core.events import Event
 from fengine.core.state import RngState
+from fengine.hooks.checkpoint_plan import CheckpointPlan
+from fengine.hooks.checkpoint_state import CheckpointState
 from fengine.runner.checkpoint import (
     CheckpointError,
     apply_state_dict,
@@ -25,7 +28,10 @@ from fengine.runner.checkpoint import (
     revise_keys_of,
 )
 from fengine.runner.checkpointing import CheckpointMixin, restore_grads
+from fengine.runner.resume_checks import counter_problem, optimizer_mismatch, weights_mismatch
 from fengine.runner.resume_selection import select_resume_checkpoint
+
+_LENIENT = "resume with Runner(..., resume=dict(strict=False)) to load what fits, as MMEngine does"
 
 
 class ResumeMixin(CheckpointMixin):
@@ -38,6 +44,9 @@ class ResumeMixin(CheckpointMixin):
     _randomness_cfg: dict[str, Any]
     #: Whether resuming requires the checkpoint's hook states to match the registered hooks.
     strict_hook_states: bool = True
+    #: Whether resuming requires the checkpoint to fit the run (weights, optimizer, counters);
+    #: ``Runner(resume=dict(strict=False))`` turns it off.
+    resume_strict: bool = True
 
     def _build_optim_wrapper(self) -> Any:
         raise NotImplementedError
@@ -85,7 +94,7 @@ class ResumeMixin(CheckpointMixin):
         filename: str,
         strict: bool = False,
         revise_keys: Any = None,
-        strict_shapes: bool = False,
+        resume_strict: bool | None = None,
     ) -> None:
         self._open_checkpoints.append(checkpoint)
         try:
@@ -94,9 +103,10 @@ class ResumeMixin(CheckpointMixin):
             self._open_checkpoints.pop()
         state_dict = checkpoint.get("state_dict", checkpoint)
         rules = [(r"^module\.", "")] if revise_keys is None else revise_keys
-        apply_state_dict(
-            self._unwrapped(), revise_keys_of(state_dict, rules), strict, filename, self.logger.warning, strict_shapes
-        )
+        revised = revise_keys_of(state_dict, rules)
+        if resume_strict:
+            self._check_weights(revised, filename)
+        apply_state_dict(self._unwrapped(), revised, strict, filename, self.logger.warning, bool(resume_strict))
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
 
@@ -107,6 +117,7 @@ class ResumeMixin(CheckpointMixin):
         resume_param_scheduler: bool = True,
         map_location: Any = "default",
         strict_hook_states: bool | None = None,
+        strict: bool | None = None,
     ) -> None:
         """Continue the run saved in ``filename`` (MMEngine's ``Runner.resume``).
 
@@ -126,16 +137,25 @@ class ResumeMixin(CheckpointMixin):
             strict_hook_states: a stateful registered hook missing from the checkpoint, or a
                 saved state of a hook that is not registered, is an error (else a warning, and
                 such hooks start afresh); default ``runner.strict_hook_states`` (``True``).
+            strict: the checkpoint must fit the run: the model's parameter names and shapes,
+                the optimizer's parameter groups (sizes, state shapes and dtypes), and counters
+                consistent with the train loop (``max_epochs``/``max_iters``, the dataloader
+                length); else mismatches are reported, weights that fit are loaded and an
+                optimizer state that does not fit is left out (MMEngine's lenient loading).
+                Default ``runner.resume_strict``: ``True`` unless the Runner was built with
+                ``resume=dict(strict=False)``. Counters that are not non-negative ints are
+                always an error.
 
         Raises:
-            CheckpointError: an unreadable or damaged file, a file without ``meta`` counters,
-                weights whose shapes differ from the model's (named), or (strictly) hook states
-                that do not match the registered hooks.
+            CheckpointError: an unreadable or damaged file, a file without valid ``meta``
+                counters, or (strictly) weights, optimizer state or counters that do not fit
+                the run, or hook states that do not match the registered hooks; the first
+                mismatches are named, and nothing has been trained.
             UntrustedCheckpointError: the file names a type that is not registered.
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
         checkpoint = read_checkpoint(filename, map_location=device)
-        self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states)
+        self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states, strict)
 
     def _resume_from(
         self,
@@ -144,12 +164,15 @@ class ResumeMixin(CheckpointMixin):
         resume_optimizer: bool = True,
         resume_param_scheduler: bool = True,
         strict_hook_states: bool | None = None,
+        strict: bool | None = None,
     ) -> None:
         meta = checkpoint.get("meta")
         if not isinstance(meta, Mapping) or "epoch" not in meta or "iter" not in meta:
             raise CheckpointError(f"cannot resume from {filename!r}: its `meta` has no `epoch`/`iter` counters")
+        fit = self.resume_strict if strict is None else strict
+        self._check_counters(meta, filename, fit)
         self._run = attrs.evolve(self._run, resumed=True)
-        self._apply_checkpoint(checkpoint, filename, strict_shapes=True)
+        self._apply_checkpoint(checkpoint, filename, resume_strict=fit)
         self._run = attrs.evolve(self._run, epoch=int(meta["epoch"]), iter=int(meta["iter"]))
         saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
         if saved_seed is not None and saved_seed != configured:
@@ -168,7 +191,8 @@ class ResumeMixin(CheckpointMixin):
             self.message_hub.load_state_dict(checkpoint["message_hub"])
         if "optimizer" in checkpoint and resume_optimizer:
             self.optim_wrapper = self._build_optim_wrapper()
-            self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
+            if self._optimizer_fits(checkpoint["optimizer"], filename, fit):
+                self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
         if resume_param_scheduler and self.param_schedulers is None:
             self.logger.warning(
                 "`resume_param_scheduler` is True but `runner.param_schedulers` is None, so "
@@ -180,9 +204,55 @@ class ResumeMixin(CheckpointMixin):
         restore_grads(self._unwrapped(), checkpoint.get("grads"), filename)
         strict = self.strict_hook_states if strict_hook_states is None else strict_hook_states
         self._restore_hook_states(checkpoint, filename, strict)
+        self._confine_checkpoint_records(filename)
         self._resume_point = {"rng": checkpoint.get("rng"), "data_position": checkpoint.get("data_position")}
         self._has_loaded = True
         self.logger.info(f"resumed epoch: {self._run.epoch}, iter: {self._run.iter}")
+
+    # -- what a resumed checkpoint must satisfy (fengine.runner.resume_checks) ----------------------
+    def _check_counters(self, meta: Mapping[str, Any], filename: str, strict: bool) -> None:
+        invalid, inconsistent = counter_problem(meta, self._train_loop)
+        if invalid is not None:
+            raise CheckpointError(f"cannot resume from {filename!r}: {invalid}")
+        if inconsistent is None:
+            return
+        message = f"{filename!r} does not fit the configured training: {inconsistent}"
+        if strict:
+            raise CheckpointError(f"cannot resume: {message}; fix the config, or {_LENIENT}")
+        self.logger.warning(f"{message}; resuming anyway (strict=False)")
+
+    def _check_weights(self, state_dict: Mapping[str, Any], filename: str) -> None:
+        problem = weights_mismatch(self._unwrapped(), state_dict)
+        if problem is not None:
+            raise CheckpointError(
+                f"cannot resume from {filename!r}: its weights do not fit {type(self._unwrapped()).__name__} "
+                f"({problem}); resume the model that saved it, load its weights with load_from, or {_LENIENT}"
+            )
+
+    def _optimizer_fits(self, saved: Any, filename: str, strict: bool) -> bool:
+        problem = optimizer_mismatch(self.optim_wrapper, saved)
+        if problem is None:
+            return True
+        message = f"the optimizer state in {filename!r} does not fit the configured optimizer: {problem}"
+        if strict:
+            raise CheckpointError(f"cannot resume: {message}; configure the optimizer that saved it, or {_LENIENT}")
+        self.logger.warning(f"{message}; the optimizer starts afresh (strict=False)")
+        return False
+
+    def _confine_checkpoint_records(self, filename: str) -> None:
+        # Paths restored into CheckpointHook states (best and last checkpoints, kept steps) are
+        # data from the file: those that are not this run's own checkpoints are dropped now, so
+        # nothing outside the run's folders is ever deleted or overwritten because of them.
+        states = self.hook_states()
+        mark = len(self._event_end)
+        for hook, fn in zip(self._hooks, self._fn_hooks):
+            plan, state = getattr(hook, "plan", None), states.get(fn.name)
+            if not isinstance(plan, CheckpointPlan) or not isinstance(state, CheckpointState):
+                continue
+            confined, effects = plan.confine(self._run, state, filename, os.path.realpath)
+            if effects:
+                run = self._run.replace(hook_states={**self._run.hook_states, fn.name: confined})
+                self._end_event(self._carry_out(run.emit(*effects)), mark)
 
     def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str, strict: bool) -> None:
         saved = checkpoint.get("hooks")
@@ -220,7 +290,10 @@ class ResumeMixin(CheckpointMixin):
             return
         if self._resume and self._load_from is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            found = select_resume_checkpoint(str(self.work_dir), self.logger.warning, device)
+            found = select_resume_checkpoint(
+                str(self.work_dir), self.logger.warning, device,
+                folders=self._checkpoint_folders(),
+            )
             if found is None:
                 self.logger.info(f"no checkpoint to resume from in {self.work_dir}; training starts from the beginning")
                 return

@@ -34,7 +34,8 @@ from fengine.runner.distributed import check_launch_settings, setup_process_grou
 from fengine.runner.interpreter import EffectInterpreter
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
-from fengine.utils.fileio import atomic_write
+from fengine.runner.resume_checks import resume_setting
+from fengine.utils.fileio import atomic_write, remove_stale_temporaries
 from fengine.visualization import Visualizer
 
 _RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
@@ -59,7 +60,12 @@ class Runner(BuildMixin, EffectInterpreter):
     on); ``val_begin=0`` validates before training; ``randomness`` accepts ``seed``,
     ``deterministic`` and ``diff_rank_seed`` only. ``compile=True`` (or a dict of
     ``torch.compile`` options; default: ``cfg['compile']``, as MMEngine reads it) compiles the
-    model's forward when training starts.
+    model's forward when training starts. Resuming is strict: ``resume=True`` (or
+    ``load_from`` with it) fails before any step when the checkpoint's parameter names or shapes,
+    optimizer state or ``meta`` counters do not fit this run, naming the first mismatches;
+    ``resume=dict(strict=False)`` resumes anyway with MMEngine's lenient, reported loading.
+    ``load_from`` alone loads weights leniently, as MMEngine. The run deletes only its own
+    checkpoints inside its folders, whatever paths a resumed checkpoint records.
 
     Raises:
         ValueError, TypeError, KeyError: a bad argument or config, naming it (checked here,
@@ -85,7 +91,7 @@ class Runner(BuildMixin, EffectInterpreter):
         custom_hooks: list[Any] | None = None,
         data_preprocessor: nn.Module | Mapping[str, Any] | None = None,
         load_from: str | None = None,
-        resume: bool = False,
+        resume: bool | Mapping[str, Any] = False,
         launcher: str = "none",
         env_cfg: Mapping[str, Any] | None = None,
         log_processor: Any = None,
@@ -114,8 +120,7 @@ class Runner(BuildMixin, EffectInterpreter):
         if unknown:
             raise ValueError(f"randomness: unknown keys {unknown}; accepted: {', '.join(_RANDOMNESS_KEYS)}")
         check_launch_settings(launcher, env_cfg, (cfg or {}).get("sync_bn"))
-        if not isinstance(resume, bool):
-            raise TypeError(f"resume must be a bool, got {resume!r}")
+        resume, resume_strict = resume_setting(resume)
         compile = (cfg or {}).get("compile", False) if compile is None else compile
         if not isinstance(compile, bool | Mapping):
             raise TypeError(
@@ -149,6 +154,7 @@ class Runner(BuildMixin, EffectInterpreter):
 
         self.work_dir = os.path.abspath(work_dir if work_dir is not None else self._fresh_work_dir())
         os.makedirs(self.work_dir, exist_ok=True)
+        stale = remove_stale_temporaries(self.work_dir) if self.rank == 0 else []
         base = f"{experiment_name}_{self.timestamp}" if experiment_name is not None else self.timestamp
         name, n = base, 1
         while MessageHub.check_instance_created(name):  # another runner in this process, same second
@@ -166,14 +172,18 @@ class Runner(BuildMixin, EffectInterpreter):
             file_mode="a",
         )
         self.message_hub = MessageHub.get_instance(self.experiment_name)
+        if stale:
+            self.logger.info(f"removed temporary files of interrupted writes: {stale}")
         self.visualizer = self._build_visualizer(visualizer)
 
         self._load_from, self._resume, self._has_loaded = load_from, resume, False
+        self.resume_strict = resume_strict
         if isinstance(model, Mapping) and data_preprocessor is not None:
             model = {"data_preprocessor": data_preprocessor, **model}
         self.model = self.wrap_model(self.cfg.get("model_wrapper_cfg"), self.build_model(model))
         self.model_name = type(self._unwrapped()).__name__
         self._open_checkpoints = []
+        self._saved_files = set()
         self._resume_point = None
         self._profiler = ProfilerSession(self.log_dir, self.logger)
         self._tensorboard = None

@@ -16,15 +16,41 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Callable
 from typing import BinaryIO
+
+try:  # POSIX: a writer holds a lock on its temporary file, so a cleaner can tell it is in use
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 #: Files appended to since the last :func:`sync_appended`.
 _unsynced: set[str] = set()
 _APPEND_FLAGS = (
     os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 )
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = _read_umask()
+#: Mode of the files :func:`atomic_write` creates: what ``open(path, "w")`` would give.
+FILE_MODE = 0o666 & ~_UMASK
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
+#: Names of :func:`atomic_write`'s temporary files: ``.<target name>.<8 random characters>.tmp``
+#: (:func:`tempfile.mkstemp`'s random part).
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+#: With no file locks (Windows), a temporary file is stale once untouched for this long (seconds).
+_STALE_AFTER = 3600.0
 
 
 def _fsync_dir(directory: str) -> None:
@@ -72,8 +98,9 @@ def atomic_write(
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.path.basename(target)}.", suffix=_TEMP_SUFFIX, dir=directory)
     try:
+        _claim(fd)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -84,6 +111,67 @@ def atomic_write(
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def _claim(fd: int) -> None:
+    # mkstemp creates 0600; the file gets the mode `open` would give it (umask honoured), and a
+    # lock that tells remove_stale_temporaries the write is in progress (released on any exit,
+    # SIGKILL included).
+    with contextlib.suppress(AttributeError, OSError):
+        os.fchmod(fd, FILE_MODE)
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _in_use(path: str) -> bool:
+    if fcntl is None:  # pragma: no cover - Windows: judge by age
+        return os.stat(path).st_mtime > time.time() - _STALE_AFTER
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str], depth: int = 2) -> list[str]:
+    """Delete the temporary files that interrupted :func:`atomic_write` calls left behind.
+
+    A write killed before its rename (SIGKILL, power loss) leaves ``.<name>.<random>.tmp`` next to
+    its target. Only regular files matching that name (:data:`TEMP_NAME`) are removed, and only
+    when no writer holds them: every write keeps a lock on its temporary file while it runs, so
+    a concurrent run's write in progress is left alone. Symbolic links are not followed.
+
+    Args:
+        directory: the folder to clean (a run's work dir).
+        depth: how many folder levels below ``directory`` to look into as well (log folders).
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if depth > 0:
+                    removed += remove_stale_temporaries(entry.path, depth - 1)
+            elif (
+                TEMP_NAME.fullmatch(entry.name)
+                and stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
+                and not _in_use(entry.path)
+            ):
+                os.unlink(entry.path)
+                removed.append(entry.path)
+        except OSError:  # vanished meanwhile, or not ours to remove
+            continue
+    return removed
 
 
 def append_text(path: str | os.PathLike[str], text: str) -> None:

@@ -168,7 +168,7 @@ BAD: list[Case] = [
     ("load_from-not-a-checkpoint", lambda p: {"load_from": _file(p, "notes.pth", b"epoch 3 was good\n")}, CheckpointError, r"notes\.pth': it is not a torch checkpoint"),
     ("load_from-truncated", _truncated, CheckpointError, r"cut\.pth': the file is truncated or corrupted"),
     ("load_from-untrusted-pickle", lambda p: {"load_from": _file(p, "obj.pth", {"state_dict": {}, "x": Opaque()})}, CheckpointError, r"holds pickled objects \(test_bad_input\.Opaque\), which a checkpoint may not hold"),
-    ("resume-other-shapes", _wider, CheckpointError, r"parameter shapes differ: body\.0\.weight: checkpoint \(16, 4\) vs model \(8, 4\); head\.weight: checkpoint \(1, 16\) vs model \(1, 8\)"),
+    ("resume-other-shapes", _wider, CheckpointError, r"do not fit ResumeNet \(shapes differ: body\.0\.weight \(checkpoint \(16, 4\), model \(8, 4\)\), head\.weight \(checkpoint \(1, 16\), model \(1, 8\)\)\)"),
     ("resume-weights-only-file", lambda p: {"resume": True, "load_from": _file(p, "w.pth", {"state_dict": ResumeNet().state_dict()})}, CheckpointError, "has no `epoch`/`iter` counters"),
     ("randomness-seed", {"randomness": {"seed": 1.5}}, TypeError, "`seed` must be an int or None, got 1.5"),
 ]

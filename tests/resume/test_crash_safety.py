@@ -15,6 +15,7 @@ from resume_toys import assert_same_run, final_tensors, resume_kwargs
 import fengine
 from fengine.hooks import Hook
 from fengine.runner.checkpoint import find_latest_checkpoint, read_checkpoint
+from fengine.runner.checkpointing import DiskFullError
 from fengine.runner.runner import Runner
 
 ITERS = 6
@@ -83,8 +84,14 @@ def test_a_write_failing_midway_keeps_the_last_complete_checkpoint(
         fail_writes(patch, fails, error)
         with pytest.raises(type(error)) as raised:
             Runner(**short_kwargs(work_dir)).train()
-    if isinstance(error, OSError):
-        assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
+    if isinstance(error, OSError):  # one line naming ENOSPC, the file and the newest complete checkpoint
+        assert isinstance(raised.value, DiskFullError) and raised.value.errno == errno.ENOSPC
+        target = work_dir / ("iter_4.pth" if fails is _checkpoint_4 else "last_checkpoint")
+        assert str(raised.value) == (
+            f"[Errno 28] no space left on device (ENOSPC) while writing {str(target)!r}; "
+            f"the newest complete checkpoint is {str(work_dir / ('iter_3.pth' if fails is _checkpoint_4 else 'iter_4.pth'))!r}"
+        )
+        assert raised.value.__cause__ is not None
     assert not list(work_dir.glob(".*.tmp"))  # the half-written temporary file is gone
     assert (work_dir / "last_checkpoint").read_text() == str(work_dir / "iter_3.pth")
     # max_keep_ckpts=1 asked to delete iter_3 in the event whose save failed: it is still there.

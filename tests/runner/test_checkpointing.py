@@ -167,7 +167,7 @@ def test_hook_states_are_restored_strictly(tmp_path: Any) -> None:
         def before_train(self, runner: Any) -> None:
             pass
 
-    runner = Runner(**toy_kwargs(tmp_path / "b", default_hooks=_checkpoint_hook(), custom_hooks=[Stateless()]))
+    runner = Runner(**toy_kwargs(tmp_path, default_hooks=_checkpoint_hook(), custom_hooks=[Stateless()]))
     runner.resume(path)
     saved = read_checkpoint(path)["hooks"]["CheckpointHook"]
     assert runner.hook_states()["CheckpointHook"].last_ckpt == saved.last_ckpt
