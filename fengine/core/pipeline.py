@@ -40,6 +40,10 @@ def _check_events(_: object, attribute: attrs.Attribute[Any], value: Mapping[Any
             raise TypeError(f"FnHook.on[{event.name}] must be callable, got {handler!r}")
 
 
+def _string_set(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen(eq=False)
 class FnHook(Generic[S]):
     """A functional hook.
@@ -50,12 +54,16 @@ class FnHook(Generic[S]):
         priority: an int in ``0..100``, a :class:`~fengine.core.priority.Priority` or its name.
         init: the hook's initial state.
         on: the handler for each event the hook handles.
+        owns: state outside its own that the hook takes over for the whole run (described in
+            words, e.g. "the checkpoint's 'ema_state_dict' ..."); a pipeline refuses two hooks
+            that own the same thing. Hooks that only read or add to shared state own nothing.
     """
 
     name: str = attrs.field(validator=_check_name)
     priority: PriorityLike = attrs.field()
     init: S
     on: Mapping[Event, Handler[S]] = attrs.field(factory=dict, validator=_check_events)
+    owns: frozenset[str] = attrs.field(default=frozenset(), converter=_string_set)
 
     @priority.validator
     def _check_priority(self, _: attrs.Attribute[PriorityLike], value: PriorityLike) -> None:
@@ -123,9 +131,15 @@ class Pipeline:
 
     @classmethod
     def of(cls, hooks: Iterable[FnHook[Any]]) -> Pipeline:
-        """Sort ``hooks`` by ``(priority value, registration order)``; names must be unique."""
+        """Sort ``hooks`` by ``(priority value, registration order)``.
+
+        Raises:
+            ValueError: two hooks of one name (names key hook states and checkpoints), or two
+                hooks that own the same state (:attr:`FnHook.owns`), naming both and the state.
+        """
         registered = tuple(hooks)
         seen: set[str] = set()
+        owners: dict[str, str] = {}
         for hook in registered:
             if hook.name in seen:
                 raise ValueError(
@@ -133,6 +147,13 @@ class Pipeline:
                     "so each hook in a pipeline needs its own"
                 )
             seen.add(hook.name)
+            for state in sorted(hook.owns):
+                if state in owners:
+                    raise ValueError(
+                        f"hooks {owners[state]!r} and {hook.name!r} would both own {state}; "
+                        "a run can have only one of them"
+                    )
+                owners[state] = hook.name
         ordered = tuple(sorted(registered, key=lambda h: h.priority_value))  # sorted() is stable
         by_event = {
             event: tuple((h, h.on[event]) for h in ordered if event in h.on) for event in Event

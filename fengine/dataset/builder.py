@@ -17,6 +17,85 @@ from fengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 
 _LOADER_KEYS = [p for p in inspect.signature(DataLoader.__init__).parameters if p != "self"]
 
+#: Sample types no model step can take: a dataset returning one is a mistake in ``__getitem__``.
+_NOT_A_SAMPLE = (str, bytes, type(None))
+
+
+class FirstBatchCheck:
+    """A loader's collate function that first checks the samples of the first batch it collates.
+
+    A sample that is a ``str``, ``bytes`` or ``None`` is reported with the dataset's class and an
+    index instead of failing deep inside the model. Only the first call checks (one type test per
+    sample), so later batches cost one attribute read. Wraps fengine's own collate functions;
+    a ``collate_fn`` callable of the user's is used as given (it may turn text into tensors).
+
+    Args:
+        collate_fn: the collate function (kept as ``__wrapped__``).
+        dataset: the loader's dataset.
+    """
+
+    def __init__(self, collate_fn: Callable[..., Any], dataset: Any) -> None:
+        self.__wrapped__ = collate_fn
+        self.dataset_name = type(dataset).__name__
+        self._dataset: Any = dataset
+        self._checked = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers started by pickling get no second copy of the dataset (the loader sends one).
+        return {**self.__dict__, "_dataset": None}
+
+    def __call__(self, data_batch: Any) -> Any:
+        if not self._checked:
+            self._check(data_batch)
+        return self.__wrapped__(data_batch)
+
+    def _check(self, data_batch: Any) -> None:
+        samples = data_batch if isinstance(data_batch, list) else []
+        bad = next(((i, s) for i, s in enumerate(samples) if isinstance(s, _NOT_A_SAMPLE)), None)
+        if bad is None:
+            self._checked = True
+            return
+        position, sample = bad
+        where = f"sample {position} of the first batch ({sample!r:.60})"
+        try:  # the failing path only: name a dataset index when index 0 returns the same kind
+            first = self._dataset[0]  # (None in a worker: then the position is named)
+            if isinstance(first, type(sample)):
+                where = f"index 0 ({first!r:.60})"
+        except Exception:  # only the wording depends on it
+            pass
+        raise TypeError(
+            f"dataset {self.dataset_name} returned a {type(sample).__name__} at {where}; "
+            "__getitem__ must return a dict (e.g. dict(inputs=..., "
+            "data_samples=...)), a tuple/list or a Tensor, or pass a collate_fn callable that "
+            "turns such samples into a batch"
+        )
+
+
+def check_not_empty(loader: Any, name: str) -> None:
+    """Raise when ``loader`` (e.g. ``'train_dataloader'``) yields no batch.
+
+    Loaders without a length (iterable datasets) are not checked.
+
+    Raises:
+        ValueError: naming the loader, its dataset's class and size, and the batch settings.
+    """
+    try:
+        batches = len(loader)
+    except TypeError:
+        return
+    if batches:
+        return
+    dataset = getattr(loader, "dataset", None)
+    try:
+        size = f"{len(dataset)} samples"  # type: ignore[arg-type]
+    except TypeError:
+        size = "no length"
+    raise ValueError(
+        f"{name} yields no batch: its dataset {type(dataset).__name__} has {size} "
+        f"(batch_size={getattr(loader, 'batch_size', None)}, "
+        f"drop_last={getattr(loader, 'drop_last', None)}); give it a non-empty dataset"
+    )
+
 
 def _function(cfg: Any, key: str) -> Callable[..., Any]:
     """A callable from ``dict(type=name_or_callable, **partial_kwargs)`` or a callable."""
@@ -51,7 +130,9 @@ def build_dataloader(
     ``dict(type='pseudo_collate'|'default_collate', ...)``; default ``pseudo_collate``),
     ``worker_init_fn``, ``num_batch_per_epoch`` (use only the first batches' samples) and any
     ``DataLoader`` keyword (``batch_size``, ``num_workers``, ``persistent_workers``, ...). With a
-    ``seed``, workers are seeded by :func:`worker_init_fn`.
+    ``seed``, workers are seeded by :func:`worker_init_fn`. A collate function given by config
+    is wrapped in :class:`FirstBatchCheck` (its ``__wrapped__``), so a dataset returning text or
+    ``None`` fails at the first batch with its class named.
 
     Args:
         dataloader: a DataLoader or its config.
@@ -123,7 +204,10 @@ def build_dataloader(
         )
     else:
         init_fn = None
-    collate_fn = _function(cfg.pop("collate_fn", {"type": "pseudo_collate"}), "collate_fn")
+    collate_cfg = cfg.pop("collate_fn", {"type": "pseudo_collate"})
+    collate_fn = _function(collate_cfg, "collate_fn")
+    if isinstance(collate_cfg, Mapping):
+        collate_fn = FirstBatchCheck(collate_fn, dataset)
 
     unknown = sorted(k for k in cfg if k not in _LOADER_KEYS)
     if unknown:

@@ -8,6 +8,7 @@ save, deletion and publication; its MMEngine methods hand their event to the run
 from __future__ import annotations
 
 import os
+import string
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -80,12 +81,34 @@ def _check_type(name: str, value: object, kind: type | tuple[type, ...], accepte
         raise TypeError(f"CheckpointHook: {name} must be {accepted}, got {value!r}")
 
 
+def _check_filename_tmpl(template: str) -> None:
+    """``template`` must hold exactly one field, filled with the step number (``'epoch_{}.pth'``).
+
+    Without one, every save writes the same file and ``max_keep_ckpts`` deletes the only copy.
+    """
+    try:
+        fields = sum(1 for _, name, _, _ in string.Formatter().parse(template) if name is not None)
+        template.format(1)
+    except (IndexError, KeyError, ValueError) as error:
+        raise ValueError(
+            f"CheckpointHook: filename_tmpl {template!r} cannot be formatted with the step number "
+            f"({error}); use one positional field, e.g. 'epoch_{{}}.pth' or 'ckpt_{{:06d}}.pth'"
+        ) from None
+    if fields != 1:
+        raise ValueError(
+            f"CheckpointHook: filename_tmpl {template!r} has {fields} replacement fields; it needs "
+            "exactly one for the step number (without it every save overwrites one file, which "
+            "max_keep_ckpts then deletes), e.g. 'epoch_{}.pth' or 'ckpt_{:06d}.pth'"
+        )
+
+
 @HOOKS.register_module()
 class CheckpointHook(Hook):
     """Saves regular, best and published checkpoints (see :mod:`fengine.hooks.checkpoint_plan`).
 
     Args:
-        interval: save every ``interval`` epochs (iterations); ``-1``: only the last.
+        interval: save every ``interval`` epochs (iterations), a positive int; ``-1`` (MMEngine's
+            "never"): only the last (with ``save_last``). ``0`` and other negatives are errors.
         by_epoch: count epochs (``True``) or iterations (``False``); ``None`` (default) follows the
             train loop, so an iteration-based run saves ``iter_N.pth`` every ``interval`` iterations.
         save_optimizer: include the optimizer state.
@@ -101,7 +124,8 @@ class CheckpointHook(Hook):
         file_client_args: accepted for compatibility (local files only).
         published_keys: after training, publish copies of the last and best checkpoints that keep
             only these top-level keys.
-        filename_tmpl: template of regular names, e.g. ``'ckpt_{:03d}.pth'``.
+        filename_tmpl: template of regular names with exactly one field for the step number,
+            e.g. ``'ckpt_{:03d}.pth'``.
         save_begin: the first epoch (iteration) counted by ``interval``.
         backend_args: accepted for compatibility (local files only).
         **kwargs: passed to the runner's ``save_checkpoint`` for regular and best checkpoints.
@@ -109,7 +133,8 @@ class CheckpointHook(Hook):
     Raises:
         TypeError: an argument of the wrong type (the save_best/rule/published_keys ones are also
             ``AssertionError`` s, as in MMEngine).
-        ValueError: ``save_begin < 0``, a bad ``filename_tmpl``, both ``file_client_args`` and
+        ValueError: ``interval`` 0 or below -1, ``save_begin < 0``, a ``filename_tmpl`` without
+            exactly one field, both ``file_client_args`` and
             ``backend_args``, a rule that cannot be inferred, or a ``save_best``/``rule`` list of
             the wrong shape (also an ``AssertionError``).
         KeyError: a rule other than ``'greater'``/``'less'``/``None``.
@@ -158,17 +183,16 @@ class CheckpointHook(Hook):
             raise ValueError(
                 "CheckpointHook: file_client_args and backend_args cannot both be set; use backend_args"
             )
+        if interval == 0 or interval < -1:
+            raise CheckpointArgumentError(
+                f"CheckpointHook: interval must be a positive int (save every `interval` epochs or "
+                f"iterations) or -1 (never by interval; `save_last` still saves the last), got {interval}"
+            )
         if save_begin < 0:
             raise ValueError(f"CheckpointHook: save_begin should not be less than 0, got {save_begin}")
         if filename_tmpl is not None:
             _check_type("filename_tmpl", filename_tmpl, str, "a str.format template or None")
-            try:
-                filename_tmpl.format(1)
-            except (IndexError, KeyError, ValueError) as error:
-                raise ValueError(
-                    f"CheckpointHook: filename_tmpl {filename_tmpl!r} cannot be formatted with the "
-                    f"step number ({error}); use one positional field, e.g. 'epoch_{{}}.pth'"
-                ) from None
+            _check_filename_tmpl(filename_tmpl)
         best = _str_list("save_best", save_best)
         if best is not None and "auto" in best and len(best) != 1:
             raise CheckpointArgumentError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -305,6 +305,9 @@ class EMAHook(Hook):
     """
 
     priority: PriorityLike = 49
+    owns: ClassVar[frozenset[str]] = frozenset(
+        {"the checkpoint's 'ema_state_dict' and the model's weights (swapped for the average in validation)"}
+    )
 
     def __init__(
         self,

@@ -65,9 +65,13 @@ class Hook:
 
     ``priority`` (class or instance attribute) is a name, an int in ``0..100`` or a
     :class:`~fengine.core.priority.Priority`; it is kept as given and converted only to sort.
+    ``owns`` names, in words, state outside the hook that it takes over for the whole run (see
+    :attr:`fengine.core.pipeline.FnHook.owns`): a runner refuses two hooks that own the same
+    thing, while any number of hooks of one class that own nothing may be registered.
     """
 
     priority: PriorityLike = "NORMAL"
+    owns: ClassVar[frozenset[str]] = frozenset()
     stages: ClassVar[tuple[str, ...]] = tuple(e.value for e in STAGES)
 
     # -- run-level ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ the iteration used. Façade: :class:`ParamSchedulerHook`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from fengine.core.effects import StepSchedulers
 from fengine.core.events import Event
@@ -66,6 +66,9 @@ class ParamSchedulerHook(Hook):
     """Steps the runner's parameter schedulers (see the module docstring)."""
 
     priority: PriorityLike = "LOW"
+    owns: ClassVar[frozenset[str]] = frozenset(
+        {"the stepping of the runner's parameter schedulers (a second hook steps each twice)"}
+    )
 
     def to_fn_hook(self, name: str) -> FnHook[None]:
         """This hook's pure handlers as a pipeline member named ``name``."""

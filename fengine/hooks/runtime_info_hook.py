@@ -20,7 +20,7 @@ What is written, and when:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -248,6 +248,9 @@ class RuntimeInfoHook(Hook):
     """
 
     priority: PriorityLike = "VERY_HIGH"
+    owns: ClassVar[frozenset[str]] = frozenset(
+        {"the message hub's runtime info and train/val/test scalars (a second hook records each value twice)"}
+    )
 
     def __init__(self, enable_tensorboard: bool = True) -> None:
         if not isinstance(enable_tensorboard, bool):

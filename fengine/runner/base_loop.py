@@ -115,7 +115,7 @@ def check_schedule(
 
     Args:
         limit_name: ``'max_epochs'`` or ``'max_iters'``.
-        limit: its value (an integer value >= 0).
+        limit: its value (an integer value >= 1: a loop of 0 would train nothing).
         val_begin: the first epoch/iteration that may validate (an int).
         val_interval: validate every this many epochs/iterations (an int > 0).
         dynamic_intervals: ``None`` or a list of ``(milestone, interval)`` pairs of ints, with
@@ -128,8 +128,8 @@ def check_schedule(
     """
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or int(limit) != limit:
         raise TypeError(f"train_cfg: `{limit_name}` should be an integer number, got {limit!r}")
-    if limit < 0:
-        raise ValueError(f"train_cfg: `{limit_name}` must be >= 0, got {limit!r}")
+    if limit < 1:
+        raise ValueError(f"train_cfg: `{limit_name}` must be >= 1 (0 would train nothing), got {limit!r}")
     for name, value in (("val_begin", val_begin), ("val_interval", val_interval)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"train_cfg: `{name}` must be an int, got {value!r}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fengine import dist
-from fengine.dataset import build_dataloader
+from fengine.dataset import build_dataloader, check_not_empty
 from fengine.evaluator import Evaluator
 from fengine.model.utils import revert_sync_batchnorm
 from fengine.model.wrappers import MMDistributedDataParallel, is_model_wrapper
@@ -155,18 +155,25 @@ class BuildMixin:
         )
 
     def build_train_loop(self, loop: Any) -> BaseLoop:
-        """The train loop from ``train_cfg`` (``by_epoch`` picks the loop, or a ``type``)."""
+        """The train loop from ``train_cfg`` (``by_epoch`` picks the loop, or a ``type``).
+
+        Raises:
+            ValueError: its dataloader yields no batch (naming ``train_dataloader``).
+        """
         if isinstance(loop, BaseLoop):
             return loop
         if not isinstance(loop, Mapping):
             raise TypeError(f"train_loop should be a Loop object or dict, but got {loop!r}")
         cfg = copy.deepcopy(dict(loop))
+        built: BaseLoop
         if "type" in cfg:
-            built: BaseLoop = LOOPS.build(cfg, default_args={"runner": self, "dataloader": self._train_dataloader})
-            return built
-        by_epoch = cfg.pop("by_epoch", "max_iters" not in cfg)
-        loop_cls = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
-        return loop_cls(runner=self, dataloader=self._train_dataloader, **cfg)
+            built = LOOPS.build(cfg, default_args={"runner": self, "dataloader": self._train_dataloader})
+        else:
+            by_epoch = cfg.pop("by_epoch", "max_iters" not in cfg)
+            loop_cls = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+            built = loop_cls(runner=self, dataloader=self._train_dataloader, **cfg)
+        check_not_empty(getattr(built, "dataloader", None), "train_dataloader")
+        return built
 
     def build_val_loop(self, loop: Any) -> BaseLoop:
         """The validation loop from ``val_cfg``."""
@@ -183,10 +190,9 @@ class BuildMixin:
             raise TypeError(f"{name}_loop should be a Loop object or dict, but got {loop!r}")
         cfg = copy.deepcopy(dict(loop))
         defaults = {"runner": self, "dataloader": dataloader, "evaluator": evaluator}
-        if "type" in cfg:
-            built: BaseLoop = LOOPS.build(cfg, default_args=defaults)
-            return built
-        return default(**cfg, **defaults)
+        built: BaseLoop = LOOPS.build(cfg, default_args=defaults) if "type" in cfg else default(**cfg, **defaults)
+        check_not_empty(getattr(built, "dataloader", None), f"{name}_dataloader")
+        return built
 
     def build_log_processor(self, log_processor: Any) -> Any:
         """A log processor as given, or built (``LogProcessor`` unless ``type`` says otherwise)."""

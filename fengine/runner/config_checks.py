@@ -8,10 +8,13 @@ datasets are loaded or an epoch is trained. Building stays lazy, in MMEngine's o
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch.utils.data
+from torch import nn
 
 from fengine.registry import (
     DATA_SAMPLERS,
@@ -20,6 +23,7 @@ from fengine.registry import (
     FUNCTIONS,
     LOOPS,
     METRICS,
+    MODELS,
     OPTIM_WRAPPER_CONSTRUCTORS,
     OPTIM_WRAPPERS,
     OPTIMIZERS,
@@ -61,6 +65,42 @@ def check_type(cfg: Any, registry: Registry, where: str) -> None:
             registry.resolve(cfg["type"])
         except KeyError as error:
             raise type(error)(f"{where}: {error}") from None
+
+
+def check_work_dir(work_dir: Any) -> None:
+    """``work_dir`` must be ``None`` (a fresh folder), a str or a path.
+
+    Raises:
+        TypeError: naming the value and its type.
+    """
+    if work_dir is not None and not isinstance(work_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"work_dir must be a str, an os.PathLike or None (a fresh folder under ./work_dirs), "
+            f"got {work_dir!r} of type {type(work_dir).__name__}"
+        )
+
+
+def check_model(model: Any, data_preprocessor: Any) -> None:
+    """Resolve the registered types of a model config and of its data preprocessor.
+
+    The preprocessor's type is checked here because a model class may take the config and not
+    build it (or build it only on first use); ``data_preprocessor`` given to the Runner with a
+    model *object* is ignored (MMEngine's rule), which is warned about.
+
+    Raises:
+        KeyError: an unknown model or preprocessor type (naming the close registered names).
+    """
+    check_type(model, MODELS, "model")
+    if isinstance(model, Mapping):
+        check_type(model.get("data_preprocessor"), MODELS, "model.data_preprocessor")
+    check_type(data_preprocessor, MODELS, "data_preprocessor")
+    if isinstance(model, nn.Module) and data_preprocessor is not None:
+        warnings.warn(
+            f"data_preprocessor={data_preprocessor!r} is ignored: the model is given as an "
+            f"{type(model).__name__} object, which keeps its own preprocessor; pass a model config "
+            "dict, or give the preprocessor to the model's constructor",
+            stacklevel=3,
+        )
 
 
 def check_train_cfg(train_cfg: Any) -> None:

@@ -41,7 +41,7 @@ class HookHostMixin:
     """Hook registration, the run-state cell and event dispatch (the runner's ``HookHost``)."""
 
     _run: RunState
-    _hooks: list[Hook]
+    _hook_list: list[Hook]
     _fn_hooks: list[FnHook[Any]]
     _pipeline: Pipeline
     _detached: weakref.WeakKeyDictionary[Hook, Any]
@@ -49,7 +49,7 @@ class HookHostMixin:
 
     def _init_hook_host(self, run: RunState) -> None:
         self._run = run
-        self._hooks = []
+        self._hook_list = []
         self._fn_hooks = []
         self._pipeline = Pipeline.of(())
         self._detached = weakref.WeakKeyDictionary()
@@ -81,14 +81,35 @@ class HookHostMixin:
         """The unique name of each hook in :attr:`hooks` (its key in states and checkpoints)."""
         return [fn.name for fn in self._fn_hooks]
 
+    @property
+    def _hooks(self) -> list[Hook]:
+        """The registered hooks in call order (MMEngine's attribute; the list itself)."""
+        return self._hook_list
+
+    @_hooks.setter
+    def _hooks(self, hooks: list[Hook]) -> None:
+        # MMEngine's tests and tools reset ``runner._hooks = []`` and register again: the
+        # pipeline and the names follow the new list.
+        hook_list: list[Hook] = []
+        fn_hooks: list[FnHook[Any]] = []
+        for hook in hooks:
+            fn_hooks.append(_fn_hook(hook, _unique_name(type(hook).__name__, fn_hooks)))
+            hook_list.append(hook)
+        self._pipeline = Pipeline.of(fn_hooks)
+        self._hook_list, self._fn_hooks = hook_list, fn_hooks
+
     def register_hook(self, hook: Hook | Mapping[str, Any], priority: PriorityLike | None = None) -> None:
         """Register ``hook`` in MMEngine's order.
 
         The effective priority is ``priority`` if given, else a config's ``'priority'`` key, else
         the hook's own ``priority`` attribute; it is stored on the hook as given. The hook goes
         right after the last registered hook whose priority value is lower or equal, so hooks of
-        equal priority run in registration order. Its name is its class name, with ``#2``,
-        ``#3`` ... for repeats. (Unlike MMEngine, a config dict is not modified.)
+        equal priority run in registration order. Any number of hooks of one class may be
+        registered (as in MMEngine); each gets a unique name, the key of its state in checkpoints:
+        its class name, then ``#2``, ``#3`` ... for the second, third ... registered, so a run
+        built the same way names its hooks the same way. Two hooks that own the same state
+        (:attr:`~fengine.hooks.Hook.owns`, e.g. two ``EMAHook`` s) are an error. (Unlike MMEngine,
+        a config dict is not modified.)
 
         Args:
             hook: a :class:`~fengine.hooks.Hook` or a config dict built through ``HOOKS``.
@@ -97,7 +118,8 @@ class HookHostMixin:
         Raises:
             TypeError: ``hook`` is neither a Hook nor a dict, or its config builds something
                 that is not a Hook, or the priority has the wrong type.
-            ValueError: an int priority outside ``0..100``.
+            ValueError: an int priority outside ``0..100``, or ``hook`` owns state that a
+                registered hook owns already (naming both and the state).
             KeyError: an unknown priority name or hook type (naming close matches).
         """
         if isinstance(hook, Mapping):
@@ -124,12 +146,11 @@ class HookHostMixin:
             if value >= get_priority(self._hooks[i].priority):
                 index = i + 1
                 break
-        base = type(hook).__name__
-        repeats = sum(1 for h in self._hooks if type(h).__name__ == base)
-        name = base if repeats == 0 else f"{base}#{repeats + 1}"
-        self._hooks.insert(index, hook)
-        self._fn_hooks.insert(index, hook.to_fn_hook(name))
-        self._pipeline = Pipeline.of(self._fn_hooks)
+        fn_hooks = list(self._fn_hooks)
+        fn_hooks.insert(index, _fn_hook(hook, _unique_name(type(hook).__name__, fn_hooks)))
+        self._pipeline = Pipeline.of(fn_hooks)  # checks names and owned state before any change
+        self._fn_hooks = fn_hooks
+        self._hook_list.insert(index, hook)
 
     def register_default_hooks(self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None) -> None:
         """Register MMEngine's six default hooks merged with ``hooks``.
@@ -296,6 +317,22 @@ class HookHostMixin:
         """Every registered hook's current state, by name (initial states for untouched hooks)."""
         states = self._run.hook_states
         return {fn.name: states.get(fn.name, fn.init) for fn in self._fn_hooks}
+
+
+def _unique_name(base: str, fn_hooks: list[FnHook[Any]]) -> str:
+    """``base``, or ``base#n`` for the smallest ``n >= 2`` no hook in ``fn_hooks`` is named."""
+    taken = {fn.name for fn in fn_hooks}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}#{n}"
+    return name
+
+
+def _fn_hook(hook: Hook, name: str) -> FnHook[Any]:
+    """``hook``'s pipeline member, carrying what its class owns."""
+    fn = hook.to_fn_hook(name)
+    return fn if hook.owns <= fn.owns else attrs.evolve(fn, owns=fn.owns | hook.owns)
 
 
 def _priority_label(priority: PriorityLike) -> Any:

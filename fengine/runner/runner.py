@@ -75,7 +75,7 @@ class Runner(BuildMixin, EffectInterpreter):
     def __init__(
         self,
         model: nn.Module | Mapping[str, Any],
-        work_dir: str | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
         train_dataloader: Any = None,
         val_dataloader: Any = None,
         test_dataloader: Any = None,
@@ -108,6 +108,8 @@ class Runner(BuildMixin, EffectInterpreter):
         checks.check_together("testing", test_dataloader=test_dataloader, test_cfg=test_cfg, test_evaluator=test_evaluator)
         if param_scheduler is not None and optim_wrapper is None:
             raise ValueError(f"param_scheduler should be None when optim_wrapper is None, but got {param_scheduler!r}")
+        checks.check_work_dir(work_dir)
+        checks.check_model(model, data_preprocessor)
         checks.check_train_cfg(train_cfg)
         for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader), ("test_dataloader", test_dataloader)):
             checks.check_dataloader(loader, name)

@@ -113,6 +113,17 @@ def test_duplicate_names_are_rejected() -> None:
         Pipeline.of([_recorder("x", 1), _recorder("x", 2)])
 
 
+def test_two_hooks_owning_the_same_state_are_rejected_naming_both() -> None:
+    first = attrs.evolve(_recorder("Ema", 1), owns={"the EMA weights"})
+    second = attrs.evolve(_recorder("Ema#2", 2), owns=frozenset({"the EMA weights", "other"}))
+    with pytest.raises(ValueError, match="hooks 'Ema' and 'Ema#2' would both own the EMA weights; a run can have only one"):
+        Pipeline.of([first, second])
+    # owning different things, or nothing, is fine
+    third = attrs.evolve(_recorder("Other", 3), owns={"other"})
+    assert [h.name for h in Pipeline.of([first, third, _recorder("Plain", 0)]).hooks] == ["Plain", "Ema", "Other"]
+    assert isinstance(third.owns, frozenset)
+
+
 def test_bad_hook_fields_are_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="between 0 and 100"):
         FnHook(name="a", priority=200, init=None)

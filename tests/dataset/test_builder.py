@@ -32,7 +32,7 @@ def test_a_config_builds_a_loader_with_mmengine_defaults():
     )
     assert loader.dataset is ds  # objects in the config are not copied
     assert isinstance(loader.sampler, DefaultSampler) and loader.sampler.seed == 5
-    assert loader.collate_fn is pseudo_collate
+    assert loader.collate_fn.__wrapped__ is pseudo_collate  # behind the first-batch check
     assert loader.batch_size == 4
     batches = list(loader)
     assert len(batches) == 3
@@ -189,3 +189,25 @@ def test_returns_a_torch_dataloader():
     assert isinstance(
         build_dataloader(dict(dataset=[1, 2], sampler=dict(type="DefaultSampler"))), DataLoader
     )
+
+
+def test_text_samples_fail_at_the_first_batch_naming_the_dataset() -> None:
+    import pickle
+
+    from fengine.dataset import FirstBatchCheck
+
+    class Mixed(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
+            return None if index == 2 else {"inputs": torch.tensor(float(index))}
+
+    loader = build_dataloader(dict(dataset=Mixed(), sampler=dict(type="DefaultSampler", shuffle=False), batch_size=4))
+    with pytest.raises(TypeError, match=r"dataset Mixed returned a NoneType at sample 2 of the first batch \(None\)"):
+        next(iter(loader))
+    check = FirstBatchCheck(pseudo_collate, Mixed())
+    in_worker = pickle.loads(pickle.dumps(check))  # workers get no copy of the dataset
+    assert in_worker._dataset is None and in_worker.dataset_name == "Mixed"
+    good = build_dataloader(dict(dataset=dataset(), sampler=dict(type="DefaultSampler", shuffle=False), batch_size=4))
+    assert len(list(good)) == 3 and good.collate_fn._checked

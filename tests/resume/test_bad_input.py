@@ -77,6 +77,26 @@ class GrayImages(Dataset[dict[str, torch.Tensor]]):
         return {"inputs": torch.full((1, 4, 4), float(index)), "targets": torch.tensor(1.0)}
 
 
+@DATASETS.register_module(force=True)
+class TextLines(Dataset[str]):
+    """A dataset whose ``__getitem__`` returns text, which no model step can take."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> str:
+        return f"line {index}"
+
+
+@DATASETS.register_module(force=True)
+class NoSamples(Dataset[dict[str, torch.Tensor]]):
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        raise IndexError(index)
+
+
 class ColourNet(ResumeNet):
     """Expects RGB images (its preprocessor normalises three channels)."""
 
@@ -128,6 +148,11 @@ BAD: list[Case] = [
     ("check_finite-value", {"train_cfg": {"by_epoch": True, "max_epochs": 2, "check_finite": "maybe"}}, TypeError, "`check_finite` must be a bool or 'skip'.*got 'maybe'"),
     ("max_iter-typo", {"train_cfg": {"by_epoch": False, "max_iter": 10}}, ValueError, r"unknown keys \['max_iter'\].*accepted: by_epoch, max_iters"),
     ("loop-type-typo", {"train_cfg": {"type": "IterBasedTrainLop", "max_iters": 3}}, KeyError, "'IterBasedTrainLop' is not registered.*did you mean 'IterBasedTrainLoop'"),
+    ("max_iters-0", {"train_cfg": {"by_epoch": False, "max_iters": 0}}, ValueError, r"train_cfg: `max_iters` must be >= 1 \(0 would train nothing\), got 0"),
+    ("max_epochs-0", {"train_cfg": {"by_epoch": True, "max_epochs": 0}}, ValueError, r"train_cfg: `max_epochs` must be >= 1 \(0 would train nothing\), got 0"),
+    ("max_iters-negative", {"train_cfg": {"by_epoch": False, "max_iters": -3}}, ValueError, r"`max_iters` must be >= 1 \(0 would train nothing\), got -3"),
+    ("max_iters-fraction", {"train_cfg": {"by_epoch": False, "max_iters": 2.5}}, TypeError, "`max_iters` should be an integer number, got 2.5"),
+    ("loop-type-max_epochs-0", {"train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": 0}}, ValueError, "`max_epochs` must be >= 1"),
     # optim_wrapper
     ("accumulative_counts-0", {"optim_wrapper": {"optimizer": _SGD, "accumulative_counts": 0}}, ValueError, "accumulative_counts must be an int >= 1, got accumulative_counts=0"),
     ("clip_grad-empty", {"optim_wrapper": {"optimizer": _SGD, "clip_grad": {}}}, ValueError, "clip_grad must be None or a non-empty dict"),
@@ -145,23 +170,36 @@ BAD: list[Case] = [
     ("default-hook-unknown-type", {"default_hooks": {"logger": {"type": "LogerHook"}}}, KeyError, "'LogerHook' is not registered.*'LoggerHook'"),
     ("default-hook-not-a-hook", {"default_hooks": {"logger": 3}}, TypeError, "hook should be an instance of Hook or dict, but got 3"),
     ("checkpoint-interval-text", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "interval": "1"}}}, TypeError, "CheckpointHook: interval must be an int"),
+    ("checkpoint-interval-negative", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "interval": -5}}}, ValueError, r"CheckpointHook: interval must be a positive int .* or -1 \(never by interval; `save_last` still saves the last\), got -5"),
+    ("checkpoint-interval-0", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "interval": 0}}}, ValueError, "CheckpointHook: interval must be a positive int.*got 0"),
+    ("checkpoint-template-without-field", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "filename_tmpl": "ckpt.pth"}}}, ValueError, r"filename_tmpl 'ckpt.pth' has 0 replacement fields; it needs exactly one for the step number .*'epoch_\{\}.pth'"),
+    ("checkpoint-template-two-fields", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "filename_tmpl": "{0}_{0}.pth"}}}, ValueError, r"filename_tmpl '\{0\}_\{0\}.pth' has 2 replacement fields"),
     ("checkpoint-rule", {"default_hooks": {"checkpoint": {"type": "CheckpointHook", "save_best": "mse", "rule": "lesser"}}}, KeyError, "rule must be 'greater', 'less' or None, got 'lesser'"),
     # custom_hooks
     ("custom-hook-object", {"custom_hooks": [object()]}, TypeError, "hook should be an instance of Hook or dict"),
     ("custom-hooks-not-a-list", {"custom_hooks": {"type": "EMAHook"}}, TypeError, "custom_hooks must be a list of hooks or hook configs"),
     ("ema-momentum", {"custom_hooks": [{"type": "EMAHook", "momentum": 2}]}, ValueError, r"momentum must be in the open range \(0.0, 1.0\), got 2"),
     ("early-stopping-without-monitor", {"custom_hooks": [{"type": "EarlyStoppingHook"}]}, TypeError, "EarlyStoppingHook .* missing a required argument: 'monitor'"),
+    ("two-ema-hooks", {"custom_hooks": [{"type": "EMAHook"}, {"type": "EMAHook", "momentum": 0.01}]}, ValueError, "hooks 'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict' and the model's weights"),
+    ("two-scheduler-hooks", {"custom_hooks": [{"type": "ParamSchedulerHook"}]}, ValueError, "hooks 'ParamSchedulerHook' and 'ParamSchedulerHook#2' would both own the stepping of the runner's parameter schedulers"),
+    ("two-runtime-info-hooks", {"default_hooks": {"extra": {"type": "RuntimeInfoHook"}}}, ValueError, "hooks 'RuntimeInfoHook' and 'RuntimeInfoHook#2' would both own the message hub's runtime info"),
     ("hook-priority-name", {"custom_hooks": [{"type": "EMAHook", "priority": "SUPER"}]}, KeyError, "unknown priority name 'SUPER'; accepted"),
     # dataloaders
     ("loader-without-sampler", {"train_dataloader": {"dataset": {"type": "ResumeData"}, "batch_size": 4}}, KeyError, "needs a `sampler`"),
     ("loader-batch-size", {"val_dataloader": {**_LOADER, "batch_size": 0}}, ValueError, "val_dataloader: `batch_size` must be > 0, got 0"),
     ("loader-dataset-typo", {"train_dataloader": {**_LOADER, "dataset": {"type": "ResumeDta"}}}, KeyError, "'ResumeDta' is not registered.*'ResumeData'"),
     ("sampler-argument-typo", {"train_dataloader": {**_LOADER, "sampler": {"type": "DefaultSampler", "shufle": True}}}, TypeError, "DefaultSampler .* unexpected keyword argument 'shufle'.*'shuffle'"),
+    ("dataset-returns-text", {"train_dataloader": {**_LOADER, "dataset": {"type": "TextLines"}}}, TypeError, r"dataset TextLines returned a str at index 0 \('line 0'\); __getitem__ must return a dict"),
+    ("train-dataset-empty", {"train_dataloader": {**_LOADER, "dataset": {"type": "NoSamples"}}}, ValueError, r"train_dataloader yields no batch: its dataset NoSamples has 0 samples \(batch_size=4, drop_last=False\)"),
+    ("val-dataset-empty", {"val_dataloader": {**_LOADER, "dataset": {"type": "NoSamples"}}}, ValueError, "val_dataloader yields no batch: its dataset NoSamples has 0 samples"),
     ("loader-workers", {"train_dataloader": {**_LOADER, "num_workers": -1}}, ValueError, "num_workers option should be non-negative"),
     # the model's outputs and inputs
     ("forward-returns-tensor", {"model": ReturnsTensor()}, TypeError, r"forward\(mode='loss'\) must return a dict of loss name -> Tensor.*got Tensor"),
     ("forward-returns-no-loss", {"model": ReturnsNoLoss()}, ValueError, r"none of its keys \['mse'\] contains 'loss'"),
     ("forward-returns-text", {"model": ReturnsText()}, TypeError, r"losses\['loss'\] is str 'small'; accepted: a Tensor or a list of Tensors"),
+    ("preprocessor-type-typo", {"model": {"type": "ResumeNet", "data_preprocessor": {"type": "NoSuchPreprocessor"}}}, KeyError, "model.data_preprocessor: 'NoSuchPreprocessor' is not registered in the model registry; did you mean 'ImgDataPreprocessor'"),
+    ("runner-preprocessor-type-typo", {"model": ResumeNet(), "data_preprocessor": {"type": "NoSuchPreprocessor"}}, KeyError, "data_preprocessor: 'NoSuchPreprocessor' is not registered"),
+    ("work_dir-int", {"work_dir": 5}, TypeError, "work_dir must be a str, an os.PathLike or None .*got 5 of type int"),
     ("preprocessor-channels", {"model": ColourNet(), "train_dataloader": {**_LOADER, "dataset": {"type": "GrayImages"}}}, ValueError, r"mean/std with 3 values needs images with 3 channels in dim 1, got an input of shape \(4, 1, 4, 4\)"),
     # checkpoints
     ("load_from-missing", {"load_from": "/no/such/file.pth"}, CheckpointError, "checkpoint file '/no/such/file.pth' does not exist"),
@@ -174,9 +212,9 @@ BAD: list[Case] = [
 ]
 
 
-def base_kwargs(work_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A plain 2-epoch run of the resume toy (no EMA or early stopping)."""
-    kwargs = resume_kwargs(work_dir, True, "SGD", train_cfg={"by_epoch": True, "max_epochs": 2}, custom_hooks=[])
+def base_kwargs(folder: Path, **overrides: Any) -> dict[str, Any]:
+    """A plain 2-epoch run of the resume toy (no EMA or early stopping) in ``folder``."""
+    kwargs = resume_kwargs(folder, True, "SGD", train_cfg={"by_epoch": True, "max_epochs": 2}, custom_hooks=[])
     return {**kwargs, **overrides}
 
 

@@ -21,7 +21,7 @@ BAD: list[tuple[dict[str, Any], type[BaseException], str]] = [
     ({"train_dataloader": None, "train_cfg": None, "optim_wrapper": None, "param_scheduler": {"type": "MultiStepLR", "milestones": [1]}}, ValueError, "param_scheduler should be None when optim_wrapper is None"),
     ({"train_cfg": {"by_epoch": True, "max_epoch": 3}}, ValueError, r"unknown keys \['max_epoch'\].*max_epochs"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 1.5}}, TypeError, "`max_epochs` should be an integer number, got 1.5"),
-    ({"train_cfg": {"by_epoch": True, "max_epochs": -1}}, ValueError, "`max_epochs` must be >= 0"),
+    ({"train_cfg": {"by_epoch": True, "max_epochs": -1}}, ValueError, r"`max_epochs` must be >= 1 \(0 would train nothing\), got -1"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 2, "val_interval": 0}}, ValueError, "`val_interval` must be > 0, got 0"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 2, "val_begin": "1"}}, TypeError, "`val_begin` must be an int"),
     ({"train_cfg": {"by_epoch": "yes", "max_epochs": 2}}, TypeError, "`by_epoch` must be a bool"),
@@ -121,3 +121,13 @@ def test_missing_stage_components(tmp_path: Any) -> None:
             call()
     with pytest.raises(TypeError, match="has no `train_step`"):
         Runner(**toy_kwargs(tmp_path, model=torch.nn.Linear(2, 1))).train()
+
+
+def test_a_preprocessor_beside_a_model_object_is_checked_and_warned_about(tmp_path: Any) -> None:
+    """MMEngine ignores ``data_preprocessor`` when the model is an object: fengine says so."""
+    model = ToyModel()
+    with pytest.warns(UserWarning, match=r"data_preprocessor=\{'type': 'BaseDataPreprocessor'\} is ignored: the model is given as an ToyModel object"):
+        runner = Runner(**toy_kwargs(tmp_path, model=model, data_preprocessor={"type": "BaseDataPreprocessor"}))
+    assert runner.model.data_preprocessor is model.data_preprocessor
+    with pytest.raises(KeyError, match="data_preprocessor: 'NoSuch' is not registered"):
+        Runner(**toy_kwargs(tmp_path, model=ToyModel(), data_preprocessor={"type": "NoSuch"}))

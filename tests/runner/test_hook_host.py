@@ -94,6 +94,59 @@ def test_priority_precedence_and_config_left_alone(tmp_path: Any) -> None:
     assert runner.hook_names == ["H1#2", "H2", "H1"]
 
 
+def test_hooks_of_one_class_are_allowed_with_stable_unique_names(tmp_path: Any) -> None:
+    """As in MMEngine, one class may be registered many times; each gets a state key of its own
+    that a runner built the same way reproduces, and they all run."""
+
+    def build(folder: str) -> Runner:
+        return Runner(**toy_kwargs(tmp_path / folder, custom_hooks=[IterTimerHook(), {"type": "IterTimerHook", "priority": "LOW"}]))
+
+    runner = build("a")
+    names = ["RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "IterTimerHook#2", "LoggerHook", "ParamSchedulerHook", "IterTimerHook#3", "CheckpointHook"]
+    assert runner.hook_names == names
+    assert build("b").hook_names == names
+    runner.train()
+    states = runner.hook_states()
+    assert all(states[n].train_iters == runner.iter > 0 for n in ("IterTimerHook", "IterTimerHook#2", "IterTimerHook#3"))
+
+
+def test_mmengine_reset_of_hooks_then_register_again(tmp_path: Any) -> None:
+    """MMEngine's tests assign ``runner._hooks = []`` and register again: the pipeline follows."""
+    runner = Runner(**toy_kwargs(tmp_path))
+    runner._hooks = []
+    assert runner.hooks == [] and runner.hook_names == []
+    runner.register_hook({"type": "IterTimerHook"})
+    runner.register_hook({"type": "RuntimeInfoHook"})
+    assert runner.hook_names == ["RuntimeInfoHook", "IterTimerHook"]
+    runner._hooks = []
+    runner.register_default_hooks()
+    assert _names(runner) == DEFAULT_ORDER and runner.hook_names == DEFAULT_ORDER
+    timer = IterTimerHook()
+    runner._hooks = [timer, IterTimerHook()]
+    assert runner.hook_names == ["IterTimerHook", "IterTimerHook#2"] and runner.hooks[0] is timer
+
+
+def test_a_refused_hook_leaves_the_registration_unchanged(tmp_path: Any) -> None:
+    runner = Runner(**toy_kwargs(tmp_path, custom_hooks=[EMAHook()]))
+    before = (runner.hooks, runner.hook_names)
+    with pytest.raises(ValueError, match="'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict'"):
+        runner.register_hook(EMAHook(momentum=0.5))
+    assert (runner.hooks, runner.hook_names) == before
+    assert len(runner._pipeline.hooks) == len(before[0])
+
+
+class Exclusive(Hook):
+    owns = frozenset({"the run's lucky number"})
+
+
+def test_owned_state_is_data_on_any_hook_class(tmp_path: Any) -> None:
+    runner = Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=[Exclusive(), H3(), H3()])
+    assert runner._fn_hooks[runner.hook_names.index("Exclusive")].owns == Exclusive.owns
+    with pytest.raises(ValueError, match="hooks 'Exclusive' and 'Exclusive#2' would both own the run's lucky number"):
+        runner.register_hook(Exclusive())
+    assert Hook.owns == IterTimerHook.owns == frozenset()
+
+
 DEFAULT_ORDER_KEYS = ("runtime_info", "timer", "sampler_seed", "logger", "param_scheduler", "checkpoint")
 
 
