@@ -13,6 +13,8 @@ from fengine.logging.logger import print_log
 from fengine.utils.manager import ManagerMixin
 
 _STATE_KEYS = ("log_scalars", "runtime_info", "resumed_keys")
+#: The prefixes a bare scalar name may stand for in :meth:`MessageHub.get_scalar`.
+_MODES = ("train", "val", "test")
 
 
 def _copy_or_reference(key: str, value: Any) -> Any:
@@ -75,6 +77,11 @@ class MessageHub(ManagerMixin):
         self._log_scalars: OrderedDict[str, HistoryBuffer] = self._parse("log_scalars", log_scalars)
         self._runtime_info: OrderedDict[str, Any] = self._parse("runtime_info", runtime_info)
         self._resumed_keys: OrderedDict[str, bool] = self._parse("resumed_keys", resumed_keys)
+        # When each key was last updated (a tick, for resolving bare names to the newest mode),
+        # and the bare names whose resolution was already announced.
+        self._clock = 0
+        self._updated: dict[str, int] = {}
+        self._announced: set[str] = set()
         for key, value in self._log_scalars.items():
             if not isinstance(value, HistoryBuffer):
                 raise TypeError(
@@ -133,6 +140,8 @@ class MessageHub(ManagerMixin):
         if buffer is None:
             buffer = self._log_scalars[key] = HistoryBuffer()
         buffer.update(value, count)
+        self._clock += 1
+        self._updated[key] = self._clock
 
     def update_scalars(self, log_dict: Mapping[str, Any], resumed: bool = True) -> None:
         """:meth:`update_scalar` for each item; a value may be ``{'value': v, 'count': n}``.
@@ -188,16 +197,41 @@ class MessageHub(ManagerMixin):
     def get_scalar(self, key: str) -> HistoryBuffer:
         """The history of ``key``.
 
+        A bare name that was never logged itself (``'val_acc'``) stands for the one
+        ``<mode>/<name>`` key holding it (``'val/val_acc'``; modes ``train``, ``val``, ``test``),
+        the most recently updated one when several modes hold it; the first resolution of
+        each name is logged at INFO.
+
         Raises:
             KeyError: nothing was logged under ``key`` (the message lists the known keys).
         """
         buffer = self._log_scalars.get(key)
-        if buffer is None:
-            raise KeyError(
-                f"{key!r} is not a logged scalar of message hub {self.instance_name!r}; "
-                f"logged: {list(self._log_scalars)}"
+        if buffer is not None:
+            return buffer
+        if "/" not in key:
+            held = [f"{mode}/{key}" for mode in _MODES if f"{mode}/{key}" in self._log_scalars]
+            if held:
+                return self._resolve(key, held)
+        raise KeyError(
+            f"{key!r} is not a logged scalar of message hub {self.instance_name!r}; "
+            f"logged: {list(self._log_scalars)}"
+        )
+
+    def _resolve(self, name: str, held: list[str]) -> HistoryBuffer:
+        # max() keeps the first of equal ticks: among keys only loaded from a checkpoint (tick 0),
+        # the first in train, val, test order.
+        chosen = max(held, key=lambda k: self._updated.get(k, 0))
+        if name not in self._announced:
+            self._announced.add(name)
+            others = [k for k in held if k != chosen]
+            also = f" (the most recently updated of {held})" if others else ""
+            print_log(
+                f"message hub {self.instance_name!r}: scalar {name!r} is read from "
+                f"{chosen!r}{also}",
+                logger="current",
+                level=logging.INFO,
             )
-        return buffer
+        return self._log_scalars[chosen]
 
     def get_info(self, key: str, default: Any = None) -> Any:
         """Runtime information ``key``, or ``default`` if absent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import time
 import uuid
 
@@ -13,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fengine.logging import HistoryBuffer, MessageHub
+from fengine.logging import HistoryBuffer, MessageHub, message_hub
 
 
 def fresh_name() -> str:
@@ -138,6 +139,52 @@ def test_loads_buffer_objects_and_skips_what_is_not_a_history(caplog):
     assert "ghost" not in hub.state_dict()["resumed_keys"]
     with pytest.raises(KeyError, match="resumed_keys"):
         hub.load_state_dict({"log_scalars": {}, "runtime_info": {}})
+
+
+@settings(max_examples=30)
+@given(st.lists(st.tuples(st.sampled_from(["train", "val", "test"]), st.sampled_from(["acc", "loss"])), min_size=1, max_size=12))
+def test_a_bare_name_reads_the_most_recently_updated_mode(updates):
+    hub = MessageHub(fresh_name())
+    for step, (mode, name) in enumerate(updates):
+        hub.update_scalar(f"{mode}/{name}", float(step))
+    for name in ("acc", "loss"):
+        latest = [f"{mode}/{n}" for mode, n in updates if n == name]
+        if latest:
+            assert hub.get_scalar(name) is hub.get_scalar(latest[-1])
+        else:
+            with pytest.raises(KeyError, match=f"'{name}' is not a logged scalar"):
+                hub.get_scalar(name)
+
+
+def test_bare_name_resolution_is_announced_once_and_exact_keys_win(monkeypatch):
+    said: list[tuple[str, int]] = []
+    monkeypatch.setattr(message_hub, "print_log", lambda msg, logger, level: said.append((msg, level)))
+    hub = MessageHub(fresh_name())
+    hub.update_scalar("val/acc", 0.5)
+    hub.update_scalar("test/acc", 0.7)
+    assert hub.get_scalar("acc").current == 0.7
+    hub.update_scalar("val/acc", 0.9)
+    assert hub.get_scalar("acc").current == 0.9
+    assert said == [(
+        f"message hub {hub.instance_name!r}: scalar 'acc' is read from 'test/acc' "
+        "(the most recently updated of ['val/acc', 'test/acc'])",
+        logging.INFO,
+    )]
+    hub.update_scalar("acc", 1.0)  # a key of that very name is read as it is
+    assert hub.get_scalar("acc").current == 1.0
+    hub.update_scalar("custom/x", 1.0)  # only train/val/test stand behind a bare name ...
+    with pytest.raises(KeyError, match="'x' is not a logged scalar"):
+        hub.get_scalar("x")
+    with pytest.raises(KeyError, match="'other/acc'"):  # ... and a key with a '/' is never resolved
+        hub.get_scalar("other/acc")
+
+
+def test_bare_names_resolve_after_loading_a_state():
+    source = MessageHub(fresh_name())
+    source.update_scalar("val/val_acc", 0.96)
+    hub = MessageHub(fresh_name())
+    hub.load_state_dict(source.state_dict())
+    assert hub.get_scalar("val_acc").current == 0.96
 
 
 def test_load_from_another_hub_copies_it():

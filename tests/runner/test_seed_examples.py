@@ -16,17 +16,14 @@ from fengine.hooks import (
     IterTimerHook,
     LoggerHook,
 )
-from fengine.logging import MessageHub
 from fengine.runner import get_priority
 
 
 class AccuracyMetric(ToyMetric):
-    """Accuracy 1; also logs the user's own ``val_acc`` scalar, which the example reads."""
+    """Accuracy 1, returned as ``val_acc``: the runner logs it as ``val/val_acc``."""
 
     def compute_metrics(self, results: list[Any]) -> dict[str, Any]:
-        metrics = super().compute_metrics(results)
-        MessageHub.get_current_instance().update_scalar("val_acc", metrics["acc"])
-        return metrics
+        return {"val_acc": super().compute_metrics(results)["acc"]}
 
 
 def test_custom_hook_implementation(tmp_path: Any) -> None:
@@ -54,7 +51,10 @@ def test_custom_hook_implementation(tmp_path: Any) -> None:
     log = (tmp_path / runner.timestamp / f"{runner.timestamp}.log").read_text()
     assert log.count("High accuracy achieved!") == 1  # after epoch 5 only
     assert metric.calls == 2  # the hook's runner.val() after epoch 5, the loop's after epoch 6
+    assert "val_acc" not in runner.message_hub.log_scalars  # logged under its mode only
+    assert log.count("scalar 'val_acc' is read from 'val/val_acc'") == 1  # said once
     buffer = runner.message_hub.get_scalar("val_acc")
+    assert buffer is runner.message_hub.get_scalar("val/val_acc")
     assert buffer.current == buffer.current() == 1  # the seed's and MMEngine's spellings
 
 
