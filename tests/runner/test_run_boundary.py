@@ -76,7 +76,7 @@ def _snapshot(root: Path) -> dict[str, Any]:
 
 def _craft(path: Path, best: list[Any], keep: list[Any], last: Any, mmengine_layout: bool) -> None:
     """Rewrite the bookkeeping of the checkpoint at ``path`` (and re-stamp its checksum)."""
-    checkpoint = read_checkpoint(str(path))
+    checkpoint = read_checkpoint(str(path), decode=False)
     fields = checkpoint["hooks"]["CheckpointHook"]["fields"]
     fields.update(best_ckpts=tuple(best), keep_ckpt_ids=tuple(keep), last_ckpt=last, best_scores=(0.0,) * len(best))
     info = checkpoint["message_hub"]["runtime_info"]
@@ -164,7 +164,7 @@ def test_resuming_into_another_work_dir_keeps_the_source_files(tmp_path: Path, m
     source = tmp_path / "runX"
     Runner(**_kwargs(source, [0.1, 0.2, 0.3], 3)).train()
     if mmengine_layout:  # bookkeeping only in the message hub, as MMEngine writes it
-        checkpoint = read_checkpoint(str(source / "iter_3.pth"))
+        checkpoint = read_checkpoint(str(source / "iter_3.pth"), decode=False)
         checkpoint.pop("hooks")
         save_checkpoint(checkpoint, str(source / "iter_3.pth"))
     before = {k: v for k, v in _snapshot(source).items() if k.endswith(".pth") or k == "last_checkpoint"}
@@ -229,7 +229,7 @@ def test_resuming_another_model_fails_before_any_step(source_run: Path, tmp_path
 
 
 def _rewrite(source: Path, target: Path, edit: Any) -> str:
-    checkpoint = read_checkpoint(str(source if source.suffix == ".pth" else source / "iter_3.pth"))
+    checkpoint = read_checkpoint(str(source if source.suffix == ".pth" else source / "iter_3.pth"), decode=False)
     edit(checkpoint)
     save_checkpoint(checkpoint, str(target))
     return str(target)

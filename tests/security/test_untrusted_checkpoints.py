@@ -378,12 +378,12 @@ def test_the_command_line_test_refuses_a_crafted_checkpoint(honest: dict[str, An
 
 
 def test_every_built_in_hook_state_and_a_users_record_resume_exactly(honest: dict[str, Any], tmp_path: Path) -> None:
-    work_dir = tmp_path / "run"
-    work_dir.mkdir()
-    save_checkpoint(copy.deepcopy(honest), str(work_dir / "epoch_1.pth"))
-    stored = read_checkpoint(str(work_dir / "epoch_1.pth"))
-    runner = Runner(**_kwargs(tmp_path / "b"))
-    runner.resume(str(work_dir / "epoch_1.pth"))
+    # Resumed in the run's own work_dir: its checkpoint paths lie inside it and are kept.
+    work_dir = Path(honest["hooks"]["CheckpointHook"]["fields"]["last_ckpt"]).parent
+    save_checkpoint(copy.deepcopy(honest), str(tmp_path / "epoch_1.pth"))
+    stored = read_checkpoint(str(tmp_path / "epoch_1.pth"))
+    runner = Runner(**_kwargs(work_dir))
+    runner.resume(str(tmp_path / "epoch_1.pth"))
     states = runner.hook_states()
     stateful = {n for n, s in stored["hooks"].items() if s is not None}
     assert {n for n, s in states.items() if s is not None} == stateful >= {"CheckpointHook", "EMAHook", "CountingHook", "IterTimerHook", "RuntimeInfoHook"}
