@@ -27,12 +27,22 @@ def _check_window(window_size: int | None) -> None:
         raise ValueError(f"`window_size` must be None or a positive int, got {window_size!r}")
 
 
+def check_max_length(max_length: int) -> None:
+    """Raise ``ValueError`` unless ``max_length`` is a positive int."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"`max_length` must be a positive int, got {max_length!r}")
+
+
 class HistoryBuffer:
     """The history of one logged scalar: values, their counts, and statistics over windows.
 
     ``mean(w)`` is the sum of the last ``w`` values divided by the sum of their counts (all values
     when ``w`` is ``None`` or larger than the history); ``max(w)``/``min(w)`` likewise; ``current``
-    is the latest value. Only the latest ``max_length`` records are kept.
+    is the latest value. Only the latest ``max_length`` records are kept (MMEngine's default of
+    1,000,000 here; a runner's message hub bounds its buffers by the log windows in use, see
+    :meth:`~fengine.logging.MessageHub.set_history_length`), so every statistic over a window of
+    at most ``max_length`` records is exactly what an unbounded history gives. Between two
+    trims up to ``2 * max_length - 1`` records are held (trimming is amortised).
 
     Args:
         log_history: initial values.
@@ -56,8 +66,7 @@ class HistoryBuffer:
                 f"`log_history` and `count_history` must have equal lengths, got "
                 f"{len(log_history)} and {len(count_history)}"
             )
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"`max_length` must be a positive int, got {max_length!r}")
+        check_max_length(max_length)
         self.max_length = max_length
         self._values: list[Any] = []
         self._counts: list[Any] = []
@@ -93,6 +102,17 @@ class HistoryBuffer:
         self._values.append(log_val)
         self._counts.append(count)
         if len(self._values) >= 2 * self.max_length:  # trim rarely: amortised O(1) per update
+            self._trim()
+
+    def resize(self, max_length: int) -> None:
+        """Keep only the latest ``max_length`` records from now on (dropping older ones now).
+
+        Raises:
+            ValueError: ``max_length`` is not a positive int.
+        """
+        check_max_length(max_length)
+        self.max_length = max_length
+        if len(self._values) > max_length:
             self._trim()
 
     def _trim(self) -> None:

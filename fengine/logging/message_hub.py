@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from fengine.logging.history_buffer import HistoryBuffer
+from fengine.logging.history_buffer import HistoryBuffer, check_max_length
 from fengine.logging.logger import print_log
 from fengine.utils.manager import ManagerMixin
 
@@ -53,7 +53,9 @@ class MessageHub(ManagerMixin):
     ``update_scalar`` appends to the key's :class:`HistoryBuffer` (created on first use); tensors
     are stored detached and read lazily, so logging costs about a microsecond and no device sync.
     ``update_info`` overwrites a runtime value. Each key is saved by :meth:`state_dict` only if it
-    was logged with ``resumed=True``; a key's ``resumed`` flag cannot change later.
+    was logged with ``resumed=True``; a key's ``resumed`` flag cannot change later. Each history
+    keeps its latest :attr:`history_length` records (MMEngine's 1,000,000 unless
+    :meth:`set_history_length` says otherwise; a runner sets it from its log windows).
 
     Args:
         name: the instance name (see ``get_instance``).
@@ -74,6 +76,7 @@ class MessageHub(ManagerMixin):
         resumed_keys: Mapping[str, bool] | None = None,
     ) -> None:
         super().__init__(name)
+        self._history_length: int | None = None
         self._log_scalars: OrderedDict[str, HistoryBuffer] = self._parse("log_scalars", log_scalars)
         self._runtime_info: OrderedDict[str, Any] = self._parse("runtime_info", runtime_info)
         self._resumed_keys: OrderedDict[str, bool] = self._parse("resumed_keys", resumed_keys)
@@ -138,10 +141,34 @@ class MessageHub(ManagerMixin):
             raise TypeError(f"update_scalar({key!r}): `count` must be an int, got {count!r}")
         buffer = self._log_scalars.get(key)
         if buffer is None:
-            buffer = self._log_scalars[key] = HistoryBuffer()
+            length = self._history_length
+            buffer = self._log_scalars[key] = HistoryBuffer() if length is None else HistoryBuffer(max_length=length)
         buffer.update(value, count)
         self._clock += 1
         self._updated[key] = self._clock
+
+    @property
+    def history_length(self) -> int | None:
+        """How many records each history keeps (``None``: each buffer's own ``max_length``)."""
+        return self._history_length
+
+    def set_history_length(self, length: int | None) -> None:
+        """Bound every history, present, loaded and future, to its latest ``length`` records.
+
+        Statistics over windows of at most ``length`` records are unchanged (bit for bit); reads
+        of a longer window (or of the whole history) see the latest ``length`` records only.
+        ``None`` leaves the buffers as they are and creates new ones with MMEngine's 1,000,000.
+
+        Raises:
+            ValueError: ``length`` is neither ``None`` nor a positive int.
+        """
+        if length is None:
+            self._history_length = None
+            return
+        check_max_length(length)
+        for buffer in self._log_scalars.values():
+            buffer.resize(length)
+        self._history_length = length
 
     def update_scalars(self, log_dict: Mapping[str, Any], resumed: bool = True) -> None:
         """:meth:`update_scalar` for each item; a value may be ``{'value': v, 'count': n}``.
@@ -266,6 +293,7 @@ class MessageHub(ManagerMixin):
             self._log_scalars = copy.deepcopy(state_dict._log_scalars)
             self._runtime_info = copy.deepcopy(state_dict._runtime_info)
             self._resumed_keys = copy.deepcopy(state_dict._resumed_keys)
+            self.set_history_length(self._history_length)
             return
         for key in _STATE_KEYS:
             if key not in state_dict:
@@ -275,6 +303,8 @@ class MessageHub(ManagerMixin):
         for key, value in state_dict["log_scalars"].items():
             buffer = _as_buffer(key, value)
             if buffer is not None:
+                if self._history_length is not None:
+                    buffer.resize(self._history_length)
                 self._log_scalars[key] = buffer
         for key, value in state_dict["runtime_info"].items():
             self._runtime_info[key] = _copy_or_reference(key, value)

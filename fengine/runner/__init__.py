@@ -14,6 +14,7 @@ from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.runner import MissingLoopError, Runner
+from fengine.runner.work_dir_lock import WorkDirLockedError
 
 __all__ = [
     "BaseLoop",
@@ -28,6 +29,7 @@ __all__ = [
     "TestLoop",
     "UntrustedCheckpointError",
     "ValLoop",
+    "WorkDirLockedError",
     "find_latest_checkpoint",
     "get_priority",
     "load_checkpoint",

@@ -31,10 +31,12 @@ from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.builders import BuildMixin
 from fengine.runner.distributed import check_launch_settings, setup_process_group
+from fengine.runner.history_bound import history_length
 from fengine.runner.interpreter import EffectInterpreter
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
+from fengine.runner.work_dir_lock import WorkDirLock
 from fengine.utils.fileio import atomic_write, remove_stale_temporaries
 from fengine.visualization import Visualizer
 
@@ -66,6 +68,15 @@ class Runner(BuildMixin, EffectInterpreter):
     ``resume=dict(strict=False)`` resumes anyway with MMEngine's lenient, reported loading.
     ``load_from`` alone loads weights leniently, as MMEngine. The run deletes only its own
     checkpoints inside its folders, whatever paths a resumed checkpoint records.
+
+    One run per work dir: ``train()``, ``val()`` and ``test()`` hold an exclusive OS lock on
+    ``work_dir`` (the file ``.fengine.lock``) from their start until they return or raise, so a
+    second run started in the same work dir meanwhile fails at once with a
+    :class:`~fengine.runner.work_dir_lock.WorkDirLockedError` naming the PID and host of the
+    first; runs one after another (a resume in the same process too) are unaffected, and a killed
+    run leaves no lock behind (:mod:`fengine.runner.work_dir_lock`). The message hub keeps per
+    key as many records as the log windows read (:mod:`fengine.runner.history_bound`), so a long
+    run's memory stays flat and its log lines are those of an unbounded history.
 
     Raises:
         ValueError, TypeError, KeyError: a bad argument or config, naming it (checked here,
@@ -157,6 +168,7 @@ class Runner(BuildMixin, EffectInterpreter):
         self.work_dir = os.path.abspath(work_dir if work_dir is not None else self._fresh_work_dir())
         os.makedirs(self.work_dir, exist_ok=True)
         stale = remove_stale_temporaries(self.work_dir) if self.rank == 0 else []
+        self._work_dir_lock = WorkDirLock(self.work_dir, self.rank)
         base = f"{experiment_name}_{self.timestamp}" if experiment_name is not None else self.timestamp
         name, n = base, 1
         while MessageHub.check_instance_created(name):  # another runner in this process, same second
@@ -280,6 +292,11 @@ class Runner(BuildMixin, EffectInterpreter):
         self._unwrapped().compile(**options)
         self.logger.info('Model has been "compiled". The first few iterations will be slow, please be patient.')
 
+    def _bound_history(self) -> None:
+        """Keep as many message-hub records per key as the log windows read (history_bound)."""
+        length = history_length(self.log_processor, self._train_loop, self._val_loop, self._test_loop)
+        self.message_hub.set_history_length(length)
+
     def _build_optim_wrapper(self) -> Any:
         return self.build_optim_wrapper(self.optim_wrapper)
 
@@ -296,7 +313,12 @@ class Runner(BuildMixin, EffectInterpreter):
         Raises:
             MissingLoopError: the runner has no training components.
             TypeError: the model has no ``train_step`` (or no ``val_step`` with validation).
+            WorkDirLockedError: another run is using the work dir.
         """
+        with self._work_dir_lock.hold():
+            return self._train()
+
+    def _train(self) -> nn.Module:
         model = self._unwrapped()
         if self._train_loop is None:
             raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner")
@@ -310,6 +332,7 @@ class Runner(BuildMixin, EffectInterpreter):
             self.param_schedulers = self.build_param_scheduler(self.param_schedulers)
         if self._val_loop is not None:
             self._val_loop = self.build_val_loop(self._val_loop)
+        self._bound_history()
         self._refresh_model_refs()
         dataset_meta = self._train_dataset_meta()
         if dataset_meta is not None:
@@ -329,11 +352,13 @@ class Runner(BuildMixin, EffectInterpreter):
 
     def val(self) -> dict[str, Any]:
         """Validate (``before_run``, load/resume, the val loop, ``after_run``); returns metrics."""
-        return self._evaluate("val")
+        with self._work_dir_lock.hold():
+            return self._evaluate("val")
 
     def test(self) -> dict[str, Any]:
         """Test (``before_run``, load/resume, the test loop, ``after_run``); returns metrics."""
-        return self._evaluate("test")
+        with self._work_dir_lock.hold():
+            return self._evaluate("test")
 
     def _evaluate(self, mode: str) -> dict[str, Any]:
         if getattr(self, f"_{mode}_loop") is None:
@@ -341,6 +366,7 @@ class Runner(BuildMixin, EffectInterpreter):
                 f"{mode}() needs {mode}_dataloader, {mode}_cfg and {mode}_evaluator given to the Runner"
             )
         loop = getattr(self, f"{mode}_loop")
+        self._bound_history()
         self._refresh_model_refs()
         self._fire(Event.BEFORE_RUN)
         self.load_or_resume()

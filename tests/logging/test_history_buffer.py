@@ -268,3 +268,47 @@ def test_mean_equals_the_numpy_mean_over_random_update_sequences(mixed, windows,
             np.testing.assert_array_equal(np.array(mean), np.array(expected))
             assert np.signbit(mean) == np.signbit(expected)
             assert buf.current == kept[-1][0] or np.isnan(kept[-1][0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(finite, st.integers(-100, 100)), st.integers(1, 5)), min_size=1, max_size=120),
+    st.integers(1, 30),
+    st.data(),
+)
+def test_a_bounded_history_gives_every_statistic_within_the_bound_bit_for_bit(items, bound, data):
+    bounded, unbounded = HistoryBuffer(max_length=bound), HistoryBuffer()
+    resize_at = data.draw(st.integers(0, len(items)))
+    for i, (value, count) in enumerate(items):
+        if i == resize_at:  # a bound set mid-run (as the runner does when training starts)
+            bounded.resize(bound)
+        bounded.update(value, count)
+        unbounded.update(value, count)
+        window = data.draw(st.integers(1, bound))
+        for name in ("mean", "max", "min"):
+            got, want = getattr(bounded, name)(window), getattr(unbounded, name)(window)
+            assert got == want and type(got) is type(want)
+        assert bounded.current == unbounded.current and type(bounded.current) is type(unbounded.current)
+        assert len(bounded._values) < 2 * bound  # what is stored stays bounded
+
+
+def test_memory_stays_flat_over_many_updates():
+    from fengine.logging import MessageHub
+
+    hub = MessageHub.get_instance("history-bound-flat")
+    hub.set_history_length(100)
+    stored = []
+    for i in range(50_000):
+        hub.update_scalar("train/loss", float(i))
+        hub.update_scalar("train/lr", torch.tensor(0.1))
+        if i % 5_000 == 4_999:
+            stored.append(sum(len(b._values) for b in hub.log_scalars.values()))
+    assert max(stored) < 2 * 2 * 100 and len(set(stored)) <= 2  # flat: bounded and not growing
+    assert len(hub.get_scalar("train/loss")) == 100 and hub.get_scalar("train/loss").mean() == np.mean(np.arange(49_900, 50_000.0))
+    assert len(hub.state_dict()["log_scalars"]["train/loss"]["log_history"]) == 100
+    with pytest.raises(ValueError, match="`max_length` must be a positive int, got 0"):
+        hub.set_history_length(0)
+    restored = MessageHub.get_instance("history-bound-restored")
+    restored.set_history_length(10)
+    restored.load_state_dict(hub.state_dict())  # a loaded history takes this hub's bound
+    assert len(restored.get_scalar("train/loss")) == 10 and restored.get_scalar("train/loss").max() == 49_999.0
