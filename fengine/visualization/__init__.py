@@ -1,5 +1,6 @@
 """Scalar and config recording: the Visualizer and its backends."""
 
+from fengine.visualization.trackers import MLflowVisBackend, WandbVisBackend
 from fengine.visualization.vis_backend import (
     BaseVisBackend,
     LocalVisBackend,
@@ -7,4 +8,11 @@ from fengine.visualization.vis_backend import (
 )
 from fengine.visualization.visualizer import Visualizer
 
-__all__ = ["BaseVisBackend", "LocalVisBackend", "TensorboardVisBackend", "Visualizer"]
+__all__ = [
+    "BaseVisBackend",
+    "LocalVisBackend",
+    "MLflowVisBackend",
+    "TensorboardVisBackend",
+    "Visualizer",
+    "WandbVisBackend",
+]
