@@ -48,7 +48,14 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.checkpoint_state import CheckpointState, at, from_runtime_info, info_names, put
+from fengine.hooks.checkpoint_state import (
+    CheckpointState,
+    at,
+    confine,
+    from_runtime_info,
+    info_names,
+    put,
+)
 from fengine.hooks.rules import Rule, infer_rule, is_better, worst_score
 
 _WARNING = 30  # logging.WARNING
@@ -171,71 +178,12 @@ class CheckpointPlan:
     def confine(
         self, run: RunState, state: CheckpointState, source: str, resolve: Callable[[str], str]
     ) -> tuple[CheckpointState, tuple[Effect, ...]]:
-        """``state`` without the restored paths that are not this run's own checkpoints.
+        """``state`` without the restored paths that are not this plan's checkpoints.
 
-        A path is kept when it resolves (``resolve``: the shell's ``os.path.realpath``, so
-        ``..`` and symbolic links are followed) into this plan's folder and its name is one the
-        plan gives checkpoints (:meth:`name_pattern`). A dropped best path drops its score too,
-        so the run saves its own best checkpoint at the next validation; a dropped last path
-        drops its step. When ``source`` (the checkpoint resumed from) lies in another folder, the
-        kept steps name that folder's files and are dropped as well.
-
-        Args:
-            run: the run state after resuming.
-            state: the restored state.
-            source: the checkpoint file the state came from.
-            resolve: maps a path to its real path.
-
-        Returns:
-            The confined state, and the effects that report it: one warning naming every dropped
-            path, and the message hub's mirror updated (none when nothing is dropped).
+        :func:`~fengine.hooks.checkpoint_state.confine` with this plan's folder
+        (:meth:`directory`, resolved) and names (:meth:`name_pattern`).
         """
-        folder = resolve(self.directory(run))
-        names = self.name_pattern()
-
-        def foreign(path: object) -> bool:
-            if not isinstance(path, str):
-                return True
-            real = resolve(path)
-            return os.path.dirname(real) != folder or names.fullmatch(os.path.basename(real)) is None
-
-        dropped: list[str] = []
-        pop: list[str] = []
-        values: dict[str, Any] = {}
-        changes: dict[str, Any] = {}
-        if state.last_ckpt is not None and foreign(state.last_ckpt):
-            dropped.append(repr(state.last_ckpt))
-            changes.update(last_ckpt=None, last_step=None)
-            pop.append("last_ckpt")
-        ids = state.keep_ckpt_ids
-        steps = tuple(s for s in ids if type(s) is int and s >= 0)
-        if steps != ids:
-            dropped.append(f"the kept steps {[s for s in ids if s not in steps]!r} (not step numbers)")
-        if steps and os.path.dirname(resolve(source)) != folder:
-            dropped.append(f"the kept steps {list(steps)} of {os.path.dirname(source)!r}")
-            steps = ()
-        if steps != ids:
-            changes["keep_ckpt_ids"] = steps
-            values["keep_ckpt_ids"] = list(steps)
-        scores, paths, size = state.best_scores, state.best_ckpts, len(self.save_best)
-        for index, path in enumerate(state.best_ckpts[:size]):
-            if path is None or not foreign(path):
-                continue
-            dropped.append(repr(path))
-            scores, paths = put(scores, index, None, size), put(paths, index, None, size)
-            key = state.auto_key if self.save_best == ("auto",) and state.auto_key else self.save_best[index]
-            pop += info_names(self.save_best, key)
-        if not dropped:
-            return state, ()
-        if paths is not state.best_ckpts:
-            changes.update(best_scores=scores, best_ckpts=paths)
-        warning = LogText(
-            f"{source!r} names files that are not checkpoints of this run's folder {folder!r}; "
-            f"they are dropped from the CheckpointHook's records and will never be deleted or "
-            f"overwritten: {', '.join(dropped)}",
-            _WARNING,
-        )
-        return attrs.evolve(state, **changes), (warning, UpdateInfo(values, pop=tuple(pop)))
+        return confine(state, resolve(self.directory(run)), self.name_pattern(), self.save_best, source, resolve)
 
     def after_train_epoch(
         self, run: RunState, state: CheckpointState, info: EventInfo

@@ -327,12 +327,44 @@ def test_only_the_runs_own_files_are_deleted(tmp_path: Path) -> None:
     (own_dir / CHECKPOINT_MARKER).write_bytes(marker_content(str(tmp_path)))
     (wrong_marker / CHECKPOINT_MARKER).write_bytes(marker_content(str(tmp_path / "other")))
     (tmp_path / "notes.pth").write_bytes(b"user file")  # not a checkpoint name, not saved by the run
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "iter_1.pth").write_bytes(b"outside")
+    (tmp_path / "iter_7.pth").symlink_to(outside / "iter_1.pth")  # a checkpoint name, but a link out
+    escapes = [tmp_path / ".." / outside.name / "iter_1.pth", outside / "iter_1.pth", tmp_path / "iter_7.pth"]
     runner.save_checkpoint(str(tmp_path), "custom_name.pth", save_optimizer=False, save_param_scheduler=False)  # saved by the run: deletable
     mark = len(runner._event_end)
-    effects = [fx.RemoveFile(str(p)) for p in (own_dir, foreign_dir, wrong_marker, tmp_path / "notes.pth", tmp_path / "custom_name.pth", tmp_path / "never.pth")]
+    effects = [fx.RemoveFile(str(p)) for p in (own_dir, foreign_dir, wrong_marker, tmp_path / "notes.pth", tmp_path / "custom_name.pth", tmp_path / "never.pth", *escapes)]
+    warnings = _Warnings(runner)
     runner._end_event(runner._carry_out(runner.run_state.emit(*effects)), mark)
     assert not own_dir.exists() and not (tmp_path / "custom_name.pth").exists()
     assert (foreign_dir / "part0").exists() and (wrong_marker / "part0").exists() and (tmp_path / "notes.pth").exists()
+    assert (outside / "iter_1.pth").read_bytes() == b"outside" and os.path.islink(tmp_path / "iter_7.pth")
+    reasons = {m.split("': ")[0].split("'")[-1]: m.split("': ")[1] for m in warnings.messages if m.startswith("not deleting")}
+    assert reasons == {
+        str(foreign_dir): f"it is a folder without this run's {CHECKPOINT_MARKER} file",
+        str(wrong_marker): f"it is a folder without this run's {CHECKPOINT_MARKER} file",
+        str(tmp_path / "notes.pth"): "its name is not that of a checkpoint this run saved or writes",
+        str(escapes[0]): f"it lies outside the run's checkpoint folders {[str(tmp_path)]}",
+        str(escapes[1]): f"it lies outside the run's checkpoint folders {[str(tmp_path)]}",
+        str(escapes[2]): f"it lies outside the run's checkpoint folders {[str(tmp_path)]}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("resume", "error", "message"),
+    [
+        ("yes", TypeError, "resume must be a bool or a dict such as dict(strict=False), got 'yes'"),
+        ({"strict": "no"}, TypeError, "resume['strict'] must be a bool, got 'no'"),
+        ({"strick": False}, KeyError, "resume: unknown keys ['strick']"),
+    ],
+)
+def test_the_resume_argument(tmp_path: Path, resume: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as raised:
+        Runner(**_kwargs(tmp_path, [1.0], 1, resume=resume))
+    assert message in str(raised.value)
+    runner = Runner(**_kwargs(tmp_path, [1.0], 1, resume={"strict": False}))
+    assert runner.resume_strict is False and runner.run_state.resumed
 
 
 def test_stale_temporary_files_are_removed_at_the_next_start(tmp_path: Path) -> None:
