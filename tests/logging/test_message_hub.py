@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-import time
 import uuid
 
 import numpy as np
@@ -205,15 +204,17 @@ def test_constructor_validates_its_dicts():
         MessageHub("h", runtime_info=[1])  # type: ignore[arg-type]
 
 
-def test_update_scalar_costs_about_a_microsecond():
+def test_update_scalar_reads_no_tensor_value_until_a_statistic_is_asked(monkeypatch):
+    # Its cost is measured in benchmarks/; what keeps it cheap (and sync-free on a GPU) is that an
+    # update never reads the tensor's value on the host.
     hub = MessageHub(fresh_name())
     loss = torch.tensor(0.5)
-    n = 20_000
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in itertools.repeat(None, n):
-            hub.update_scalar("train/loss", loss)
-        best = min(best, (time.perf_counter() - start) / n)
-        hub.get_scalar("train/loss").mean(10)
-    assert best < 5e-6, f"update_scalar took {best * 1e6:.2f} µs"
+    reads = []
+    for name in ("item", "tolist", "__float__", "numpy", "cpu"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (reads.append(_n), _o(self, *a, **k))[1])
+    for _ in itertools.repeat(None, 1_000):
+        hub.update_scalar("train/loss", loss)
+    assert reads == []
+    assert hub.get_scalar("train/loss").mean(10) == 0.5
+    assert reads
