@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from fengine.logging.scalars import CallableFloat, CallableInt, to_number
+from fengine.logging.scalars import CallableFloat, CallableInt, ScalarError, to_number
 from fengine.logging.window_stats import fast_mean
 
 __all__ = ["CallableFloat", "CallableInt", "HistoryBuffer", "to_number"]
@@ -45,12 +45,15 @@ class HistoryBuffer:
     trims up to ``2 * max_length - 1`` records are held (trimming is amortised).
 
     Args:
-        log_history: initial values.
-        count_history: initial counts, one per value.
-        max_length: how many records to keep.
+        log_history: initial values; a nested list or a 2-D array/tensor is read flat, oldest
+            first (as MMEngine, which keeps its history in one NumPy array).
+        count_history: initial counts, one per value (read the same way).
+        max_length: how many records to keep (the latest).
 
     Raises:
-        ValueError: the two histories differ in length, or ``max_length`` is not positive.
+        ScalarError: the two histories differ in length (a ``ValueError`` and, as in MMEngine,
+            an ``AssertionError``), or a value or count that cannot be logged.
+        ValueError: ``max_length`` is not positive.
     """
 
     _statistics_methods: ClassVar[dict[str, Callable[..., Any]]] = {}
@@ -61,8 +64,9 @@ class HistoryBuffer:
         count_history: Sequence[Any] = (),
         max_length: int = 1_000_000,
     ) -> None:
+        log_history, count_history = _flat(log_history), _flat(count_history)
         if len(log_history) != len(count_history):
-            raise ValueError(
+            raise ScalarError(
                 f"`log_history` and `count_history` must have equal lengths, got "
                 f"{len(log_history)} and {len(count_history)}"
             )
@@ -94,9 +98,12 @@ class HistoryBuffer:
             elif isinstance(log_val, float):
                 self._has_float = True
         if type(count) is not int:
-            count = count.item() if isinstance(count, np.generic) else count
+            if isinstance(count, np.generic) or (
+                isinstance(count, torch.Tensor) and count.numel() == 1
+            ):
+                count = count.item()
             if not isinstance(count, (int, float)):
-                raise TypeError(
+                raise ScalarError(
                     f"`count` must be an int or float, got {type(count).__name__}: {count!r}"
                 )
         self._values.append(log_val)
@@ -283,6 +290,16 @@ class HistoryBuffer:
 
     def __repr__(self) -> str:
         return f"HistoryBuffer(len={len(self)}, max_length={self.max_length})"
+
+
+def _flat(history: Sequence[Any]) -> Sequence[Any]:
+    """A history given as rows (a nested list, a 2-D array or tensor) as one flat sequence."""
+    if isinstance(history, (np.ndarray, torch.Tensor)):
+        flat: list[Any] = history.reshape(-1).tolist()  # the same numbers, read in one call
+        return flat
+    if any(isinstance(item, (list, tuple, np.ndarray, torch.Tensor)) and len(item) != 1 for item in history[:1]):
+        return [value for row in history for value in _flat(row)]
+    return history
 
 
 def _current(buffer: HistoryBuffer) -> CallableFloat | CallableInt:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import inspect
 import logging
+import logging.handlers
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -90,17 +93,63 @@ def _wants_colour(stream: Any) -> bool:
     return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
 
 
-def _device_id() -> int:
-    return torch.cuda.current_device() if torch.cuda.is_available() else 0
+def _get_device_id() -> int | str:
+    """The physical device of this process: ``LOCAL_RANK`` mapped through ``CUDA_VISIBLE_DEVICES``.
+
+    Without CUDA, the local rank itself. A visible-devices entry that is not a number (a MIG
+    instance's UUID) is returned as it is.
+    """
+    local_rank = int(os.getenv("LOCAL_RANK", "0"))
+    if not torch.cuda.is_available():
+        return local_rank
+    visible = os.getenv("CUDA_VISIBLE_DEVICES")
+    devices = (
+        visible.split(",") if visible is not None else [str(i) for i in range(torch.cuda.device_count())]
+    )
+    try:
+        return int(devices[local_rank])
+    except ValueError:
+        return devices[local_rank]
+
+
+def _get_host_info() -> str:
+    """``user@host``, or the host alone where the user has no database entry (containers)."""
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:
+        return socket.gethostname()
+
+
+def _get_rank() -> int:
+    """This process's rank (MMEngine's module-level name, read at each logger's construction)."""
+    return get_rank()
+
+
+def _get_world_size() -> int:
+    """How many processes run (MMEngine's module-level name)."""
+    return get_world_size()
+
+
+def _file_handler_class(cfg: Mapping[str, Any]) -> type[logging.FileHandler]:
+    """The ``logging.FileHandler`` subclass that ``cfg['type']`` names."""
+    known = {
+        name: cls
+        for name, cls in vars(logging.handlers).items()
+        if inspect.isclass(cls) and issubclass(cls, logging.FileHandler)
+    }
+    known["FileHandler"] = logging.FileHandler
+    name = cfg.get("type")
+    if name not in known:
+        raise ValueError(
+            f"MMLogger: `file_handler_cfg` needs a `type` naming a file handler of "
+            f"logging.handlers, got type={name!r}; known: {sorted(known)}"
+        )
+    return known[name]
 
 
 def _per_rank_file(log_file: str, rank: int) -> str:
     stem, suffix = os.path.splitext(os.path.basename(log_file))
-    try:
-        host = f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:  # no user database entry (containers); fall back to the host name alone
-        host = socket.gethostname()
-    name = f"{stem}_{host}_device{_device_id()}_rank{rank}{suffix}"
+    name = f"{stem}_{_get_host_info()}_device{_get_device_id()}_rank{rank}{suffix}"
     return os.path.join(os.path.dirname(log_file), name)
 
 
@@ -121,9 +170,15 @@ class MMLogger(logging.Logger, ManagerMixin):
         log_level: level name or number for the handlers.
         file_mode: ``'w'`` to start the file afresh, ``'a'`` to append.
         distributed: write one file per rank in multi-process runs.
+        file_handler_cfg: the file handler to use instead of ``logging.FileHandler``:
+            ``dict(type=NAME, **kwargs)`` with ``NAME`` a ``FileHandler`` subclass of
+            ``logging.handlers`` (``'RotatingFileHandler'``, ``'TimedRotatingFileHandler'``,
+            ``'WatchedFileHandler'``, ...), built as ``NAME(filename=log_file, **kwargs)``
+            (``file_mode`` then does not apply; pass ``mode`` among the kwargs).
 
     Raises:
-        ValueError: an unknown ``log_level`` name or a ``file_mode`` other than ``'w'``/``'a'``.
+        ValueError: an unknown ``log_level`` name, a ``file_mode`` other than ``'w'``/``'a'``, or
+            a ``file_handler_cfg`` without ``type`` or naming no file handler.
     """
 
     def __init__(
@@ -134,13 +189,16 @@ class MMLogger(logging.Logger, ManagerMixin):
         log_level: int | str = "INFO",
         file_mode: str = "w",
         distributed: bool = False,
+        file_handler_cfg: Mapping[str, Any] | None = None,
     ) -> None:
         logging.Logger.__init__(self, logger_name)
         ManagerMixin.__init__(self, name)
         level = self._parse_level(log_level)
         if file_mode not in ("w", "a"):
             raise ValueError(f"MMLogger: `file_mode` must be 'w' or 'a', got {file_mode!r}")
-        rank = get_rank()
+        if file_handler_cfg is not None:
+            _file_handler_class(file_handler_cfg)  # checked before any file is opened
+        rank = _get_rank()
         console = logging.StreamHandler(stream=sys.stdout)
         console.setFormatter(
             LevelFormatter(color=_wants_colour(sys.stdout), datefmt="%m/%d %H:%M:%S")
@@ -149,12 +207,18 @@ class MMLogger(logging.Logger, ManagerMixin):
         console.addFilter(FilterDuplicateWarning(logger_name))
         self.handlers.append(console)
         if log_file is not None:
-            per_rank = (level <= logging.DEBUG or distributed) and get_world_size() > 1
+            per_rank = (level <= logging.DEBUG or distributed) and _get_world_size() > 1
             if per_rank:
                 log_file = _per_rank_file(log_file, rank)
             if rank == 0 or per_rank:
                 os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-                file_handler = logging.FileHandler(log_file, file_mode, encoding="utf-8")
+                file_handler: logging.FileHandler
+                if file_handler_cfg is None:
+                    file_handler = logging.FileHandler(log_file, file_mode, encoding="utf-8")
+                else:
+                    kwargs = {k: v for k, v in file_handler_cfg.items() if k != "type"}
+                    kwargs.setdefault("filename", log_file)
+                    file_handler = _file_handler_class(file_handler_cfg)(**kwargs)
                 file_handler.setFormatter(LevelFormatter(color=False, datefmt="%Y/%m/%d %H:%M:%S"))
                 file_handler.setLevel(level)
                 file_handler.addFilter(FilterDuplicateWarning(logger_name))

@@ -10,6 +10,7 @@ from typing import Any
 
 from fengine.logging.history_buffer import HistoryBuffer, check_max_length
 from fengine.logging.logger import print_log
+from fengine.logging.scalars import ScalarError, ScalarKeyError
 from fengine.utils.manager import ManagerMixin
 
 _STATE_KEYS = ("log_scalars", "runtime_info", "resumed_keys")
@@ -87,12 +88,12 @@ class MessageHub(ManagerMixin):
         self._announced: set[str] = set()
         for key, value in self._log_scalars.items():
             if not isinstance(value, HistoryBuffer):
-                raise TypeError(
+                raise ScalarError(
                     f"log_scalars[{key!r}] must be a HistoryBuffer, got {type(value).__name__}"
                 )
         for key in self._resumed_keys:
             if key not in self._log_scalars and key not in self._runtime_info:
-                raise KeyError(
+                raise ScalarKeyError(
                     f"resumed_keys names {key!r}, which is in neither log_scalars nor runtime_info"
                 )
 
@@ -182,7 +183,7 @@ class MessageHub(ManagerMixin):
         for key, item in log_dict.items():
             if isinstance(item, Mapping):
                 if "value" not in item:
-                    raise KeyError(
+                    raise ScalarKeyError(
                         f"update_scalars: {key!r} is a dict without a 'value' key: {item!r}"
                     )
                 count = item.get("count", 1)

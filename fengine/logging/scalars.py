@@ -14,6 +14,18 @@ import numpy as np
 import torch
 
 
+class ScalarError(TypeError, ValueError, AssertionError):
+    """A value, count or history that cannot be logged.
+
+    Both a ``TypeError`` and a ``ValueError`` (either may be caught), and an ``AssertionError``,
+    since MMEngine checks these with ``assert``: MMEngine-style handlers keep working.
+    """
+
+
+class ScalarKeyError(KeyError, AssertionError):
+    """A missing or unknown key in what is logged (also an ``AssertionError``, as in MMEngine)."""
+
+
 class CallableFloat(float):
     """A ``float`` that returns itself when called.
 
@@ -56,24 +68,24 @@ def to_number(value: Any) -> Any:
         An ``int``/``float`` or a detached 1-element tensor.
 
     Raises:
-        TypeError: ``value`` is not a number, NumPy number/array or tensor.
-        ValueError: an array or tensor with other than one element.
+        ScalarError: ``value`` is not a number, NumPy number/array or tensor, or an array or
+            tensor with other than one element.
     """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(
+            raise ScalarError(
                 f"a logged tensor must have exactly one element, got shape {tuple(value.shape)}"
             )
         return value.detach() if value.requires_grad else value
     if isinstance(value, (np.ndarray, np.generic)):
         if value.size != 1:
-            raise ValueError(
+            raise ScalarError(
                 f"a logged array must have exactly one element, got shape {value.shape}"
             )
         return value.item()
     if isinstance(value, numbers.Number) and isinstance(value, (int, float)):
         return value
-    raise TypeError(
+    raise ScalarError(
         f"a logged value must be an int, float, NumPy scalar/size-1 array or 1-element tensor, "
         f"got {type(value).__name__}: {value!r}"
     )

@@ -15,6 +15,7 @@ except ImportError as error:  # pragma: no cover - exercised only without hypoth
         "(or `pip install hypothesis`)"
     ) from error
 
+from fengine.testing.compare import assert_allclose
 from fengine.testing.contracts import ContractError, check_hook, through_checkpoint
 from fengine.testing.machine import HookMachine
 from fengine.testing.simulation import EventStep, RunScript, Simulation, as_fn_hook
@@ -27,6 +28,7 @@ __all__ = [
     "RunScript",
     "Simulation",
     "as_fn_hook",
+    "assert_allclose",
     "check_hook",
     "events",
     "losses",

@@ -20,7 +20,7 @@ records by their registered tags (``schedule.Linear``, ...), not by module.
 """
 
 from fengine.core.schedule.annealing import Cosine, CosineRestart, OneCycle, Poly
-from fengine.core.schedule.base import INF, Schedule
+from fengine.core.schedule.base import INF, Schedule, ScheduleError
 from fengine.core.schedule.compose import advance, convert_to_iter_based, trajectory, value_at
 from fengine.core.schedule.factors import Constant, Exponential, Linear, MultiStep, Step
 
@@ -35,6 +35,7 @@ __all__ = [
     "OneCycle",
     "Poly",
     "Schedule",
+    "ScheduleError",
     "Step",
     "advance",
     "convert_to_iter_based",

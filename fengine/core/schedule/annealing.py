@@ -13,7 +13,14 @@ from typing import Any, Final
 import attrs
 
 from fengine.core import plain
-from fengine.core.schedule.base import Schedule, as_tuple, int_list, positive_int, unit_interval
+from fengine.core.schedule.base import (
+    Schedule,
+    ScheduleError,
+    as_tuple,
+    int_list,
+    positive_int,
+    unit_interval,
+)
 
 
 def _eta_min(eta_min: float | None, ratio: float | None, base: float) -> float:
@@ -45,7 +52,7 @@ class Cosine(Schedule):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         if self.eta_min is not None and self.eta_min_ratio is not None:
-            raise ValueError(
+            raise ScheduleError(
                 f"give eta_min or eta_min_ratio, not both (got {self.eta_min}, {self.eta_min_ratio})"
             )
 
@@ -85,17 +92,17 @@ class CosineRestart(Schedule):
     @periods.validator
     def _check_periods(self, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
         if not value or 0 in value:
-            raise ValueError(f"periods must be a non-empty list of ints > 0, got {list(value)}")
+            raise ScheduleError(f"periods must be a non-empty list of ints > 0, got {list(value)}")
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         if (self.eta_min is None) == (self.eta_min_ratio is None):
-            raise ValueError(
+            raise ScheduleError(
                 "give exactly one of eta_min and eta_min_ratio, "
                 f"got eta_min={self.eta_min}, eta_min_ratio={self.eta_min_ratio}"
             )
         if len(self.periods) != len(self.restart_weights):
-            raise ValueError(
+            raise ScheduleError(
                 f"periods and restart_weights must have the same length, got "
                 f"{list(self.periods)} and {list(self.restart_weights)}"
             )
@@ -170,7 +177,7 @@ class OneCycle(Schedule):
     @anneal_strategy.validator
     def _check_strategy(self, attribute: attrs.Attribute[str], value: str) -> None:
         if value not in _ANNEALERS:
-            raise ValueError(f"anneal_strategy must be one of {_ANNEALERS}, got {value!r}")
+            raise ScheduleError(f"anneal_strategy must be one of {_ANNEALERS}, got {value!r}")
 
     def _phases(self) -> list[tuple[float, float, float]]:
         """(last step, start value, end value) of each phase."""
@@ -186,7 +193,7 @@ class OneCycle(Schedule):
     def update(self, value: float, base: float, step: int) -> float:
         total = self.total_steps or (self.end - self.begin)
         if step > total:
-            raise ValueError(f"OneCycle stepped {step + 1} times, beyond total_steps={total}")
+            raise ScheduleError(f"OneCycle stepped {step + 1} times, beyond total_steps={total}")
         phases = self._phases()
         index, start_step = 0, 0.0
         while index < len(phases) - 1 and step > phases[index][0]:  # the last phase takes the rest

@@ -13,13 +13,22 @@ import attrs
 
 from fengine.core import plain
 
+
+class ScheduleError(ValueError, AssertionError):
+    """A bad schedule or scheduler argument.
+
+    A ``ValueError``, and an ``AssertionError`` too, since MMEngine checks these with ``assert``:
+    MMEngine-style ``except AssertionError`` keeps working.
+    """
+
+
 #: MMEngine's "no end" for a window (``int(1e9)``).
 INF: Final = 1_000_000_000
 
 
 def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+        raise ScheduleError(f"{attribute.name} must be an int >= 0, got {value!r}")
 
 
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -29,7 +38,7 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: objec
         ValueError: otherwise, naming the field and the value.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{attribute.name} must be an int > 0, got {value!r}")
+        raise ScheduleError(f"{attribute.name} must be an int > 0, got {value!r}")
 
 
 def unit_interval(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -39,7 +48,7 @@ def unit_interval(instance: object, attribute: attrs.Attribute[float], value: fl
         ValueError: otherwise, naming the field and the value.
     """
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value!r}")
+        raise ScheduleError(f"{attribute.name} must lie in [0, 1], got {value!r}")
 
 
 def as_tuple(values: Any) -> Any:
@@ -63,7 +72,7 @@ def int_list(instance: object, attribute: attrs.Attribute[Any], value: Any) -> N
     if not isinstance(value, tuple) or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value
     ):
-        raise ValueError(f"{attribute.name} must be a list of ints >= 0, got {value!r}")
+        raise ScheduleError(f"{attribute.name} must be a list of ints >= 0, got {value!r}")
 
 
 @plain.register("schedule.Schedule")
@@ -86,8 +95,8 @@ class Schedule:
 
     def __attrs_post_init__(self) -> None:
         if self.end <= self.begin:
-            raise ValueError(
-                f"end must be larger than begin, got begin={self.begin}, end={self.end}"
+            raise ScheduleError(
+                f"end should be larger than begin, got begin={self.begin}, end={self.end}"
             )
 
     def update(self, value: float, base: float, step: int) -> float:

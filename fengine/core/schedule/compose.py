@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from fengine.core.schedule.base import INF, Schedule
+from fengine.core.schedule.base import INF, Schedule, ScheduleError
 
 
 def convert_to_iter_based(schedule: Schedule, epoch_length: int) -> Schedule:
@@ -32,12 +32,12 @@ def convert_to_iter_based(schedule: Schedule, epoch_length: int) -> Schedule:
         ValueError: ``schedule.by_epoch`` is ``False`` or ``epoch_length`` is not a positive int.
     """
     if not schedule.by_epoch:
-        raise ValueError(
+        raise ScheduleError(
             f"only epoch-based schedules can be converted to iterations, got by_epoch=False "
             f"for {type(schedule).__name__}"
         )
     if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length <= 0:
-        raise ValueError(f"epoch_length must be an int > 0, got {epoch_length!r}")
+        raise ScheduleError(f"epoch_length must be an int > 0, got {epoch_length!r}")
     end = schedule.end if schedule.end == INF else int(schedule.end * epoch_length)
     return attrs.evolve(
         schedule,
@@ -128,7 +128,7 @@ def value_at(
             non-positive ``epoch_length``.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int >= 0, got {step!r}")
+        raise ScheduleError(f"step must be an int >= 0, got {step!r}")
     return trajectory(schedules, base, step + 1, epoch_length=epoch_length)[step]
 
 
@@ -136,11 +136,11 @@ def _epoch_length(group: tuple[Schedule, ...], epoch_length: int | None) -> int 
     """``epoch_length`` validated; ``None`` when every schedule counts steps in its own unit."""
     if epoch_length is None:
         if len({s.by_epoch for s in group}) > 1:
-            raise ValueError(
+            raise ScheduleError(
                 "schedules mix by_epoch=True and by_epoch=False; pass epoch_length to count "
                 "steps in iterations"
             )
         return None
     if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length <= 0:
-        raise ValueError(f"epoch_length must be an int > 0, got {epoch_length!r}")
+        raise ScheduleError(f"epoch_length must be an int > 0, got {epoch_length!r}")
     return epoch_length

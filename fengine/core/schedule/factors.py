@@ -15,6 +15,7 @@ from fengine.core import plain
 from fengine.core.schedule.base import (
     INF,
     Schedule,
+    ScheduleError,
     as_tuple,
     int_list,
     positive_int,
@@ -38,7 +39,7 @@ class Constant(Schedule):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         if self.factor == 0 and self.end != INF:
-            raise ValueError(f"factor=0 cannot be undone at end={self.end}; use a factor in (0, 1]")
+            raise ScheduleError(f"factor=0 cannot be undone at end={self.end}; use a factor in (0, 1]")
 
     def update(self, value: float, base: float, step: int) -> float:
         if step == 0:
@@ -64,7 +65,7 @@ class Linear(Schedule):
     @start_factor.validator
     def _check_start(self, attribute: attrs.Attribute[float], value: float) -> None:
         if not 0.0 < value <= 1.0:  # 0 would divide by zero at the second step
-            raise ValueError(f"start_factor must lie in (0, 1], got {value!r}")
+            raise ScheduleError(f"start_factor must lie in (0, 1], got {value!r}")
 
     def update(self, value: float, base: float, step: int) -> float:
         if step == 0:
@@ -90,7 +91,7 @@ class MultiStep(Schedule):
     @milestones.validator
     def _check_order(self, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
         if list(value) != sorted(value):
-            raise ValueError(f"milestones must be in increasing order, got {list(value)}")
+            raise ScheduleError(f"milestones must be in increasing order, got {list(value)}")
 
     def update(self, value: float, base: float, step: int) -> float:
         hits = self.milestones.count(step)

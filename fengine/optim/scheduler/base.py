@@ -9,8 +9,11 @@ on one parameter compose exactly as there.
 
 from __future__ import annotations
 
+import functools
+import warnings
+import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import attrs
@@ -19,6 +22,7 @@ from fengine.core import schedule as fs
 
 INF = fs.INF
 _WINDOW = ("begin", "end", "by_epoch")
+_ORDER_DOC = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
 
 
 class ParamGroupsOwner(Protocol):
@@ -33,7 +37,7 @@ def check_optimizer(optimizer: Any) -> list[dict[str, Any]]:
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(
-            "optimizer must be a torch.optim.Optimizer or an OptimWrapper (an object whose "
+            "optimizer should be an Optimizer: a torch.optim.Optimizer or an OptimWrapper (an object whose "
             f"param_groups is a list of dicts), got {type(optimizer).__name__}"
         )
     return groups
@@ -47,7 +51,7 @@ def init_base_values(optimizer: Any, param_name: str, last_step: int) -> list[fl
         KeyError: a group lacks ``param_name``, or (resuming) ``initial_<param_name>``.
     """
     if isinstance(last_step, bool) or not isinstance(last_step, int) or last_step < -1:
-        raise ValueError(f"last_step must be an int >= -1, got {last_step!r}")
+        raise fs.ScheduleError(f"last_step must be an int >= -1, got {last_step!r}")
     initial = f"initial_{param_name}"
     for i, group in enumerate(check_optimizer(optimizer)):
         if param_name not in group:
@@ -58,10 +62,63 @@ def init_base_values(optimizer: Any, param_name: str, last_step: int) -> list[fl
             group.setdefault(initial, group[param_name])
         elif initial not in group:
             raise KeyError(
-                f"param_groups[{i}] has no {initial!r}; resuming with last_step={last_step} "
-                "needs the optimizer state saved with its schedulers"
+                f"param {initial!r} is not specified in param_groups[{i}]; resuming with "
+                f"last_step={last_step} needs the optimizer state saved with its schedulers"
             )
     return [group[initial] for group in optimizer.param_groups]
+
+
+def count_steps(optimizer: Any) -> None:
+    """Make ``optimizer.step`` count its calls in ``optimizer._global_step`` (from ``-1``).
+
+    What MMEngine and ``torch.optim.lr_scheduler`` do, so a scheduler stepped before its optimizer
+    can warn. A step already counting is left as it is; an object without a bound ``step`` (a
+    bare ``param_groups`` holder) is left alone.
+    """
+    method = getattr(optimizer, "step", None)
+    if method is None or getattr(method, "_with_counter", False):
+        if method is not None:
+            optimizer._global_step = -1
+        return
+    func = getattr(method, "__func__", None)
+    owner = getattr(method, "__self__", None)
+    if func is None or owner is None:
+        return
+    owner_ref = weakref.ref(owner)  # no cycle between the optimizer and its own step
+    cls = type(owner)
+
+    @functools.wraps(func)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        instance = owner_ref()
+        instance._global_step += 1  # type: ignore[union-attr]
+        return func.__get__(instance, cls)(*args, **kwargs)
+
+    counted._with_counter = True  # type: ignore[attr-defined]
+    optimizer.step = counted
+    optimizer._global_step = -1
+
+
+def warn_if_stepped_before_optimizer(optimizer: Any) -> None:
+    """Warn, as MMEngine does, when a scheduler's first step comes before the optimizer's."""
+    step: Callable[..., Any] | None = getattr(optimizer, "step", None)
+    if step is None or not hasattr(optimizer, "_global_step"):
+        return
+    if not getattr(step, "_with_counter", False):
+        warnings.warn(
+            "Seems like `optimizer.step()` has been overridden after parameter value scheduler "
+            "initialization. Please, make sure to call `optimizer.step()` before "
+            f"`scheduler.step()`. See more details at {_ORDER_DOC}",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif optimizer._global_step < 0:
+        warnings.warn(
+            "Detected call of `scheduler.step()` before `optimizer.step()`: call "
+            "`optimizer.step()` first, else the first value of the parameter value schedule is "
+            f"skipped. See more details at {_ORDER_DOC}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class _ParamScheduler:
@@ -73,7 +130,8 @@ class _ParamScheduler:
     Args:
         optimizer: a ``torch.optim.Optimizer`` or an ``OptimWrapper``.
         param_name: the ``param_groups`` key to schedule (``'lr'``, ``'momentum'``, ...).
-        schedule: the schedule, or one per parameter group.
+        schedule: the schedule, or one per parameter group (a subclass that computes its own
+            values passes none and overrides :meth:`_get_value`).
         last_step: steps already taken in the window (``-1``: a fresh start).
         verbose: print each new value.
         convert_to_iter_based: convert an epoch-based schedule to iterations.
@@ -92,7 +150,7 @@ class _ParamScheduler:
         self,
         optimizer: Any,
         param_name: str,
-        schedule: fs.Schedule | Sequence[fs.Schedule],
+        schedule: fs.Schedule | Sequence[fs.Schedule] | None = None,
         *,
         last_step: int = -1,
         verbose: bool = False,
@@ -100,16 +158,21 @@ class _ParamScheduler:
         epoch_length: int | None = None,
     ) -> None:
         groups = check_optimizer(optimizer)
+        if schedule is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} gives no schedule: pass one (a fengine.core.schedule "
+                "record) or use a concrete scheduler such as StepParamScheduler"
+            )
         schedules = (
             [schedule] * len(groups) if isinstance(schedule, fs.Schedule) else list(schedule)
         )
         if len(schedules) != len(groups):
-            raise ValueError(
+            raise fs.ScheduleError(
                 f"expected one schedule per param group ({len(groups)}), got {len(schedules)}"
             )
         if convert_to_iter_based:
             if epoch_length is None:
-                raise ValueError(
+                raise fs.ScheduleError(
                     f"convert_to_iter_based=True needs epoch_length (iterations per epoch) "
                     f"for {type(self).__name__}"
                 )
@@ -122,6 +185,7 @@ class _ParamScheduler:
         self.verbose = verbose
         self._global_step = -1
         self._last_value: list[float] = []
+        count_steps(optimizer)
         self.step()
 
     @classmethod
@@ -165,6 +229,8 @@ class _ParamScheduler:
 
     def step(self) -> None:
         """Advance one epoch or iteration; inside the window, write the next values."""
+        if self._global_step == 0:
+            warn_if_stepped_before_optimizer(self.optimizer)
         self._global_step += 1
         groups = self.optimizer.param_groups
         if self.begin <= self._global_step < self.end:
@@ -229,4 +295,12 @@ def _plain(key: str, value: Any) -> Any:
     return value
 
 
-__all__ = ["INF", "ParamGroupsOwner", "_ParamScheduler", "check_optimizer", "init_base_values"]
+__all__ = [
+    "INF",
+    "ParamGroupsOwner",
+    "_ParamScheduler",
+    "check_optimizer",
+    "count_steps",
+    "init_base_values",
+    "warn_if_stepped_before_optimizer",
+]

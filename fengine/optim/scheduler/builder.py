@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fengine.core.schedule import ScheduleError
 from fengine.optim.scheduler.base import _ParamScheduler
 from fengine.registry import PARAM_SCHEDULERS, ConfigError
 
@@ -104,7 +105,7 @@ def _build_one(
     cls = PARAM_SCHEDULERS.resolve(args["type"])
     name = getattr(cls, "__name__", repr(cls))
     if epoch_length is None or not by_epoch:
-        raise ValueError(
+        raise ScheduleError(
             f"{name}: convert_to_iter_based=True needs by_epoch=True and the epoch length "
             f"(got by_epoch={by_epoch}, epoch_length={epoch_length})"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fengine.core.schedule import ScheduleError
 from fengine.optim.scheduler.base import check_optimizer
 from fengine.optim.scheduler.lr_scheduler import signature_without_param_name
 from fengine.optim.scheduler.param_scheduler import (
@@ -47,18 +48,18 @@ class MomentumSchedulerMixin:
         )
         self.use_betas = "momentum" not in defaults and "betas" in defaults
         if "momentum" not in defaults and not self.use_betas:
-            raise ValueError(
-                f"a momentum scheduler needs an optimizer with 'momentum' or 'betas' in its "
-                f"defaults, got {type(optimizer).__name__} with {sorted(defaults)}"
+            raise ScheduleError(
+                "optimizer must support momentum when using momentum scheduler: its defaults "
+                f"need 'momentum' or 'betas', got {type(optimizer).__name__} with {sorted(defaults)}"
             )
         if self.use_betas:
             for group in groups:
                 group["momentum"] = group["betas"][0]
         super().__init__(optimizer, "momentum", *args, **kwargs)  # type: ignore[call-arg]
 
-    def step(self, *args: Any) -> None:
+    def step(self, *args: Any, **kwargs: Any) -> None:
         """Step the schedule, then mirror ``momentum`` into ``betas[0]`` when needed."""
-        super().step(*args)  # type: ignore[misc]
+        super().step(*args, **kwargs)  # type: ignore[misc]
         if self.use_betas:
             for group in self.optimizer.param_groups:
                 group["betas"] = (group["momentum"], group["betas"][1])

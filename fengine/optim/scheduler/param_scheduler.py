@@ -155,6 +155,13 @@ class CosineAnnealingParamScheduler(_ParamScheduler):
             convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
         )  # fmt: skip
 
+    @property
+    def T_max(self) -> int:
+        """Steps of the half cosine: the given ``T_max``, else the window's length."""
+        schedule = self.schedules[0]
+        assert isinstance(schedule, fs.Cosine)
+        return schedule.T_max or (schedule.end - schedule.begin)
+
 
 @PARAM_SCHEDULERS.register_module()
 class LinearParamScheduler(_ParamScheduler):
@@ -275,11 +282,11 @@ class OneCycleParamScheduler(_ParamScheduler):
         epoch_length: int | None = None,
     ) -> None:
         if param_name != "lr":
-            raise ValueError(f"OneCycle schedules only 'lr', got param_name={param_name!r}")
+            raise fs.ScheduleError(f"OneCycle schedules only 'lr', got param_name={param_name!r}")
         groups = check_optimizer(optimizer)
         peaks = _per_group(eta_max, len(groups))
         if len(peaks) != len(groups):
-            raise ValueError(f"expected {len(groups)} values for eta_max, got {len(peaks)}")
+            raise fs.ScheduleError(f"expected {len(groups)} values for eta_max, got {len(peaks)}")
         schedules = [
             fs.OneCycle(
                 eta_max=peak, total_steps=total_steps, pct_start=pct_start,

@@ -28,14 +28,14 @@ from fengine.registry import PARAM_SCHEDULERS
 def _one_of(*choices: str) -> Any:
     def check(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
         if value not in choices:
-            raise ValueError(f"{attribute.name} must be one of {choices}, got {value!r}")
+            raise fs.ScheduleError(f"{attribute.name} must be one of {choices}, got {value!r}")
 
     return check
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise fs.ScheduleError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -160,12 +160,12 @@ class ReduceOnPlateauParamScheduler(_ParamScheduler):
     ) -> None:
         groups = check_optimizer(optimizer)
         if not by_epoch or convert_to_iter_based:
-            raise ValueError(
+            raise fs.ScheduleError(
                 f"{type(self).__name__} steps by epoch only, got by_epoch={by_epoch}, "
                 f"convert_to_iter_based={convert_to_iter_based}"
             )
         if not 0.0 <= factor < 1.0:
-            raise ValueError(f"factor must lie in [0, 1), got {factor!r}")
+            raise fs.ScheduleError(f"factor must lie in [0, 1), got {factor!r}")
         self.optimizer = optimizer
         self.param_name = param_name
         self._schedules = (fs.Schedule(begin=begin, end=end, by_epoch=True),) * len(groups)
@@ -281,6 +281,6 @@ def _min_values(optimizer: Any, min_value: float | Sequence[float]) -> list[floa
         return [float(min_value)] * len(groups)
     inner = getattr(getattr(optimizer, "optimizer", None), "param_groups", groups)
     if len(min_value) != len(inner):
-        raise ValueError(f"expected {len(inner)} values for min_value, got {len(min_value)}")
+        raise fs.ScheduleError(f"expected {len(inner)} values for min_value, got {len(min_value)}")
     values = [float(v) for v in min_value]
     return values + values[-1:] * (len(groups) - len(values))
