@@ -164,7 +164,7 @@ BAD: list[Case] = [
     ("scheduler-not-a-dict", {"param_scheduler": 3}, TypeError, r"param_scheduler\[0\] should be a scheduler config dict or a scheduler, got 3"),
     ("scheduler-argument-typo", {"param_scheduler": {"type": "MultiStepLR", "milestone": [1]}}, TypeError, "missing a required argument: 'milestones'"),
     ("scheduler-type-typo", {"param_scheduler": {"type": "CosineAnealingLR", "T_max": 3}}, KeyError, "'CosineAnealingLR' is not registered.*'CosineAnnealingLR'"),
-    ("scheduler-begin-after-end", {"param_scheduler": [{"type": "LinearLR", "begin": 5, "end": 2}]}, ValueError, "end must be larger than begin, got begin=5, end=2"),
+    ("scheduler-begin-after-end", {"param_scheduler": [{"type": "LinearLR", "begin": 5, "end": 2}]}, ValueError, "end should be larger than begin, got begin=5, end=2"),
     # default_hooks
     ("default-hook-unknown-key", {"default_hooks": {"bogus": None}}, KeyError, "'bogus' is not a default hook"),
     ("default-hook-unknown-type", {"default_hooks": {"logger": {"type": "LogerHook"}}}, KeyError, "'LogerHook' is not registered.*'LoggerHook'"),

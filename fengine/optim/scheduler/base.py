@@ -72,14 +72,12 @@ def count_steps(optimizer: Any) -> None:
     """Make ``optimizer.step`` count its calls in ``optimizer._global_step`` (from ``-1``).
 
     What MMEngine and ``torch.optim.lr_scheduler`` do, so a scheduler stepped before its optimizer
-    can warn. A step already counting is left as it is; an object without a bound ``step`` (a
+    can warn. A step already counting (and its count) is left as it is; an object without a bound ``step`` (a
     bare ``param_groups`` holder) is left alone.
     """
     method = getattr(optimizer, "step", None)
     if method is None or getattr(method, "_with_counter", False):
-        if method is not None:
-            optimizer._global_step = -1
-        return
+        return  # a second scheduler on the optimizer shares its count
     func = getattr(method, "__func__", None)
     owner = getattr(method, "__self__", None)
     if func is None or owner is None:
@@ -274,6 +272,9 @@ class _ParamScheduler:
         for key in ("param_name", "base_values", "last_step", "_global_step", "verbose"):
             if key in state_dict:
                 setattr(self, key, state_dict[key])
+        if getattr(self.optimizer, "_global_step", 0) < 0:
+            # A restored schedule continues a run whose optimizer has stepped: no order warning.
+            self.optimizer._global_step = 0
         if "_last_value" in state_dict:
             self._last_value = list(state_dict["_last_value"])
         self._load_hyper_params(state_dict)
