@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -200,7 +200,7 @@ class ResumeMixin(CheckpointMixin):
             )
         elif "param_schedulers" in checkpoint and resume_param_scheduler:
             self.param_schedulers = self._build_param_schedulers()
-            _load_schedulers(self.param_schedulers, checkpoint["param_schedulers"], filename)
+            _load_schedulers(self.param_schedulers, checkpoint["param_schedulers"], filename, self.logger.info)
         restore_grads(self._unwrapped(), checkpoint.get("grads"), filename)
         strict = self.strict_hook_states if strict_hook_states is None else strict_hook_states
         self._restore_hook_states(checkpoint, filename, strict)
@@ -313,14 +313,27 @@ class ResumeMixin(CheckpointMixin):
         return point.get("rng"), point.get("data_position")
 
 
-def _load_schedulers(schedulers: Any, states: Any, filename: str) -> None:
+def _load_schedulers(schedulers: Any, states: Any, filename: str, log: Callable[[str], None]) -> None:
+    """Continue the configured schedulers from the saved ones' counters.
+
+    Schedules are pure functions of their counters, so each configured scheduler keeps its own
+    hyper-parameters and window (a run extended from ``max_epochs=2`` to 4 follows the new
+    schedule) and takes only the counters, and what it accumulates, from the checkpoint
+    (:meth:`~fengine.optim.scheduler.base._ParamScheduler.resume_state_dict`); ``log`` gets one
+    line per hyper-parameter whose saved value differs.
+    """
     groups = schedulers.items() if isinstance(schedulers, Mapping) else [(None, schedulers)]
     for name, group in groups:
         saved = states[name] if name is not None else states
+        where = "" if name is None else f" for optimizer {name!r}"
         if len(saved) != len(group):
             raise CheckpointError(
-                f"{filename!r} holds {len(saved)} parameter scheduler states"
-                f"{'' if name is None else f' for optimizer {name!r}'} but {len(group)} schedulers are configured"
+                f"{filename!r} holds {len(saved)} parameter scheduler states{where} but "
+                f"{len(group)} schedulers are configured"
             )
-        for scheduler, state in zip(group, saved):
-            scheduler.load_state_dict(state)
+        for index, (scheduler, state) in enumerate(zip(group, saved)):
+            for key, old, new in scheduler.resume_state_dict(state):
+                log(
+                    f"param_scheduler[{index}]{where} ({type(scheduler).__name__}): {key} is "
+                    f"{new!r} in the config and was {old!r} in {filename!r}; the config's value is used"
+                )

@@ -377,3 +377,48 @@ def test_works_on_anything_with_param_groups_and_rejects_the_rest() -> None:
         sch.LinearLR(3)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match=r"param_groups\[0\] has no 'momentum'"):
         sch.LinearParamScheduler(make_optimizer("Adam", [0.1]), "momentum")
+
+
+def _sgd() -> torch.optim.SGD:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+
+
+def test_resume_state_dict_takes_counters_and_keeps_the_constructed_schedule():
+    saved_run = sch.MultiStepLR(_sgd(), milestones=[2, 3], gamma=0.5, end=2)
+    for _ in range(2):
+        saved_run.step()
+    state = saved_run.state_dict()
+    optimizer = _sgd()
+    optimizer.param_groups[0].update(lr=0.1, initial_lr=0.1)
+    extended = sch.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.5, end=4)
+    assert extended.resume_state_dict(state) == [("end", 2, 4)]
+    # global step 2 fell outside the saved window but lies in this one: it is taken now
+    assert (extended.last_step, extended._global_step, extended.end) == (2, 2, 4)
+    assert optimizer.param_groups[0]["lr"] == 0.05 and extended.get_last_value() == [0.05]
+    extended.step()
+    assert optimizer.param_groups[0]["lr"] == 0.025
+
+
+def test_resume_state_dict_reads_mmengines_derived_defaults_as_unchanged():
+    """MMEngine saves ``T_max = end - begin`` and a missing ``eta_min`` as 0.0."""
+    cosine = sch.CosineAnnealingLR(_sgd(), end=10)
+    mmengine_state = {
+        "base_values": [0.1], "last_step": 3, "_global_step": 3, "_last_value": [0.09],
+        "verbose": False, "param_name": "lr", "begin": 0, "end": 10, "by_epoch": True,
+        "T_max": 10, "eta_min": 0.0, "eta_min_ratio": None, "_get_lr_called_within_step": False,
+    }  # fmt: skip
+    assert cosine.resume_state_dict(mmengine_state) == []
+    assert (cosine.last_step, cosine.schedules[0].T_max) == (3, None)
+    shorter = sch.CosineAnnealingLR(_sgd(), end=6)
+    assert shorter.resume_state_dict(mmengine_state) == [("end", 10, 6), ("T_max", 10, 6)]
+
+
+def test_plateau_resume_keeps_best_and_bad_epochs_but_takes_the_configured_rule():
+    saved_run = sch.ReduceOnPlateauLR(_sgd(), monitor="loss", patience=3)
+    for loss in (1.0, 2.0, 2.0):
+        saved_run.step()
+        saved_run.step({"loss": loss})
+    resumed = sch.ReduceOnPlateauLR(_sgd(), monitor="loss", patience=1)
+    assert resumed.resume_state_dict(saved_run.state_dict()) == [("patience", 3, 1)]
+    assert (resumed.best, resumed.num_bad_epochs, resumed.patience) == (1.0, 2, 1)
+    assert (resumed.last_step, resumed._global_step) == (2, 3)

@@ -230,17 +230,21 @@ class _ParamScheduler:
         if self._global_step == 0:
             warn_if_stepped_before_optimizer(self.optimizer)
         self._global_step += 1
-        groups = self.optimizer.param_groups
         if self.begin <= self._global_step < self.end:
-            self.last_step += 1
-            values = [
-                schedule.update(group[self.param_name], base, self.last_step)
-                for schedule, group, base in zip(self._schedules, groups, self.base_values)
-            ]
-            for i, (group, value) in enumerate(zip(groups, values)):
-                group[self.param_name] = value
-                self.print_value(self.verbose, i, value)
-        self._last_value = [group[self.param_name] for group in groups]
+            self._advance()
+        self._last_value = [group[self.param_name] for group in self.optimizer.param_groups]
+
+    def _advance(self) -> None:
+        """Take the next in-window step: write each group's next value."""
+        groups = self.optimizer.param_groups
+        self.last_step += 1
+        values = [
+            schedule.update(group[self.param_name], base, self.last_step)
+            for schedule, group, base in zip(self._schedules, groups, self.base_values)
+        ]
+        for i, (group, value) in enumerate(zip(groups, values)):
+            group[self.param_name] = value
+            self.print_value(self.verbose, i, value)
 
     def get_last_value(self) -> list[float]:
         """The value of each parameter group after the latest step."""
@@ -267,9 +271,60 @@ class _ParamScheduler:
         """Restore what :meth:`state_dict` saved (an MMEngine scheduler state dict works too).
 
         As in MMEngine, saved hyper-parameters and window replace the constructed ones; keys
-        this scheduler does not use (MMEngine's derived attributes) are ignored.
+        this scheduler does not use (MMEngine's derived attributes) are ignored. Resuming a run
+        uses :meth:`resume_state_dict` instead.
         """
-        for key in ("param_name", "base_values", "last_step", "_global_step", "verbose"):
+        for key in ("param_name", "verbose"):
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+        self._load_counters(state_dict)
+        self._load_hyper_params(state_dict)
+
+    def resume_state_dict(self, state_dict: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+        """Take a saved state's counters; keep this scheduler's own hyper-parameters and window.
+
+        A schedule is a pure function of its counters, so a scheduler built from the current
+        config continues the saved run from the saved step: ``last_step``, ``_global_step``,
+        ``base_values``, ``_last_value`` (and what a schedule accumulates, such as
+        ReduceOnPlateau's best value and bad epochs) come from ``state_dict``, everything else
+        from the constructor; steps the saved run took outside its window but inside this one
+        are then taken (:meth:`_catch_up`), so the values equal an uninterrupted run's under this
+        config. MMEngine's saved form is read too.
+
+        Args:
+            state_dict: a :meth:`state_dict` output, fengine's or MMEngine's.
+
+        Returns:
+            ``(key, saved, used)`` for each hyper-parameter (window included) whose saved value
+            differs from this scheduler's, in this scheduler's key order.
+        """
+        used = _effective(self._hyper_params())
+        saved = _effective({k: _plain(k, state_dict[k]) for k in used if k in state_dict})
+        changed = [(k, saved[k], used[k]) for k in used if k in saved and saved[k] != used[k]]
+        self._load_counters(state_dict)
+        self._catch_up()
+        return changed
+
+    def _catch_up(self) -> None:
+        """Count the saved steps under this scheduler's window, taking those the saved run skipped.
+
+        A window the config extends (``end`` following a larger ``max_epochs``) holds steps that
+        the saved run took outside its window: they are taken now, in order, from the saved
+        values, as an uninterrupted run took them. A window that shrank takes nothing more.
+        """
+        in_window = min(self._global_step, self.end - 1) - self.begin + 1
+        taken = max(in_window, 0) - 1
+        if self.last_step > taken:
+            self.last_step = taken
+        while self.last_step < taken:
+            self._advance()
+        self._last_value = [group[self.param_name] for group in self.optimizer.param_groups]
+
+    #: The saved keys :meth:`resume_state_dict` takes (with :meth:`_load_counters`).
+    _counter_keys: ClassVar[tuple[str, ...]] = ("base_values", "last_step", "_global_step")
+
+    def _load_counters(self, state_dict: Mapping[str, Any]) -> None:
+        for key in self._counter_keys:
             if key in state_dict:
                 setattr(self, key, state_dict[key])
         if getattr(self.optimizer, "_global_step", 0) < 0:
@@ -277,16 +332,33 @@ class _ParamScheduler:
             self.optimizer._global_step = 0
         if "_last_value" in state_dict:
             self._last_value = list(state_dict["_last_value"])
-        self._load_hyper_params(state_dict)
 
     def _hyper_params(self) -> dict[str, Any]:
         fields = attrs.asdict(self._schedules[0], recurse=False)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+        return {"param_name": self.param_name, **{
+            k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
+        }}  # fmt: skip
 
     def _load_hyper_params(self, state_dict: Mapping[str, Any]) -> None:
         names = attrs.fields_dict(type(self._schedules[0]))
         changes = {k: _plain(k, v) for k, v in state_dict.items() if k in names}
         self._schedules = tuple(attrs.evolve(s, **changes) for s in self._schedules)
+
+
+def _effective(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters with the defaults a family derives filled in, for comparing saved states.
+
+    MMEngine saves ``T_max``/``total_steps`` as ``end - begin`` and a cosine's absent ``eta_min``
+    as ``0.0``, where fengine's records keep ``None``.
+    """
+    out = dict(params)
+    span = out["end"] - out["begin"] if "end" in out and "begin" in out else None
+    for key in ("T_max", "total_steps"):
+        if key in out and out[key] is None:
+            out[key] = span
+    if "T_max" in out and out.get("eta_min") is None and out.get("eta_min_ratio") is None:
+        out["eta_min"] = 0.0
+    return out
 
 
 def _plain(key: str, value: Any) -> Any:

@@ -227,43 +227,49 @@ class ReduceOnPlateauParamScheduler(_ParamScheduler):
     def state_dict(self) -> dict[str, Any]:
         """Counters, rule and plateau state, under MMEngine's attribute names."""
         return {
-            "param_name": self.param_name,
-            "begin": self.begin,
-            "end": self.end,
-            "by_epoch": self.by_epoch,
+            **self._hyper_params(),
             "last_step": self.last_step,
             "_global_step": self._global_step,
             "_last_value": list(self._last_value),
             "verbose": self.verbose,
-            "monitor": self.monitor,
-            "factor": self.factor,
-            "eps": self.eps,
-            "min_values": list(self.min_values),
-            **attrs.asdict(self._rule),
             **attrs.asdict(self._state),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (an MMEngine state dict works too)."""
-        for key in (
-            "param_name",
-            "last_step",
-            "_global_step",
-            "verbose",
-            "monitor",
-            "factor",
-            "eps",
-        ):
+        for key in ("param_name", "verbose", "monitor", "factor", "eps"):
             if key in state_dict:
                 setattr(self, key, state_dict[key])
-        if "_last_value" in state_dict:
-            self._last_value = list(state_dict["_last_value"])
+        self._load_counters(state_dict)
         if "min_values" in state_dict:
             self.min_values = list(state_dict["min_values"])
         window = {k: state_dict[k] for k in ("begin", "end") if k in state_dict}
         self._schedules = tuple(attrs.evolve(s, **window) for s in self._schedules)
         self._rule = attrs.evolve(self._rule, **_pick(state_dict, PlateauRule))
+
+    #: Besides the counters, the plateau record accumulates the best value and the bad epochs.
+    _counter_keys: ClassVar[tuple[str, ...]] = ("last_step", "_global_step")
+
+    def _load_counters(self, state_dict: Mapping[str, Any]) -> None:
+        super()._load_counters(state_dict)
         self._state = attrs.evolve(self._state, **_pick(state_dict, PlateauState))
+
+    def _catch_up(self) -> None:
+        # Reductions follow metrics, which a checkpoint does not keep: nothing can be replayed.
+        pass
+
+    def _hyper_params(self) -> dict[str, Any]:
+        return {
+            "param_name": self.param_name,
+            "begin": self.begin,
+            "end": self.end,
+            "by_epoch": self.by_epoch,
+            "monitor": self.monitor,
+            "factor": self.factor,
+            "eps": self.eps,
+            "min_values": list(self.min_values),
+            **attrs.asdict(self._rule),
+        }
 
 
 def _pick(state_dict: Mapping[str, Any], record: type[Any]) -> dict[str, Any]:
