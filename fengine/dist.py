@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 
+from fengine.launch_env import torchrun_variables
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -236,31 +238,28 @@ def init_dist(launcher: str, backend: str = "nccl", **kwargs: Any) -> None:
     """Initialise the default process group from a launcher's environment.
 
     ``launcher='pytorch'`` reads torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``MASTER_ADDR`` and ``MASTER_PORT``; on CUDA machines it selects device ``LOCAL_RANK`` first.
-    NCCL is replaced by gloo where CUDA is unavailable. Does nothing if a group already exists.
+    ``MASTER_ADDR`` and ``MASTER_PORT``; ``'slurm'`` and ``'mpi'`` read what ``srun`` and
+    ``mpirun`` set and export it as those variables first (:mod:`fengine.launch_env`, MMEngine's
+    rules). On CUDA machines device ``LOCAL_RANK`` is selected first. NCCL is replaced by gloo
+    where CUDA is unavailable. Does nothing if a group already exists.
 
     Args:
-        launcher: ``'pytorch'`` (torchrun / ``torch.distributed.launch``).
+        launcher: ``'pytorch'`` (torchrun), ``'slurm'`` (srun) or ``'mpi'`` (Open MPI's mpirun).
         backend: ``'nccl'`` or ``'gloo'``.
         **kwargs: passed to ``torch.distributed.init_process_group`` (e.g. ``timeout`` in
             seconds or as a ``timedelta``).
 
     Raises:
         ValueError: an unsupported launcher.
-        KeyError: a torchrun variable is missing.
+        KeyError: a launcher variable is missing or malformed
+            (:class:`~fengine.launch_env.LauncherEnvironmentError`, naming it).
     """
     if is_distributed():
         return
-    if launcher != "pytorch":
-        raise ValueError(f"init_dist: unsupported launcher {launcher!r}; use 'pytorch' (torchrun)")
-    missing = [
-        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
-    ]
-    if missing:
-        raise KeyError(f"init_dist('pytorch') needs the torchrun environment variables {missing}")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    found = torchrun_variables(launcher, os.environ)
+    os.environ.update(found)
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(int(found["LOCAL_RANK"]))
     elif backend == "nccl":
         backend = "gloo"
     timeout = kwargs.pop("timeout", None)
@@ -269,8 +268,5 @@ def init_dist(launcher: str, backend: str = "nccl", **kwargs: Any) -> None:
     if timeout is not None:
         kwargs["timeout"] = timeout
     torch_dist.init_process_group(
-        backend=backend,
-        rank=int(os.environ["RANK"]),
-        world_size=int(os.environ["WORLD_SIZE"]),
-        **kwargs,
+        backend=backend, rank=int(found["RANK"]), world_size=int(found["WORLD_SIZE"]), **kwargs
     )

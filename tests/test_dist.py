@@ -57,8 +57,8 @@ def test_master_only_runs_on_rank_zero(monkeypatch):
 
 
 def test_init_dist_checks_launcher_and_environment(monkeypatch):
-    with pytest.raises(ValueError, match="unsupported launcher 'slurm'"):
-        dist.init_dist("slurm")
+    with pytest.raises(ValueError, match="unsupported launcher 'pbs'"):
+        dist.init_dist("pbs")
     for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(KeyError, match="RANK"):

@@ -13,10 +13,10 @@ from fengine import dist
 from fengine.cli.plot import INSTALL_HINT, draw, plotting_available
 from fengine.cli.scalars import SCALARS, default_keys, find_scalars, read_curves, select
 from fengine.config import Config, ConfigError, parse_cfg_option
+from fengine.launch_env import LauncherEnvironmentError, torchrun_variables
 from fengine.runner import Runner, find_latest_checkpoint
 
 PLOT_FILE = "curves.png"
-_TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class UsageError(Exception):
@@ -59,13 +59,16 @@ def load_config(path: str, cfg_options: Sequence[str] | None, work_dir: str | No
 
 
 def _check_launcher(launcher: str, command: str) -> None:
-    missing = [name for name in _TORCHRUN_VARIABLES if name not in os.environ]
-    if launcher == "pytorch" and missing:
+    if launcher == "none":
+        return
+    try:
+        torchrun_variables(launcher, os.environ)
+    except LauncherEnvironmentError as error:
         raise UsageError(
-            f"--launcher pytorch expects a process started by torchrun, e.g. `torchrun "
-            f"--nproc-per-node 2 -m fengine {command} CONFIG.py --launcher pytorch`; the environment "
-            f"lacks {', '.join(missing)}"
-        )
+            f"--launcher {launcher} expects a process started by its launcher, e.g. `torchrun "
+            f"--nproc-per-node 2 -m fengine {command} CONFIG.py --launcher pytorch` or `srun -n 2 "
+            f"python -m fengine {command} CONFIG.py --launcher slurm`: {error}"
+        ) from None
 
 
 def _checkpoints(runner: Runner) -> str:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from fengine.cli import commands
+from fengine.launch_env import LAUNCHERS
 
 _EPILOG = """examples:
   python -m fengine train examples/configs/digits.py
@@ -31,9 +32,10 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--launcher",
-        choices=["none", "pytorch"],
+        choices=list(LAUNCHERS),
         default="none",
-        help="'pytorch' when started by torchrun (one process per rank)",
+        help="how the processes were started (one per rank): 'pytorch' by torchrun, 'slurm' by "
+        "srun, 'mpi' by Open MPI's mpirun",
     )
 
 

@@ -2,7 +2,8 @@
 
 ``launcher='pytorch'`` means the process was started by ``torchrun`` (or anything that sets
 the same environment: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
-``MASTER_PORT``). The first runner of the process initialises the default group from it; a
+``MASTER_PORT``); ``'slurm'`` by ``srun`` and ``'mpi'`` by Open MPI's ``mpirun``, whose
+variables :mod:`fengine.launch_env` reads. The first runner of the process initialises the default group from it; a
 group that already exists (made by the user, or by an earlier runner) is used as it is. A group
 a runner initialised is destroyed when the interpreter exits (after every runner of the process
 is done with it); a group the user made is left to the user.
@@ -19,9 +20,9 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from fengine import dist
+from fengine.launch_env import LAUNCHERS
 from fengine.model.sync_batchnorm import convert_sync_batchnorm
 
-_LAUNCHERS = ("none", "pytorch")
 _SYNC_BN = ("torch",)
 
 
@@ -39,8 +40,11 @@ def check_launch_settings(launcher: str, env_cfg: Mapping[str, Any] | None, sync
             modules).
         TypeError: ``env_cfg`` or its ``dist_cfg`` is not a mapping.
     """
-    if launcher not in _LAUNCHERS:
-        raise ValueError(f"launcher must be 'none' or 'pytorch' (torchrun), got {launcher!r}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(
+            f"launcher must be one of {list(LAUNCHERS)} ('pytorch': torchrun, 'slurm': srun, "
+            f"'mpi': Open MPI's mpirun), got {launcher!r}"
+        )
     if env_cfg is not None and not isinstance(env_cfg, Mapping):
         raise TypeError(
             f"env_cfg must be a dict such as dict(dist_cfg=dict(backend='gloo')), got {env_cfg!r}"
@@ -73,14 +77,15 @@ def setup_process_group(launcher: str, env_cfg: Mapping[str, Any] | None) -> boo
     first. A group created here is destroyed at interpreter exit.
 
     Args:
-        launcher: ``'none'`` (one process: nothing happens) or ``'pytorch'``.
+        launcher: ``'none'`` (one process: nothing happens), ``'pytorch'``, ``'slurm'`` or
+            ``'mpi'``.
         env_cfg: the runner's ``env_cfg``.
 
     Returns:
         Whether this call created the default group.
 
     Raises:
-        KeyError: a torchrun environment variable is missing.
+        KeyError: a launcher's environment variable is missing (naming it).
     """
     if launcher == "none" or dist.is_distributed():
         return False

@@ -230,6 +230,15 @@ def test_mistakes_exit_with_status_2_and_a_one_line_message(
 
 def test_argparse_rejects_an_unknown_launcher(capsys: Any) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", DIGITS, "--launcher", "slurm"])
+        main(["train", DIGITS, "--launcher", "pbs"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'slurm' (choose from" in capsys.readouterr().err
+    assert "invalid choice: 'pbs' (choose from 'none', 'pytorch', 'slurm', 'mpi')" in capsys.readouterr().err
+
+
+def test_slurm_launcher_outside_srun_names_the_missing_variables(capsys: Any, monkeypatch: Any) -> None:
+    for key in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_NODELIST"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["train", DIGITS, "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "--launcher slurm expects a process started by its launcher" in err
+    assert "['SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST']" in err

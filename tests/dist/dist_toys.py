@@ -48,24 +48,44 @@ def torchrun_env(rank: int, world_size: int, port: int) -> dict[str, str]:
     }
 
 
+#: ``env(rank, world_size, port)`` → the variables a launcher gives a rank.
+LauncherEnv = Callable[[int, int, int], dict[str, str]]
+TORCHRUN_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _entry(
-    rank: int, fn: Callable[..., Any], world_size: int, port: int, args: tuple[Any, ...]
+    rank: int,
+    fn: Callable[..., Any],
+    world_size: int,
+    port: int,
+    args: tuple[Any, ...],
+    env: LauncherEnv,
 ) -> None:
-    os.environ.update(torchrun_env(rank, world_size, port))
+    for key in TORCHRUN_KEYS:
+        os.environ.pop(key, None)
+    os.environ.update(env(rank, world_size, port))
     torch.set_num_threads(1)  # two ranks share two cores
     fn(rank, *args)
 
 
-def spawn(fn: Callable[..., Any], *args: Any, world_size: int = 2, timeout: float = 60) -> None:
+def spawn(
+    fn: Callable[..., Any],
+    *args: Any,
+    world_size: int = 2,
+    timeout: float = 60,
+    env: LauncherEnv = torchrun_env,
+) -> None:
     """Run ``fn(rank, *args)`` in ``world_size`` fresh processes; fail the test past ``timeout`` s.
 
-    A rank that raises ends the others and re-raises here with its traceback.
+    Each process gets ``env(rank, world_size, port)`` as its launcher's variables (torchrun's
+    by default; no torchrun variable is inherited). A rank that raises ends the others and
+    re-raises here with its traceback.
     """
     import pytest  # here, so that scripts without pytest can use the rest of this module
 
     context = mp.start_processes(
         _entry,
-        args=(fn, world_size, free_port(), args),
+        args=(fn, world_size, free_port(), args, env),
         nprocs=world_size,
         join=False,
         start_method="spawn",

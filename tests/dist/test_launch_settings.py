@@ -16,7 +16,7 @@ from fengine import dist
 from fengine.runner import Runner
 from fengine.runner.distributed import setup_process_group
 
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS")
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def _runner(tmp_path: Any, **kwargs: Any) -> Runner:
 
 
 BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
-    ({"launcher": "mpi"}, ValueError, "launcher must be 'none' or 'pytorch' (torchrun), got 'mpi'"),
+    ({"launcher": "pbs"}, ValueError, "launcher must be one of ['none', 'pytorch', 'slurm', 'mpi']"),
     ({"launcher": "pytorch", "env_cfg": ["gloo"]}, TypeError, "env_cfg must be a dict"),
     (
         {"launcher": "pytorch", "env_cfg": {"dist_cfg": "gloo"}},
@@ -46,6 +46,7 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
         "cfg.sync_bn='torch' needs CUDA",
     ),
     ({"launcher": "pytorch"}, KeyError, "torchrun environment variables ['RANK', 'WORLD_SIZE'"),
+    ({"launcher": "slurm"}, KeyError, "Slurm (srun) environment variables ['SLURM_PROCID', 'SLURM_NTASKS'"),
 ]
 
 

@@ -52,7 +52,7 @@ BAD: list[tuple[dict[str, Any], type[BaseException], str]] = [
     ({"param_scheduler": [{"milestones": [1]}]}, ConfigError, r"param_scheduler\[0\] needs a `type`"),
     ({"randomness": {"seed": 1, "deterministc": True}}, ValueError, r"randomness: unknown keys \['deterministc'\]"),
     ({"randomness": {"seed": "1"}}, TypeError, "`seed` must be an int or None"),
-    ({"launcher": "slurm"}, ValueError, "launcher must be 'none' or 'pytorch'"),
+    ({"launcher": "pbs"}, ValueError, r"launcher must be one of \['none', 'pytorch', 'slurm', 'mpi'\].*got 'pbs'"),
     ({"resume": "yes"}, TypeError, "resume must be a bool"),
     ({"model": 3}, TypeError, "model should be a nn.Module object or dict"),
     ({"model": {"type": "ToyModl"}}, KeyError, "'ToyModl' is not registered.*'ToyModel'"),
