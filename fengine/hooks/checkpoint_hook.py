@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 import string
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import PriorityLike
-from fengine.core.run import EventInfo
+from fengine.hooks.builtin import BuiltinHook
 from fengine.hooks.checkpoint_plan import CheckpointPlan
 from fengine.hooks.checkpoint_state import CheckpointState
-from fengine.hooks.hook import DATA_BATCH, Hook
 from fengine.hooks.rules import DEFAULT_GREATER_KEYS, DEFAULT_LESS_KEYS, Rule, infer_rule
 from fengine.registry import HOOKS
 
@@ -103,7 +102,7 @@ def _check_filename_tmpl(template: str) -> None:
 
 
 @HOOKS.register_module()
-class CheckpointHook(Hook):
+class CheckpointHook(BuiltinHook):
     """Saves regular, best and published checkpoints (see :mod:`fengine.hooks.checkpoint_plan`).
 
     Args:
@@ -140,7 +139,17 @@ class CheckpointHook(Hook):
         KeyError: a rule other than ``'greater'``/``'less'``/``None``.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.BEFORE_TRAIN: "Trim kept checkpoints to ``max_keep_ckpts``.",
+        Event.AFTER_LOAD_CHECKPOINT: "Take the kept and best checkpoints from a resumed checkpoint's message hub.",
+        Event.AFTER_TRAIN_ITER: "Save by iteration when due.",
+        Event.AFTER_TRAIN_EPOCH: "Save by epoch when due.",
+        Event.AFTER_VAL_EPOCH: "Save the best checkpoints that improved.",
+        Event.AFTER_TRAIN: "Publish the last and best checkpoints.",
+    }
+
     priority: PriorityLike = "VERY_LOW"
+
 
     def __init__(
         self,
@@ -239,33 +248,6 @@ class CheckpointHook(Hook):
                     stacklevel=2,
                 )
 
-    def to_fn_hook(self, name: str) -> FnHook[CheckpointState]:
+    def pure_fn_hook(self, name: str) -> FnHook[CheckpointState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return self.plan.fn_hook(name, self.priority)
-
-    def before_train(self, runner: Any) -> None:
-        """Trim kept checkpoints to ``max_keep_ckpts``."""
-        runner.run_hook(self, Event.BEFORE_TRAIN, EventInfo())
-
-    def after_load_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
-        """Take the kept and best checkpoints from a resumed checkpoint's message hub."""
-        runner.run_hook(self, Event.AFTER_LOAD_CHECKPOINT, EventInfo(checkpoint=checkpoint))
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Save by iteration when due."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def after_train_epoch(self, runner: Any) -> None:
-        """Save by epoch when due."""
-        runner.run_hook(self, Event.AFTER_TRAIN_EPOCH, EventInfo())
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Save the best checkpoints that improved."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
-
-    def after_train(self, runner: Any) -> None:
-        """Publish the last and best checkpoints."""
-        runner.run_hook(self, Event.AFTER_TRAIN, EventInfo())

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import attrs
 import torch
@@ -35,7 +35,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.hooks.rules import RULES, Rule, infer_rule, is_better, worst_score
 from fengine.registry import HOOKS
 
@@ -232,7 +232,7 @@ def resolve_rule(monitor: str, mode: str, rule: str | None) -> Rule:
 
 
 @HOOKS.register_module()
-class EarlyStoppingHook(Hook):
+class EarlyStoppingHook(BuiltinHook):
     """Stops training when ``monitor`` has not improved for ``patience`` validations.
 
     Args:
@@ -255,7 +255,13 @@ class EarlyStoppingHook(Hook):
         TypeError: ``monitor`` is not a string.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.AFTER_VAL_EPOCH: "Decide whether to stop.",
+        Event.AFTER_TRAIN: "Put the best weights back (with ``restore_best_weights``).",
+    }
+
     priority: PriorityLike = "LOWEST"
+
 
     def __init__(
         self,
@@ -293,7 +299,7 @@ class EarlyStoppingHook(Hook):
         self.check_finite = check_finite
         self.stopping_threshold = stopping_threshold
 
-    def to_fn_hook(self, name: str) -> FnHook[EarlyStoppingState]:
+    def pure_fn_hook(self, name: str) -> FnHook[EarlyStoppingState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return early_stopping_fn_hook(
             name,
@@ -309,11 +315,3 @@ class EarlyStoppingHook(Hook):
             verbose=self.verbose,
             priority=self.priority,
         )
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Decide whether to stop."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
-
-    def after_train(self, runner: Any) -> None:
-        """Put the best weights back (with ``restore_best_weights``)."""
-        runner.run_hook(self, Event.AFTER_TRAIN, EventInfo())

@@ -37,7 +37,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS, MODELS
 
 _WARNING = 30  # logging.WARNING
@@ -279,7 +279,7 @@ def build_averager(
 
 
 @HOOKS.register_module()
-class EMAHook(Hook):
+class EMAHook(BuiltinHook):
     """Keeps an exponential (or other) moving average of the model's weights.
 
     Validation and testing run on the average; training continues on the source weights;
@@ -304,10 +304,23 @@ class EMAHook(Hook):
         TypeError: arguments that ``ema_type`` does not take.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.BEFORE_RUN: "Start the average from the model.",
+        Event.BEFORE_TRAIN: "Check ``begin_iter``/``begin_epoch`` against the run's length.",
+        Event.AFTER_TRAIN_ITER: "Fold the model's weights into the average (or copy them before the begin point).",
+        Event.BEFORE_VAL_EPOCH: "Put the average into the model.",
+        Event.AFTER_VAL_EPOCH: "Put the source weights back.",
+        Event.BEFORE_TEST_EPOCH: "Put the average into the model.",
+        Event.AFTER_TEST_EPOCH: "Put the source weights back.",
+        Event.BEFORE_SAVE_CHECKPOINT: "Store the average as ``state_dict`` and the raw weights in ``ema_state_dict``.",
+        Event.AFTER_LOAD_CHECKPOINT: "Restore the average (resume) or start it from the loaded weights.",
+    }
+
     priority: PriorityLike = 49
     owns: ClassVar[frozenset[str]] = frozenset(
         {"the checkpoint's 'ema_state_dict' and the model's weights (swapped for the average in validation)"}
     )
+
 
     def __init__(
         self,
@@ -338,7 +351,7 @@ class EMAHook(Hook):
         self.begin_epoch = begin_epoch
         self.enabled_by_epoch = begin_epoch > 0
 
-    def to_fn_hook(self, name: str) -> FnHook[EMAHookState]:
+    def pure_fn_hook(self, name: str) -> FnHook[EMAHookState]:
         """This hook's pure handlers as a pipeline member named ``name`` (updates donated)."""
         return ema_fn_hook(
             name,
@@ -350,42 +363,3 @@ class EMAHook(Hook):
             device=self.device,
             donate=True,
         )
-
-    def before_run(self, runner: Any) -> None:
-        """Start the average from the model."""
-        runner.run_hook(self, Event.BEFORE_RUN, EventInfo())
-
-    def before_train(self, runner: Any) -> None:
-        """Check ``begin_iter``/``begin_epoch`` against the run's length."""
-        runner.run_hook(self, Event.BEFORE_TRAIN, EventInfo())
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Fold the model's weights into the average (or copy them before the begin point)."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def before_val_epoch(self, runner: Any) -> None:
-        """Put the average into the model."""
-        runner.run_hook(self, Event.BEFORE_VAL_EPOCH, EventInfo())
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Put the source weights back."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
-
-    def before_test_epoch(self, runner: Any) -> None:
-        """Put the average into the model."""
-        runner.run_hook(self, Event.BEFORE_TEST_EPOCH, EventInfo())
-
-    def after_test_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Put the source weights back."""
-        runner.run_hook(self, Event.AFTER_TEST_EPOCH, EventInfo(metrics=metrics))
-
-    def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
-        """Store the average as ``state_dict`` and the raw weights in ``ema_state_dict``."""
-        runner.run_hook(self, Event.BEFORE_SAVE_CHECKPOINT, EventInfo(checkpoint=checkpoint))
-
-    def after_load_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
-        """Restore the average (resume) or start it from the loaded weights."""
-        runner.run_hook(self, Event.AFTER_LOAD_CHECKPOINT, EventInfo(checkpoint=checkpoint))

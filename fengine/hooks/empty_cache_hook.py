@@ -8,17 +8,16 @@ alike, as MMEngine's hook does through its mode-generic methods. Façade: :class
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
 from fengine.core.effects import EmptyCache
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import MODES, BuiltinHook, in_every_mode
 from fengine.registry import HOOKS
-
-_MODES = ("train", "val", "test")
 
 
 def empty_cache(run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
@@ -55,13 +54,13 @@ def empty_cache_fn_hook(
         Event(pattern.format(mode)): empty_cache
         for pattern, enabled in points.items()
         if enabled
-        for mode in _MODES
+        for mode in MODES
     }
     return FnHook(name=name, priority=priority, init=None, on=on)
 
 
 @HOOKS.register_module()
-class EmptyCacheHook(Hook):
+class EmptyCacheHook(BuiltinHook):
     """Empties the accelerator's memory cache before/after epochs and after iterations.
 
     Args:
@@ -70,7 +69,16 @@ class EmptyCacheHook(Hook):
         after_iter: empty after each iteration.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = in_every_mode(
+        {
+            "before_{}_epoch": "Empty the cache before the epoch (with ``before_epoch``).",
+            "after_{}_epoch": "Empty the cache after the epoch (with ``after_epoch``).",
+            "after_{}_iter": "Empty the cache after the iteration (with ``after_iter``).",
+        }
+    )
+
     priority: PriorityLike = "NORMAL"
+    # Every mode's methods exist, as in MMEngine; settings decide which of them empty the cache.
 
     def __init__(
         self, before_epoch: bool = False, after_epoch: bool = True, after_iter: bool = False
@@ -86,7 +94,7 @@ class EmptyCacheHook(Hook):
         self._do_after_epoch = after_epoch
         self._do_after_iter = after_iter
 
-    def to_fn_hook(self, name: str) -> FnHook[None]:
+    def pure_fn_hook(self, name: str) -> FnHook[None]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return empty_cache_fn_hook(
             name,
@@ -95,23 +103,3 @@ class EmptyCacheHook(Hook):
             after_iter=self._do_after_iter,
             priority=self.priority,
         )
-
-    def _before_epoch(self, runner: Any, mode: str = "train") -> None:
-        """Empty the cache before an epoch (with ``before_epoch``)."""
-        runner.run_hook(self, Event(f"before_{mode}_epoch"), EventInfo())
-
-    def _after_epoch(self, runner: Any, mode: str = "train") -> None:
-        """Empty the cache after an epoch (with ``after_epoch``)."""
-        runner.run_hook(self, Event(f"after_{mode}_epoch"), EventInfo())
-
-    def _after_iter(
-        self,
-        runner: Any,
-        batch_idx: int,
-        data_batch: DATA_BATCH = None,
-        outputs: Any = None,
-        mode: str = "train",
-    ) -> None:
-        """Empty the cache after an iteration (with ``after_iter``)."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event(f"after_{mode}_iter"), info)

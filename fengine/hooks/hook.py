@@ -3,8 +3,9 @@
 A user's ``Hook`` subclass joins a :class:`~fengine.core.pipeline.Pipeline` through
 :func:`adapt_class_hook`: each method the subclass overrides becomes a handler that calls it with
 the runner, so class hooks and :class:`~fengine.core.pipeline.FnHook` s run in one priority order.
-Built-in hooks override :meth:`Hook.to_fn_hook` to hand the pipeline their pure handlers instead;
-their MMEngine-named methods then run those handlers through the runner (:class:`HookHost`).
+Built-in hooks (:class:`~fengine.hooks.builtin.BuiltinHook`) hand the pipeline their pure
+handlers instead; their MMEngine-named methods run those handlers through the runner
+(:class:`HookHost`).
 """
 
 from __future__ import annotations
@@ -243,14 +244,15 @@ def _accepted(method: Any) -> frozenset[str] | None:
     return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
-def _class_handler(hook: Hook, event: Event) -> Handler[None]:
+def make_class_handler(hook: Hook, event: Event) -> Handler[Any]:
+    """The pipeline handler that calls ``hook``'s method for ``event`` with the runner."""
     method = getattr(hook, event.value)
     # The seed documents `before_train_iter(self, runner)` while MMEngine passes `batch_idx=`,
     # `data_batch=`, ... by keyword: hand each method only the arguments it declares.
     accepted = _accepted(method)
     names = tuple(n for n in event_arg_names(event) if accepted is None or n in accepted)
 
-    def handler(run: RunState, own: None, info: EventInfo) -> tuple[RunState, None]:
+    def handler(run: RunState, own: Any, info: EventInfo) -> tuple[RunState, Any]:
         runner = info.runner
         if runner is not None:
             runner.run_state = run  # the hook sees what earlier hooks of this event decided
@@ -271,5 +273,5 @@ def adapt_class_hook(hook: Hook, name: str) -> FnHook[None]:
     method and takes the runner's state back afterwards, so a class hook that calls
     ``runner.val()`` (or mutates the runner) is seen by the hooks after it.
     """
-    on = {event: _class_handler(hook, event) for event in triggered_events(type(hook))}
+    on = {event: make_class_handler(hook, event) for event in triggered_events(type(hook))}
     return FnHook(name=name, priority=hook.priority, init=None, on=on)

@@ -1,6 +1,6 @@
 """IterTimerHook: per-iteration ``data_time`` and ``time``, and the run's ETA.
 
-Pure part: :class:`IterTimerState` and :class:`IterTimerHandlers`. The clock is the event's
+Pure part: :class:`IterTimerState` and the handlers of :func:`iter_timer_fn_hook`. The clock is the event's
 ``EventInfo.time`` (the shell reads it once per event), so the handlers are pure and the running
 sums live in the state, which is checkpointed: the ETA after a resume keeps averaging over every
 iteration timed so far. Façade: :class:`IterTimerHook`.
@@ -17,8 +17,8 @@ mode:
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
 import attrs
 
@@ -28,7 +28,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import MODES, BuiltinHook, in_every_mode
 from fengine.registry import HOOKS
 
 
@@ -110,7 +110,7 @@ def iter_timer_fn_hook(
         all three modes.
     """
     on: dict[Event, Handler[IterTimerState]] = {}
-    for mode in ("train", "val", "test"):
+    for mode in MODES:
         on[Event(f"before_{mode}_epoch")] = before_epoch
         on[Event(f"after_{mode}_epoch")] = after_epoch
         on[Event(f"before_{mode}_iter")] = _before_iter(mode)
@@ -119,42 +119,25 @@ def iter_timer_fn_hook(
 
 
 @HOOKS.register_module()
-class IterTimerHook(Hook):
+class IterTimerHook(BuiltinHook):
     """Times data loading and each iteration, and estimates the time left (module docstring).
 
     Called directly (``hook.before_train_iter(runner, 0)``), the façade reads the clock itself;
     inside a run the runner supplies one reading per event.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = in_every_mode(
+        {
+            "before_{}_epoch": "Start the clock.",
+            "after_{}_epoch": "Reset the evaluation sums.",
+            "before_{}_iter": "Record ``data_time``.",
+            "after_{}_iter": "Record ``time`` and ``eta``.",
+        }
+    )
+
     priority: PriorityLike = "NORMAL"
 
-    def to_fn_hook(self, name: str) -> FnHook[IterTimerState]:
+
+    def pure_fn_hook(self, name: str) -> FnHook[IterTimerState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return iter_timer_fn_hook(name, self.priority)
-
-    def _before_epoch(self, runner: Any, mode: str = "train") -> None:
-        """Start the clock."""
-        runner.run_hook(self, Event(f"before_{mode}_epoch"), EventInfo(time=time.time()))
-
-    def _after_epoch(self, runner: Any, mode: str = "train") -> None:
-        """Reset the evaluation sums."""
-        runner.run_hook(self, Event(f"after_{mode}_epoch"), EventInfo(time=time.time()))
-
-    def _before_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, mode: str = "train"
-    ) -> None:
-        """Record ``data_time``."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, time=time.time())
-        runner.run_hook(self, Event(f"before_{mode}_iter"), info)
-
-    def _after_iter(
-        self,
-        runner: Any,
-        batch_idx: int,
-        data_batch: DATA_BATCH = None,
-        outputs: Any = None,
-        mode: str = "train",
-    ) -> None:
-        """Record ``time`` and ``eta``."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs, time=time.time())
-        runner.run_hook(self, Event(f"after_{mode}_iter"), info)

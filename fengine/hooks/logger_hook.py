@@ -22,8 +22,8 @@ Façade: :class:`LoggerHook`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import attrs
 
@@ -32,7 +32,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -172,7 +172,7 @@ def _suffixes(out_suffix: str | Sequence[str]) -> tuple[str, ...]:
 
 
 @HOOKS.register_module()
-class LoggerHook(Hook):
+class LoggerHook(BuiltinHook):
     """Writes log lines and scalar records at the points the module docstring lists.
 
     Args:
@@ -197,7 +197,18 @@ class LoggerHook(Hook):
             without ``out_dir``, or both ``file_client_args`` and ``backend_args``.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.BEFORE_RUN: "Announce the log export directory.",
+        Event.AFTER_TRAIN_ITER: "Log a train line when due.",
+        Event.AFTER_VAL_ITER: "Log a validation line when due.",
+        Event.AFTER_TEST_ITER: "Log a test line when due.",
+        Event.AFTER_VAL_EPOCH: "Log and record the validation summary.",
+        Event.AFTER_TEST_EPOCH: "Log the test summary.",
+        Event.AFTER_RUN: "Copy the logs to ``out_dir``.",
+    }
+
     priority: PriorityLike = "BELOW_NORMAL"
+
 
     def __init__(
         self,
@@ -263,43 +274,6 @@ class LoggerHook(Hook):
             keep_local=keep_local,
         )
 
-    def to_fn_hook(self, name: str) -> FnHook[None]:
+    def pure_fn_hook(self, name: str) -> FnHook[None]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return self.rules.fn_hook(name, self.priority)
-
-    def before_run(self, runner: Any) -> None:
-        """Announce the log export directory."""
-        runner.run_hook(self, Event.BEFORE_RUN, EventInfo())
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Log a train line when due."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def after_val_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Log a validation line when due."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_VAL_ITER, info)
-
-    def after_test_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Log a test line when due."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TEST_ITER, info)
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Log and record the validation summary."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
-
-    def after_test_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Log the test summary."""
-        runner.run_hook(self, Event.AFTER_TEST_EPOCH, EventInfo(metrics=metrics))
-
-    def after_run(self, runner: Any) -> None:
-        """Copy the logs to ``out_dir``."""
-        runner.run_hook(self, Event.AFTER_RUN, EventInfo())

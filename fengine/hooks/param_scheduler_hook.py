@@ -15,14 +15,15 @@ the iteration used. Façade: :class:`ParamSchedulerHook`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 from fengine.core.effects import StepSchedulers
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -62,29 +63,20 @@ def param_scheduler_fn_hook(name: str, priority: PriorityLike = Priority.LOW) ->
 
 
 @HOOKS.register_module()
-class ParamSchedulerHook(Hook):
+class ParamSchedulerHook(BuiltinHook):
     """Steps the runner's parameter schedulers (see the module docstring)."""
+
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.AFTER_TRAIN_ITER: "Step the iteration-based schedulers.",
+        Event.AFTER_TRAIN_EPOCH: "Step the epoch-based schedulers.",
+        Event.AFTER_VAL_EPOCH: "Step the metric-driven schedulers.",
+    }
 
     priority: PriorityLike = "LOW"
     owns: ClassVar[frozenset[str]] = frozenset(
         {"the stepping of the runner's parameter schedulers (a second hook steps each twice)"}
     )
 
-    def to_fn_hook(self, name: str) -> FnHook[None]:
+    def pure_fn_hook(self, name: str) -> FnHook[None]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return param_scheduler_fn_hook(name, self.priority)
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Step the iteration-based schedulers."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def after_train_epoch(self, runner: Any) -> None:
-        """Step the epoch-based schedulers."""
-        runner.run_hook(self, Event.AFTER_TRAIN_EPOCH, EventInfo())
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Step the metric-driven schedulers."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))

@@ -16,7 +16,7 @@ Façade: :class:`ProfilerHook`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -27,7 +27,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -138,7 +138,7 @@ def _check_trace_handler(on_trace_ready: Callable[..., Any] | Mapping[str, Any] 
 
 
 @HOOKS.register_module()
-class ProfilerHook(Hook):
+class ProfilerHook(BuiltinHook):
     """Profiles the first epoch (or the first ``profile_iters`` iterations) with ``torch.profiler``.
 
     Args:
@@ -166,7 +166,14 @@ class ProfilerHook(Hook):
             ``profile_times``, no activity, an unknown ``on_trace_ready``.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.BEFORE_RUN: "Start the profiler.",
+        Event.AFTER_TRAIN_ITER: "Step the profiler; export after the last profiled iteration.",
+        Event.AFTER_TRAIN_EPOCH: "Export the trace if still recording.",
+    }
+
     priority: PriorityLike = "VERY_LOW"
+
 
     def __init__(
         self,
@@ -237,7 +244,7 @@ class ProfilerHook(Hook):
             "json_trace_path": json_trace_path,
         }
 
-    def to_fn_hook(self, name: str) -> FnHook[ProfilerState]:
+    def pure_fn_hook(self, name: str) -> FnHook[ProfilerState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return profiler_fn_hook(
             name,
@@ -246,18 +253,3 @@ class ProfilerHook(Hook):
             profile_iters=self.profile_iters,
             priority=self.priority,
         )
-
-    def before_run(self, runner: Any) -> None:
-        """Start the profiler."""
-        runner.run_hook(self, Event.BEFORE_RUN, EventInfo())
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Step the profiler; export after the last profiled iteration."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def after_train_epoch(self, runner: Any) -> None:
-        """Export the trace if still recording."""
-        runner.run_hook(self, Event.AFTER_TRAIN_EPOCH, EventInfo())

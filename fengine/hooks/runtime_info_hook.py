@@ -39,7 +39,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import DATA_BATCH, Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -235,7 +235,7 @@ _EVENTS = (
 
 
 @HOOKS.register_module()
-class RuntimeInfoHook(Hook):
+class RuntimeInfoHook(BuiltinHook):
     """Keeps the message hub's runtime information current (see the module docstring).
 
     Args:
@@ -247,10 +247,26 @@ class RuntimeInfoHook(Hook):
         TypeError: ``enable_tensorboard`` is not a bool.
     """
 
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.BEFORE_RUN: "Record the run's facts.",
+        Event.BEFORE_TRAIN: "Record the counters and enter the train stage.",
+        Event.AFTER_TRAIN: "Leave the train stage.",
+        Event.BEFORE_TRAIN_EPOCH: "Record the epoch.",
+        Event.BEFORE_TRAIN_ITER: "Record the iteration and learning rates.",
+        Event.AFTER_TRAIN_ITER: "Record the step's outputs.",
+        Event.BEFORE_VAL: "Enter the val stage.",
+        Event.AFTER_VAL: "Leave the val stage.",
+        Event.BEFORE_TEST: "Enter the test stage.",
+        Event.AFTER_TEST: "Leave the test stage.",
+        Event.AFTER_VAL_EPOCH: "Record the validation metrics.",
+        Event.AFTER_TEST_EPOCH: "Record the test metrics.",
+    }
+
     priority: PriorityLike = "VERY_HIGH"
     owns: ClassVar[frozenset[str]] = frozenset(
         {"the message hub's runtime info and train/val/test scalars (a second hook records each value twice)"}
     )
+
 
     def __init__(self, enable_tensorboard: bool = True) -> None:
         if not isinstance(enable_tensorboard, bool):
@@ -260,58 +276,6 @@ class RuntimeInfoHook(Hook):
         self.enable_tensorboard = enable_tensorboard
         self.handlers = RuntimeInfoHandlers(enable_tensorboard)
 
-    def to_fn_hook(self, name: str) -> FnHook[RuntimeInfoState]:
+    def pure_fn_hook(self, name: str) -> FnHook[RuntimeInfoState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return self.handlers.fn_hook(name, self.priority)
-
-    def before_run(self, runner: Any) -> None:
-        """Record the run's facts."""
-        runner.run_hook(self, Event.BEFORE_RUN, EventInfo())
-
-    def before_train(self, runner: Any) -> None:
-        """Record the counters and enter the train stage."""
-        runner.run_hook(self, Event.BEFORE_TRAIN, EventInfo())
-
-    def after_train(self, runner: Any) -> None:
-        """Leave the train stage."""
-        runner.run_hook(self, Event.AFTER_TRAIN, EventInfo())
-
-    def before_train_epoch(self, runner: Any) -> None:
-        """Record the epoch."""
-        runner.run_hook(self, Event.BEFORE_TRAIN_EPOCH, EventInfo())
-
-    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
-        """Record the iteration and learning rates."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch)
-        runner.run_hook(self, Event.BEFORE_TRAIN_ITER, info)
-
-    def after_train_iter(
-        self, runner: Any, batch_idx: int, data_batch: DATA_BATCH = None, outputs: Any = None
-    ) -> None:
-        """Record the step's outputs."""
-        info = EventInfo(batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
-        runner.run_hook(self, Event.AFTER_TRAIN_ITER, info)
-
-    def before_val(self, runner: Any) -> None:
-        """Enter the val stage."""
-        runner.run_hook(self, Event.BEFORE_VAL, EventInfo())
-
-    def after_val(self, runner: Any) -> None:
-        """Leave the val stage."""
-        runner.run_hook(self, Event.AFTER_VAL, EventInfo())
-
-    def before_test(self, runner: Any) -> None:
-        """Enter the test stage."""
-        runner.run_hook(self, Event.BEFORE_TEST, EventInfo())
-
-    def after_test(self, runner: Any) -> None:
-        """Leave the test stage."""
-        runner.run_hook(self, Event.AFTER_TEST, EventInfo())
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Record the validation metrics."""
-        runner.run_hook(self, Event.AFTER_VAL_EPOCH, EventInfo(metrics=metrics))
-
-    def after_test_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Record the test metrics."""
-        runner.run_hook(self, Event.AFTER_TEST_EPOCH, EventInfo(metrics=metrics))

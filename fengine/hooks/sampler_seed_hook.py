@@ -7,14 +7,15 @@ whichever has it. The hook keeps no state. Façade: :class:`DistSamplerSeedHook`
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
 from fengine.core.effects import SetSamplerEpoch
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -39,15 +40,13 @@ def sampler_seed_fn_hook(name: str, priority: PriorityLike = Priority.NORMAL) ->
 
 
 @HOOKS.register_module()
-class DistSamplerSeedHook(Hook):
+class DistSamplerSeedHook(BuiltinHook):
     """Calls ``set_epoch(epoch)`` on the train sampler before each train epoch."""
+
+    handles: ClassVar[Mapping[Event, str]] = {Event.BEFORE_TRAIN_EPOCH: "Set the train sampler's epoch."}
 
     priority: PriorityLike = "NORMAL"
 
-    def to_fn_hook(self, name: str) -> FnHook[None]:
+    def pure_fn_hook(self, name: str) -> FnHook[None]:
         """This hook's pure handler as a pipeline member named ``name``."""
         return sampler_seed_fn_hook(name, self.priority)
-
-    def before_train_epoch(self, runner: Any) -> None:
-        """Set the train sampler's epoch."""
-        runner.run_hook(self, Event.BEFORE_TRAIN_EPOCH, EventInfo())

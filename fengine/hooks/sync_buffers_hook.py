@@ -14,7 +14,8 @@ Façade: :class:`SyncBuffersHook`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
 import attrs
 
@@ -24,7 +25,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.hooks.hook import Hook
+from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
@@ -77,19 +78,16 @@ def sync_buffers_fn_hook(
 
 
 @HOOKS.register_module()
-class SyncBuffersHook(Hook):
+class SyncBuffersHook(BuiltinHook):
     """Averages the model's buffers (BatchNorm statistics) across ranks in distributed training."""
+
+    handles: ClassVar[Mapping[Event, str]] = {
+        Event.AFTER_TRAIN_EPOCH: "Synchronise the buffers after a train epoch.",
+        Event.BEFORE_VAL_EPOCH: "Synchronise before validation when the train epoch did not.",
+    }
 
     priority: PriorityLike = "NORMAL"
 
-    def to_fn_hook(self, name: str) -> FnHook[SyncBuffersState]:
+    def pure_fn_hook(self, name: str) -> FnHook[SyncBuffersState]:
         """This hook's pure handlers as a pipeline member named ``name``."""
         return sync_buffers_fn_hook(name, self.priority)
-
-    def after_train_epoch(self, runner: Any) -> None:
-        """Synchronise the buffers after a train epoch."""
-        runner.run_hook(self, Event.AFTER_TRAIN_EPOCH, EventInfo())
-
-    def before_val_epoch(self, runner: Any) -> None:
-        """Synchronise before validation when the train epoch did not."""
-        runner.run_hook(self, Event.BEFORE_VAL_EPOCH, EventInfo())
