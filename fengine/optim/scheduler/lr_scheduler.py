@@ -9,19 +9,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from fengine.optim.scheduler import param_scheduler as ps
 from fengine.optim.scheduler.base import _ParamScheduler
-from fengine.optim.scheduler.param_scheduler import (
-    ConstantParamScheduler,
-    CosineAnnealingParamScheduler,
-    CosineRestartParamScheduler,
-    ExponentialParamScheduler,
-    LinearParamScheduler,
-    MultiStepParamScheduler,
-    OneCycleParamScheduler,
-    PolyParamScheduler,
-    ReduceOnPlateauParamScheduler,
-    StepParamScheduler,
-)
 from fengine.registry import PARAM_SCHEDULERS
 
 
@@ -52,52 +41,52 @@ class LRSchedulerMixin:
 
 
 @PARAM_SCHEDULERS.register_module()
-class ConstantLR(LRSchedulerMixin, ConstantParamScheduler):
+class ConstantLR(LRSchedulerMixin, ps.ConstantParamScheduler):
     """Multiply the learning rate by ``factor`` until the window's last step."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class CosineAnnealingLR(LRSchedulerMixin, CosineAnnealingParamScheduler):
+class CosineAnnealingLR(LRSchedulerMixin, ps.CosineAnnealingParamScheduler):
     """Cosine-anneal the learning rate to ``eta_min`` over ``T_max`` steps."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class CosineRestartLR(LRSchedulerMixin, CosineRestartParamScheduler):
+class CosineRestartLR(LRSchedulerMixin, ps.CosineRestartParamScheduler):
     """Cosine-anneal the learning rate, restarting every period."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class ExponentialLR(LRSchedulerMixin, ExponentialParamScheduler):
+class ExponentialLR(LRSchedulerMixin, ps.ExponentialParamScheduler):
     """Multiply the learning rate by ``gamma`` every step."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class LinearLR(LRSchedulerMixin, LinearParamScheduler):
+class LinearLR(LRSchedulerMixin, ps.LinearParamScheduler):
     """Scale the learning rate linearly from ``start_factor`` to ``end_factor``."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class MultiStepLR(LRSchedulerMixin, MultiStepParamScheduler):
+class MultiStepLR(LRSchedulerMixin, ps.MultiStepParamScheduler):
     """Multiply the learning rate by ``gamma`` at each milestone."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class OneCycleLR(LRSchedulerMixin, OneCycleParamScheduler):
+class OneCycleLR(LRSchedulerMixin, ps.OneCycleParamScheduler):
     """The 1cycle learning-rate policy."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class PolyLR(LRSchedulerMixin, PolyParamScheduler):
+class PolyLR(LRSchedulerMixin, ps.PolyParamScheduler):
     """Polynomial learning-rate decay to ``eta_min``."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class ReduceOnPlateauLR(LRSchedulerMixin, ReduceOnPlateauParamScheduler):
+class ReduceOnPlateauLR(LRSchedulerMixin, ps.ReduceOnPlateauParamScheduler):
     """Reduce the learning rate when a validation metric stops improving."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class StepLR(LRSchedulerMixin, StepParamScheduler):
+class StepLR(LRSchedulerMixin, ps.StepParamScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` steps."""
 
 

@@ -11,19 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fengine.core.schedule import ScheduleError
+from fengine.optim.scheduler import param_scheduler as ps
 from fengine.optim.scheduler.base import check_optimizer
 from fengine.optim.scheduler.lr_scheduler import signature_without_param_name
-from fengine.optim.scheduler.param_scheduler import (
-    ConstantParamScheduler,
-    CosineAnnealingParamScheduler,
-    CosineRestartParamScheduler,
-    ExponentialParamScheduler,
-    LinearParamScheduler,
-    MultiStepParamScheduler,
-    PolyParamScheduler,
-    ReduceOnPlateauParamScheduler,
-    StepParamScheduler,
-)
 from fengine.registry import PARAM_SCHEDULERS
 
 
@@ -66,47 +56,47 @@ class MomentumSchedulerMixin:
 
 
 @PARAM_SCHEDULERS.register_module()
-class ConstantMomentum(MomentumSchedulerMixin, ConstantParamScheduler):
+class ConstantMomentum(MomentumSchedulerMixin, ps.ConstantParamScheduler):
     """Multiply the momentum by ``factor`` until the window's last step."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class CosineAnnealingMomentum(MomentumSchedulerMixin, CosineAnnealingParamScheduler):
+class CosineAnnealingMomentum(MomentumSchedulerMixin, ps.CosineAnnealingParamScheduler):
     """Cosine-anneal the momentum to ``eta_min`` over ``T_max`` steps."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class CosineRestartMomentum(MomentumSchedulerMixin, CosineRestartParamScheduler):
+class CosineRestartMomentum(MomentumSchedulerMixin, ps.CosineRestartParamScheduler):
     """Cosine-anneal the momentum, restarting every period."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class ExponentialMomentum(MomentumSchedulerMixin, ExponentialParamScheduler):
+class ExponentialMomentum(MomentumSchedulerMixin, ps.ExponentialParamScheduler):
     """Multiply the momentum by ``gamma`` every step."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class LinearMomentum(MomentumSchedulerMixin, LinearParamScheduler):
+class LinearMomentum(MomentumSchedulerMixin, ps.LinearParamScheduler):
     """Scale the momentum linearly from ``start_factor`` to ``end_factor``."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class MultiStepMomentum(MomentumSchedulerMixin, MultiStepParamScheduler):
+class MultiStepMomentum(MomentumSchedulerMixin, ps.MultiStepParamScheduler):
     """Multiply the momentum by ``gamma`` at each milestone."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class PolyMomentum(MomentumSchedulerMixin, PolyParamScheduler):
+class PolyMomentum(MomentumSchedulerMixin, ps.PolyParamScheduler):
     """Polynomial momentum decay to ``eta_min``."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class ReduceOnPlateauMomentum(MomentumSchedulerMixin, ReduceOnPlateauParamScheduler):
+class ReduceOnPlateauMomentum(MomentumSchedulerMixin, ps.ReduceOnPlateauParamScheduler):
     """Reduce the momentum when a validation metric stops improving."""
 
 
 @PARAM_SCHEDULERS.register_module()
-class StepMomentum(MomentumSchedulerMixin, StepParamScheduler):
+class StepMomentum(MomentumSchedulerMixin, ps.StepParamScheduler):
     """Multiply the momentum by ``gamma`` every ``step_size`` steps."""
 
 

@@ -1,159 +1,169 @@
 """MMEngine's generic ``*ParamScheduler`` classes: any ``param_groups`` key, one family each.
 
-Each class builds the matching :mod:`fengine.core.schedule` record from MMEngine's constructor
-arguments; the formulas are documented there. All take, besides their own arguments,
-``begin=0, end=INF, last_step=-1, by_epoch=True, verbose=False`` and the keyword-only
-``convert_to_iter_based=False, epoch_length=None`` (what MMEngine's registry passes on).
+Each class is its :mod:`fengine.core.schedule` family record plus MMEngine's stepping (the
+formulas are documented with the records). :class:`FamilyScheduler` writes each class's
+constructor from the record's attrs fields, so names and defaults have one source: MMEngine's
+signature ``(optimizer, param_name, <the family's fields, in record order>, begin=0, end=INF,
+last_step=-1, by_epoch=True, verbose=False, *, convert_to_iter_based=False, epoch_length=None)``
+(the keyword-only pair is what MMEngine's registry passes on), or the order a class names where
+MMEngine's differs. ``inspect.signature`` shows the real parameters; positional and keyword
+arguments bind as in MMEngine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, cast
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, cast
 
 import attrs
 
 from fengine.core import schedule as fs
-from fengine.optim.scheduler.base import INF, ParamGroupsOwner, _ParamScheduler, check_optimizer
+from fengine.optim.scheduler.base import ParamGroupsOwner, _ParamScheduler, check_optimizer
 from fengine.optim.scheduler.plateau import ReduceOnPlateauParamScheduler
 from fengine.registry import PARAM_SCHEDULERS
 
+_P = inspect.Parameter
+#: The fields every schedule record shares (its window).
+_WINDOW = tuple(f.name for f in attrs.fields(fs.Schedule))
+#: What follows a family's fields in MMEngine's usual order: the window and the scheduler's own.
+_TAIL = ("begin", "end", "last_step", "by_epoch", "verbose")
+#: Arguments of the scheduler itself (not of the schedule), with their types and defaults.
+_OWN: dict[str, tuple[str, Any]] = {"last_step": ("int", -1), "verbose": ("bool", False)}
+_KEYWORD_ONLY = (
+    _P("convert_to_iter_based", _P.KEYWORD_ONLY, default=False, annotation="bool"),
+    _P("epoch_length", _P.KEYWORD_ONLY, default=None, annotation="int | None"),
+)
+
+
+def family_fields(family: type[fs.Schedule]) -> tuple[str, ...]:
+    """The hyper-parameters of ``family``: its record's fields less the window, in record order."""
+    return tuple(f.name for f in attrs.fields(family) if f.name not in _WINDOW)
+
+
+def family_signature(family: type[fs.Schedule], order: Sequence[str] | None = None) -> inspect.Signature:
+    """The constructor signature of ``family``'s scheduler (``self`` first).
+
+    Args:
+        family: the schedule record.
+        order: the positional parameters after ``param_name``, where MMEngine's order is not the
+            family's fields followed by ``begin, end, last_step, by_epoch, verbose``.
+
+    Returns:
+        The signature; names, defaults and annotations of the family's fields and window come from
+        the record's attrs fields.
+
+    Raises:
+        TypeError: ``order`` does not name exactly those parameters.
+    """
+    default = (*family_fields(family), *_TAIL)
+    names = tuple(order) if order is not None else default
+    if sorted(names) != sorted(default):
+        raise TypeError(
+            f"order for {family.__name__} must arrange {list(default)}, got {list(names)}"
+        )
+    fields = attrs.fields_dict(family)
+    params = [
+        _P("self", _P.POSITIONAL_OR_KEYWORD),
+        _P("optimizer", _P.POSITIONAL_OR_KEYWORD, annotation="ParamGroupsOwner"),
+        _P("param_name", _P.POSITIONAL_OR_KEYWORD, annotation="str"),
+    ]
+    for name in names:
+        annotation: Any
+        value: Any
+        if name in _OWN:
+            annotation, value = _OWN[name]
+        else:
+            annotation, value = fields[name].type, fields[name].default
+        default_value = _P.empty if value is attrs.NOTHING else value
+        params.append(_P(name, _P.POSITIONAL_OR_KEYWORD, default=default_value, annotation=annotation))
+    return inspect.Signature([*params, *_KEYWORD_ONLY], return_annotation="None")
+
+
+def _constructor(family: type[fs.Schedule], signature: inspect.Signature) -> Callable[..., None]:
+    def __init__(self: FamilyScheduler, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError as error:  # name the class, as Python names the function
+            raise TypeError(f"{type(self).__name__}(): {error}") from None
+        bound.apply_defaults()
+        given = dict(bound.arguments)
+        del given["self"]
+        optimizer, param_name = given.pop("optimizer"), given.pop("param_name")
+        options = {key: given.pop(key) for key in (*_OWN, *(p.name for p in _KEYWORD_ONLY))}
+        schedules = self._schedules_from(optimizer, param_name, given, options["last_step"])
+        super(FamilyScheduler, self).__init__(optimizer, param_name, schedules, **options)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__doc__ = (
+        f"Schedule ``param_name`` with a :class:`fengine.core.schedule.{family.__name__}` built "
+        "from the family's arguments and the window."
+    )
+    return __init__
+
+
+class FamilyScheduler(_ParamScheduler):
+    """A scheduler of one :mod:`fengine.core.schedule` family, its constructor written from the record.
+
+    A subclass names the family (and, where MMEngine's positional order differs, the order) in
+    its class statement: ``class StepParamScheduler(FamilyScheduler, family=fs.Step)``.
+    """
+
+    #: The schedule record this scheduler builds.
+    family: ClassVar[type[fs.Schedule]]
+
+    def __init_subclass__(
+        cls,
+        *,
+        family: type[fs.Schedule] | None = None,
+        order: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if family is None:
+            return
+        cls.family = family
+        init = _constructor(family, family_signature(family, order))
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        init.__module__ = cls.__module__
+        setattr(cls, "__init__", init)  # noqa: B010  (mypy sees _ParamScheduler's)
+
+    def _schedules_from(
+        self, optimizer: ParamGroupsOwner, param_name: str, fields: dict[str, Any], last_step: int
+    ) -> fs.Schedule | list[fs.Schedule]:
+        """The record (one for every group) from the family's and the window's arguments."""
+        return self.family(**fields)
+
 
 @PARAM_SCHEDULERS.register_module()
-class StepParamScheduler(_ParamScheduler):
+class StepParamScheduler(FamilyScheduler, family=fs.Step):
     """Multiply by ``gamma`` every ``step_size`` steps (:class:`fengine.core.schedule.Step`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        step_size: int,
-        gamma: float = 0.1,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Step(
-            step_size=step_size, gamma=gamma, begin=begin, end=end, by_epoch=by_epoch
-        )
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
+
+#: MMEngine's orders where they are not the family's fields followed by :data:`_TAIL`.
+_MULTISTEP_ORDER = ("milestones", "gamma", "last_step", "begin", "end", "by_epoch", "verbose")
+_COSINE_ORDER = ("T_max", "eta_min", *_TAIL, "eta_min_ratio")
 
 
 @PARAM_SCHEDULERS.register_module()
-class MultiStepParamScheduler(_ParamScheduler):
+class MultiStepParamScheduler(FamilyScheduler, family=fs.MultiStep, order=_MULTISTEP_ORDER):
     """Multiply by ``gamma`` at each milestone (:class:`fengine.core.schedule.MultiStep`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        milestones: Sequence[int],
-        gamma: float = 0.1,
-        last_step: int = -1,
-        begin: int = 0,
-        end: int = INF,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.MultiStep(
-            milestones=milestones, gamma=gamma, begin=begin, end=end, by_epoch=by_epoch
-        )
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class ConstantParamScheduler(_ParamScheduler):
+class ConstantParamScheduler(FamilyScheduler, family=fs.Constant):
     """Multiply by ``factor`` until the window's last step (:class:`fengine.core.schedule.Constant`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        factor: float = 1.0 / 3,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Constant(factor=factor, begin=begin, end=end, by_epoch=by_epoch)
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class ExponentialParamScheduler(_ParamScheduler):
+class ExponentialParamScheduler(FamilyScheduler, family=fs.Exponential):
     """Multiply by ``gamma`` every step (:class:`fengine.core.schedule.Exponential`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        gamma: float,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Exponential(gamma=gamma, begin=begin, end=end, by_epoch=by_epoch)
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class CosineAnnealingParamScheduler(_ParamScheduler):
+class CosineAnnealingParamScheduler(FamilyScheduler, family=fs.Cosine, order=_COSINE_ORDER):
     """Cosine annealing to ``eta_min`` (or ``base·eta_min_ratio``) over ``T_max`` steps
     (:class:`fengine.core.schedule.Cosine`)."""
-
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        T_max: int | None = None,
-        eta_min: float | None = None,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        eta_min_ratio: float | None = None,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Cosine(
-            T_max=T_max, eta_min=eta_min, eta_min_ratio=eta_min_ratio,
-            begin=begin, end=end, by_epoch=by_epoch,
-        )  # fmt: skip
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
 
     @property
     def T_max(self) -> int:
@@ -164,96 +174,25 @@ class CosineAnnealingParamScheduler(_ParamScheduler):
 
 
 @PARAM_SCHEDULERS.register_module()
-class LinearParamScheduler(_ParamScheduler):
+class LinearParamScheduler(FamilyScheduler, family=fs.Linear):
     """Scale linearly from ``start_factor`` to ``end_factor`` over the window
     (:class:`fengine.core.schedule.Linear`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        start_factor: float = 1.0 / 3,
-        end_factor: float = 1.0,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Linear(
-            start_factor=start_factor, end_factor=end_factor,
-            begin=begin, end=end, by_epoch=by_epoch,
-        )  # fmt: skip
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class PolyParamScheduler(_ParamScheduler):
+class PolyParamScheduler(FamilyScheduler, family=fs.Poly):
     """Polynomial decay to ``eta_min`` at the window's last step
     (:class:`fengine.core.schedule.Poly`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        eta_min: float = 0.0,
-        power: float = 1.0,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.Poly(eta_min=eta_min, power=power, begin=begin, end=end, by_epoch=by_epoch)
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class CosineRestartParamScheduler(_ParamScheduler):
+class CosineRestartParamScheduler(FamilyScheduler, family=fs.CosineRestart):
     """Cosine annealing restarted every period, the peak scaled by ``restart_weights``
     (:class:`fengine.core.schedule.CosineRestart`)."""
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        periods: Sequence[int],
-        restart_weights: Sequence[float] = (1,),
-        eta_min: float | None = None,
-        eta_min_ratio: float | None = None,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
-        schedule = fs.CosineRestart(
-            periods=periods, restart_weights=restart_weights, eta_min=eta_min,
-            eta_min_ratio=eta_min_ratio, begin=begin, end=end, by_epoch=by_epoch,
-        )  # fmt: skip
-        super().__init__(
-            optimizer, param_name, schedule, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
-
 
 @PARAM_SCHEDULERS.register_module()
-class OneCycleParamScheduler(_ParamScheduler):
+class OneCycleParamScheduler(FamilyScheduler, family=fs.OneCycle):
     """The 1cycle learning-rate policy (:class:`fengine.core.schedule.OneCycle`); ``eta_max`` may
     be one value per parameter group. Only ``param_name='lr'`` is accepted, as in MMEngine.
 
@@ -261,50 +200,23 @@ class OneCycleParamScheduler(_ParamScheduler):
         ValueError: another ``param_name``, or a list ``eta_max`` of the wrong length.
     """
 
-    def __init__(
-        self,
-        optimizer: ParamGroupsOwner,
-        param_name: str,
-        eta_max: float | Sequence[float] = 0,
-        total_steps: int | None = None,
-        pct_start: float = 0.3,
-        anneal_strategy: str = "cos",
-        div_factor: float = 25.0,
-        final_div_factor: float = 1e4,
-        three_phase: bool = False,
-        begin: int = 0,
-        end: int = INF,
-        last_step: int = -1,
-        by_epoch: bool = True,
-        verbose: bool = False,
-        *,
-        convert_to_iter_based: bool = False,
-        epoch_length: int | None = None,
-    ) -> None:
+    def _schedules_from(
+        self, optimizer: ParamGroupsOwner, param_name: str, fields: dict[str, Any], last_step: int
+    ) -> list[fs.Schedule]:
+        """One record per group (``eta_max`` may differ), and MMEngine's bookkeeping keys."""
         if param_name != "lr":
             raise fs.ScheduleError(f"OneCycle schedules only 'lr', got param_name={param_name!r}")
         groups = check_optimizer(optimizer)
-        peaks = _per_group(eta_max, len(groups))
+        peaks = _per_group(fields.pop("eta_max"), len(groups))
         if len(peaks) != len(groups):
             raise fs.ScheduleError(f"expected {len(groups)} values for eta_max, got {len(peaks)}")
-        schedules = [
-            fs.OneCycle(
-                eta_max=peak, total_steps=total_steps, pct_start=pct_start,
-                anneal_strategy=anneal_strategy, div_factor=div_factor,
-                final_div_factor=final_div_factor, three_phase=three_phase,
-                begin=begin, end=end, by_epoch=by_epoch,
-            )
-            for peak in peaks
-        ]  # fmt: skip
+        schedules: list[fs.Schedule] = [fs.OneCycle(eta_max=peak, **fields) for peak in peaks]
         if last_step == -1:  # MMEngine's bookkeeping keys; initial_lr becomes the cycle's start
             for group, peak in zip(groups, peaks):
-                group["initial_lr"] = peak / div_factor
+                group["initial_lr"] = peak / fields["div_factor"]
                 group["max_lr"] = peak
-                group["min_lr"] = group["initial_lr"] / final_div_factor
-        super().__init__(
-            optimizer, param_name, schedules, last_step=last_step, verbose=verbose,
-            convert_to_iter_based=convert_to_iter_based, epoch_length=epoch_length,
-        )  # fmt: skip
+                group["min_lr"] = group["initial_lr"] / fields["final_div_factor"]
+        return schedules
 
     def _hyper_params(self) -> dict[str, Any]:
         params = super()._hyper_params()
@@ -333,6 +245,7 @@ __all__ = [
     "CosineAnnealingParamScheduler",
     "CosineRestartParamScheduler",
     "ExponentialParamScheduler",
+    "FamilyScheduler",
     "LinearParamScheduler",
     "MultiStepParamScheduler",
     "OneCycleParamScheduler",
