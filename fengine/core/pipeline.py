@@ -4,17 +4,21 @@ A functional hook is an :class:`FnHook`: a name, a priority, an initial state of
 and a handler per event. A handler is a pure function
 ``(run, own_state, info) -> (run, own_state)``; requests to the world go into ``run.effects``.
 A :class:`Pipeline` sorts hooks by ``(priority value, registration order)`` once and precomputes,
-for every event, the tuple of handlers, so an event no hook handles costs one lookup.
+for every event, the tuple of handlers, so an event no hook handles costs one lookup. A hook may
+declare per event when its handler acts (:attr:`FnHook.when`, a :mod:`~fengine.core.cadence`):
+dispatch skips it where it is not due, so a hook costs nothing at the firings it ignores.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
+from fengine.core.cadence import Cadence
 from fengine.core.events import Event
 from fengine.core.priority import PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
@@ -40,6 +44,21 @@ def _check_events(_: object, attribute: attrs.Attribute[Any], value: Mapping[Any
             raise TypeError(f"FnHook.on[{event.name}] must be callable, got {handler!r}")
 
 
+def _check_when(hook: FnHook[Any], attribute: attrs.Attribute[Any], value: Mapping[Any, Any]) -> None:
+    for event, cadence in value.items():
+        if event not in hook.on:
+            handled = ", ".join(e.name for e in hook.on) or "none"
+            raise ValueError(
+                f"FnHook {hook.name!r}: when[{event!r}] names an event it has no handler for; "
+                f"it handles: {handled}"
+            )
+        if not isinstance(cadence, Cadence):
+            raise TypeError(
+                f"FnHook {hook.name!r}: when[{event.name}] must be a cadence (Every, Last, Ask, "
+                f"AnyOf), got {cadence!r}"
+            )
+
+
 def _string_set(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
@@ -57,6 +76,9 @@ class FnHook(Generic[S]):
         owns: state outside its own that the hook takes over for the whole run (described in
             words, e.g. "the checkpoint's 'ema_state_dict' ..."); a pipeline refuses two hooks
             that own the same thing. Hooks that only read or add to shared state own nothing.
+        when: for some of the events in ``on``, the :class:`~fengine.core.cadence.Cadence` at
+            which the handler may act; elsewhere it must return the run and its state unchanged,
+            and the pipeline does not call it. Events not listed act at every firing.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -64,6 +86,7 @@ class FnHook(Generic[S]):
     init: S
     on: Mapping[Event, Handler[S]] = attrs.field(factory=dict, validator=_check_events)
     owns: frozenset[str] = attrs.field(default=frozenset(), converter=_string_set)
+    when: Mapping[Event, Cadence] = attrs.field(factory=dict, validator=_check_when)
 
     @priority.validator
     def _check_priority(self, _: attrs.Attribute[PriorityLike], value: PriorityLike) -> None:
@@ -123,11 +146,14 @@ _Entry = tuple[FnHook[Any], Handler[Any]]
 class Pipeline:
     """An immutable, priority-sorted sequence of hooks with per-event handler tuples.
 
-    Build with :meth:`of` (or :meth:`add`); ``hooks`` is in call order.
+    Build with :meth:`of` (or :meth:`add`); ``hooks`` is in call order. ``gates`` holds, for each
+    event where some handler declared a cadence, one cadence or ``None`` (always) per entry of
+    ``by_event``; events without one dispatch every handler.
     """
 
     hooks: tuple[FnHook[Any], ...] = ()
     by_event: Mapping[Event, tuple[_Entry, ...]] = attrs.field(factory=dict)
+    gates: Mapping[Event, tuple[Cadence | None, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, hooks: Iterable[FnHook[Any]]) -> Pipeline:
@@ -158,7 +184,12 @@ class Pipeline:
         by_event = {
             event: tuple((h, h.on[event]) for h in ordered if event in h.on) for event in Event
         }
-        return cls(hooks=ordered, by_event=by_event)
+        gates = {
+            event: tuple(h.when.get(event) for h, _ in entries)
+            for event, entries in by_event.items()
+            if any(event in h.when for h, _ in entries)
+        }
+        return cls(hooks=ordered, by_event=by_event, gates=gates)
 
     def add(self, hook: FnHook[Any]) -> Pipeline:
         """Return a pipeline with ``hook`` registered after the existing ones."""
@@ -174,6 +205,24 @@ class Pipeline:
         """Whether any hook handles ``event``."""
         return bool(self.by_event.get(event))
 
+    def due(self, event: Event, run: RunState, batch_idx: int | None = None) -> bool:
+        """Whether :func:`dispatch` would call any handler of ``event`` on ``run`` at ``batch_idx``.
+
+        When none is due, dispatching changes nothing (no handler runs, so no counter moves), so
+        the shell may skip the event altogether: it costs a few comparisons.
+        """
+        entries = self.by_event.get(event)
+        if not entries:
+            return False
+        gates = self.gates.get(event)
+        if gates is None:
+            return True
+        states = run.hook_states
+        for (hook, _), gate in zip(entries, gates):
+            if gate is None or gate.due(run, states.get(hook.name, hook.init), batch_idx):
+                return True
+        return False
+
 
 def dispatch(
     pipeline: Pipeline,
@@ -184,15 +233,22 @@ def dispatch(
 ) -> RunState:
     """Call every handler of ``event`` in pipeline order: a pure left fold over ``run``.
 
-    A hook missing from ``run.hook_states`` starts from its ``init``. A handler that raises is
-    reported as :class:`HookError` naming the hook and event, with the original chained.
+    A handler whose cadence (:attr:`FnHook.when`) is not due on the state the fold has reached is
+    skipped: by the cadence's promise it would change nothing, so the result is the one calling
+    every handler gives. A hook missing from ``run.hook_states`` starts from its ``init``. A
+    handler that raises is reported as :class:`HookError` naming the hook and event, with the
+    original chained.
     ``carry_out``, when given, is called with the state right after each hook that emitted
     effects and returns the state without them: the shell uses it so a hook's requests take
     effect before the next hook runs, as MMEngine's imperative hooks do.
     """
-    for hook, handler in pipeline.by_event.get(event, ()):
+    entries = pipeline.by_event.get(event, ())
+    gates = pipeline.gates.get(event)
+    for (hook, handler), gate in zip(entries, itertools.repeat(None) if gates is None else gates):
         states = run.hook_states
         own = states.get(hook.name, hook.init)
+        if gate is not None and not gate.due(run, own, info.batch_idx):
+            continue
         try:
             run, new_own = handler(run, own, info)
         except HookError:

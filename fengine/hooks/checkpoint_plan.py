@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from fengine.core.cadence import AnyOf, Cadence, Counter, Every, Last
 from fengine.core.effects import (
     Effect,
     LogText,
@@ -333,4 +334,15 @@ class CheckpointPlan:
             Event.AFTER_VAL_EPOCH: self.after_val_epoch,
             Event.AFTER_TRAIN: self.after_train,
         }
-        return FnHook(name=name, priority=priority, init=CheckpointState(), on=on)
+        when: dict[Event, Cadence] = {
+            Event.AFTER_TRAIN_ITER: self._due("iter"),
+            Event.AFTER_TRAIN_EPOCH: self._due("epoch"),
+        }
+        return FnHook(name=name, priority=priority, init=CheckpointState(), on=on, when=when)
+
+    def _due(self, counter: Counter) -> Cadence:
+        """When a regular save can fall due: at an interval from ``save_begin``, or the last one."""
+        parts: list[Cadence] = [Every(self.interval, counter, self.save_begin)] if self.interval > 0 else []
+        if self.save_last:
+            parts.append(Last(counter))
+        return AnyOf(parts)

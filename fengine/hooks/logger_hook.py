@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from fengine.core.cadence import AnyOf, Cadence, Every, Last
 from fengine.core.effects import Effect, ExportLogs, LogStep, LogText
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
@@ -155,7 +156,14 @@ class LoggerRules:
             Event.AFTER_TEST_EPOCH: self.after_test_epoch,
             Event.AFTER_RUN: self.after_run,
         }
-        return FnHook(name=name, priority=priority, init=None, on=on)
+        train_lines = Every(self.interval, "batch" if self.by_epoch else "iter")
+        when: dict[Event, Cadence] = {
+            # The experiment's name, a line at an interval, or the epoch's last batch.
+            Event.AFTER_TRAIN_ITER: AnyOf((Every(self.interval_exp_name), train_lines, Last("batch"))),
+            Event.AFTER_VAL_ITER: Every(self.interval, "batch"),
+            Event.AFTER_TEST_ITER: Every(self.interval, "batch"),
+        }
+        return FnHook(name=name, priority=priority, init=None, on=on, when=when)
 
 
 def _check(name: str, value: object, kind: type | tuple[type, ...], accepted: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from fengine.core.cadence import Ask
 from fengine.core.effects import StepSchedulers
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
@@ -28,7 +29,9 @@ from fengine.registry import HOOKS
 
 
 def after_train_iter(run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
-    """Step the iteration-based schedulers."""
+    """Step the iteration-based schedulers (when the shell has any)."""
+    if not _steps_by_iteration(run, state, info.batch_idx):
+        return run, state
     return run.emit(StepSchedulers(by_epoch=False)), state
 
 
@@ -44,8 +47,21 @@ def after_val_epoch(run: RunState, state: None, info: EventInfo) -> tuple[RunSta
     return run.emit(StepSchedulers(by_epoch=True, metrics=info.metrics)), state
 
 
+def _steps_by_iteration(run: RunState, state: None, batch_idx: int | None) -> bool:
+    return bool(run.meta.get(ITERATION_SCHEDULERS, True))
+
+
+#: The ``RunState.meta`` key where the shell says whether any of its schedulers steps by
+#: iteration (absent: assume one does).
+ITERATION_SCHEDULERS = "iteration_schedulers"
+
+
 def param_scheduler_fn_hook(name: str, priority: PriorityLike = Priority.LOW) -> FnHook[None]:
     """The hook as a pipeline member.
+
+    ``after_train_iter`` is due only while ``run.meta[ITERATION_SCHEDULERS]`` (set by the shell
+    when it builds the schedulers) is true, so a run whose schedulers all step by epoch pays
+    nothing per iteration.
 
     Args:
         name: the hook's unique name in the pipeline.
@@ -59,7 +75,8 @@ def param_scheduler_fn_hook(name: str, priority: PriorityLike = Priority.LOW) ->
         Event.AFTER_TRAIN_EPOCH: after_train_epoch,
         Event.AFTER_VAL_EPOCH: after_val_epoch,
     }
-    return FnHook(name=name, priority=priority, init=None, on=on)
+    when = {Event.AFTER_TRAIN_ITER: Ask(_steps_by_iteration)}
+    return FnHook(name=name, priority=priority, init=None, on=on, when=when)
 
 
 @HOOKS.register_module()

@@ -3,8 +3,8 @@
 Hooks are kept in call order (MMEngine's insertion rule: after the last hook whose priority value
 is lower or equal, so ties run first-registered first) and mirrored by a
 :class:`~fengine.core.pipeline.Pipeline` of their functional forms. Firing an event looks up the
-precomputed handler tuple; an event no hook handles costs that lookup and nothing else, and the
-clock is read only when someone handles the event.
+precomputed handler tuple; an event no hook handles, or none is due at (their cadences), costs
+that lookup and nothing else, and the clock is read only when someone acts at the event.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class HookHostMixin:
     # -- dispatch ------------------------------------------------------------------------------
     def _fire(self, event: Event, batch_idx: int | None = None, data_batch: Any = None,
               outputs: Any = None, metrics: Any = None, checkpoint: Any = None) -> None:
-        if not self._pipeline.by_event[event]:  # precomputed per event: no hook, no cost
+        if not self._pipeline.due(event, self._run, batch_idx):  # no handler due: no cost
             return
         info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self)
         mark = len(self._event_end)

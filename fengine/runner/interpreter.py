@@ -53,6 +53,28 @@ def _serialisable(tag: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def built_schedulers(schedulers: Any) -> list[Any]:
+    """The built schedulers of ``runner.param_schedulers`` (a list, or a dict of lists), in order.
+
+    Configs not built yet (a val/test-only run) are left out, as MMEngine skips them.
+
+    Raises:
+        TypeError: ``schedulers`` is neither ``None``, a list nor a dict of lists.
+    """
+    if schedulers is None:
+        return []
+    if isinstance(schedulers, Mapping):
+        groups = list(schedulers.values())
+    elif isinstance(schedulers, list):
+        groups = [schedulers]
+    else:
+        raise TypeError(
+            "runner.param_schedulers should be list of ParamScheduler or a dict containing "
+            f"list of ParamScheduler, but got {schedulers!r}"
+        )
+    return [s for group in groups for s in group if not isinstance(s, Mapping)]
+
+
 class EffectInterpreter(ResumeMixin):
     """Carries out effects (``_carry_out``), one handler per effect type."""
 
@@ -200,27 +222,13 @@ class EffectInterpreter(ResumeMixin):
         self._run = attrs.evolve(self._run, stop_training=True)
 
     def _step_schedulers(self, effect: fx.StepSchedulers) -> None:
-        schedulers = self.param_schedulers
-        if schedulers is None:
-            return
-        if isinstance(schedulers, Mapping):
-            groups = list(schedulers.values())
-        elif isinstance(schedulers, list):
-            groups = [schedulers]
-        else:
-            raise TypeError(
-                "runner.param_schedulers should be list of ParamScheduler or a dict containing "
-                f"list of ParamScheduler, but got {schedulers!r}"
-            )
-        for group in groups:
-            for scheduler in group:
-                # Configs not built yet (a val/test-only run): skipped, as MMEngine does.
-                if isinstance(scheduler, Mapping) or scheduler.by_epoch != effect.by_epoch:
-                    continue
-                if effect.metrics is None:
-                    scheduler.step()
-                elif getattr(scheduler, "need_val_args", False):
-                    scheduler.step(effect.metrics)
+        for scheduler in built_schedulers(self.param_schedulers):
+            if scheduler.by_epoch != effect.by_epoch:
+                continue
+            if effect.metrics is None:
+                scheduler.step()
+            elif getattr(scheduler, "need_val_args", False):
+                scheduler.step(effect.metrics)
 
     def _set_sampler_epoch(self, effect: fx.SetSamplerEpoch) -> None:
         sampler = epoch_sampler(getattr(self._train_loop, "dataloader", None))

@@ -25,6 +25,7 @@ from torch import nn
 from fengine import dist
 from fengine.core.events import Event
 from fengine.core.run import RunState
+from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.logging import MessageHub, MMLogger
 from fengine.registry import RUNNERS, VISUALIZERS
 from fengine.runner import config_checks as checks
@@ -32,7 +33,7 @@ from fengine.runner.base_loop import BaseLoop
 from fengine.runner.builders import BuildMixin
 from fengine.runner.distributed import check_launch_settings, setup_process_group
 from fengine.runner.history_bound import history_length
-from fengine.runner.interpreter import EffectInterpreter
+from fengine.runner.interpreter import EffectInterpreter, built_schedulers
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
@@ -330,6 +331,8 @@ class Runner(BuildMixin, EffectInterpreter):
         self.scale_lr(self.optim_wrapper, self.auto_scale_lr)
         if self.param_schedulers is not None:
             self.param_schedulers = self.build_param_scheduler(self.param_schedulers)
+        by_iteration = any(not s.by_epoch for s in built_schedulers(self.param_schedulers))
+        self._run = self._run.replace(meta={**self._run.meta, ITERATION_SCHEDULERS: by_iteration})
         if self._val_loop is not None:
             self._val_loop = self.build_val_loop(self._val_loop)
         self._bound_history()
