@@ -1,9 +1,9 @@
 """HistoryBuffer: the values logged under one message-hub key, with windowed statistics.
 
 Values may be Python numbers, NumPy scalars or size-1 arrays, or 1-element tensors. Tensors are
-kept (detached) as they are and turned into Python numbers only when a statistic is read (device
-tensors in one transfer per device and dtype), so logging a loss every training step never forces
-a device sync.
+kept (detached) as they are and turned into Python numbers only when a statistic is read, in one
+transfer per device and dtype (stacked, then copied once), so logging a loss every training step
+never forces a device sync and a log line reads each logged key once.
 Statistics are computed with NumPy over the same values and in the same order as MMEngine, so the
 numbers agree to the last bit.
 """
@@ -130,22 +130,16 @@ class HistoryBuffer:
             self._pending = max(0, self._pending - drop)
 
     def _settle(self) -> list[Any]:
-        """Convert pending tensors to numbers (one transfer per device/dtype); return the view."""
+        """Turn pending tensors into numbers, reading each device and dtype's in one transfer."""
         values = self._values
         if self._pending >= 0:
-            # A CPU tensor is read in place (``item()`` costs a fraction of a concatenation);
-            # device tensors are gathered per device and dtype so each group syncs once.
             groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
             for i in range(self._pending, len(values)):
                 item = values[i]
                 if isinstance(item, torch.Tensor):
-                    if item.is_cpu:
-                        values[i] = item.item()
-                    else:
-                        groups.setdefault((item.device, item.dtype), []).append(i)
+                    groups.setdefault((item.device, item.dtype), []).append(i)
             for indices in groups.values():
-                flat = torch.cat([values[i].reshape(1) for i in indices]).tolist()
-                for i, number in zip(indices, flat):
+                for i, number in zip(indices, _read([values[i] for i in indices])):
                     values[i] = number
             self._pending = -1
         if len(values) > self.max_length:
@@ -290,6 +284,22 @@ class HistoryBuffer:
 
     def __repr__(self) -> str:
         return f"HistoryBuffer(len={len(self)}, max_length={self.max_length})"
+
+
+def _read(tensors: list[torch.Tensor]) -> list[Any]:
+    """The numbers in 1-element ``tensors`` of one device and dtype, read in one transfer.
+
+    On a GPU a read is a sync; stacking first makes it one per log line instead of one per
+    logged step. The numbers are the ones ``item()`` gives (the same dtype, copied exactly).
+    """
+    if len(tensors) == 1:
+        return [tensors[0].item()]
+    shape = tensors[0].shape
+    if all(t.shape == shape for t in tensors):
+        numbers: list[Any] = torch.stack(tensors).reshape(-1).tolist()
+    else:
+        numbers = torch.cat([t.reshape(1) for t in tensors]).tolist()
+    return numbers
 
 
 def _flat(history: Sequence[Any]) -> Sequence[Any]:
