@@ -30,6 +30,19 @@ _GLOBAL_HOOKS = tuple(
     for name in ("_global_optimizer_pre_hooks", "_global_optimizer_post_hooks")
 )
 _profiler_enabled = torch._C._autograd._profiler_enabled
+
+
+def _undecorated(name: str) -> Callable[..., Any]:
+    """torch's ``Optimizer.<name>`` without its ``torch._disable_dynamo`` wrapper.
+
+    The wrapper's first call imports TorchDynamo, seconds of a run's set-up (and of its first
+    checkpoint); fengine never traces an optimizer, so its optimizers call the plain functions.
+    """
+    method = getattr(torch.optim.Optimizer, name)
+    return getattr(method, "__wrapped__", method)  # type: ignore[no-any-return]
+
+
+_ADD_PARAM_GROUP, _STATE_DICT, _LOAD_STATE_DICT = map(_undecorated, ("add_param_group", "state_dict", "load_state_dict"))
 #: Values whose identity shows they did not change: immutable scalars (and tuples of them).
 _IMMUTABLE = (int, float, str, type(None))
 #: Group keys that decide whether torch's own implementation must step a group (with ``lr``).
@@ -129,8 +142,17 @@ class PureStepOptimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; the record is rebuilt on the next step."""
         _ = self.state
-        super().add_param_group(param_group)
+        _ADD_PARAM_GROUP(self, param_group)  # see _undecorated
         self.__dict__["_layout"] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict`` (without TorchDynamo's wrapper: see :func:`_undecorated`)."""
+        state: dict[str, Any] = _STATE_DICT(self)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict`` (without TorchDynamo's wrapper: see :func:`_undecorated`)."""
+        _LOAD_STATE_DICT(self, state_dict)
 
     def _record_for(self, hypers: list[Any]) -> Any:
         layout = self.__dict__.get("_layout")
