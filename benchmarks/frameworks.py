@@ -212,8 +212,21 @@ def ignite(workload: str) -> dict[str, float]:
     return stamps.result(w.iters)
 
 
-#: contender → (interpreter: ``'fengine'`` runs in this environment, ``'mmenv'`` in MMEngine's), function
+#: The six default hooks with the log line beyond the epoch (one line per epoch) and no checkpoint.
+QUIET_DEFAULTS = {"logger": {"type": "LoggerHook", "interval": 10**6}, "checkpoint": None}
+
+#: contender → (interpreter: ``'fengine'`` runs in this environment, ``'mmenv'`` in MMEngine's), function.
+#: Each Runner row exists for both engines with the same configuration: ``quiet defaults``
+#: (:data:`QUIET_DEFAULTS`), ``stock defaults`` (the six defaults as they come: a line every 10
+#: iterations, a checkpoint each epoch) and the plain name (stock defaults, EMAHook and the timing
+#: hook, a user class hook handling ``after_train_iter``; every Runner row has that hook).
 FRAMEWORKS: dict[str, tuple[str, Any]] = {
+    "fengine Runner, quiet defaults": ("fengine", lambda w: runner(w, default_hooks=QUIET_DEFAULTS, ema=False)),
+    "MMEngine Runner, quiet defaults": (
+        "mmenv", lambda w: runner(w, "mmengine", default_hooks=QUIET_DEFAULTS, ema=False)
+    ),
+    "fengine Runner, stock defaults": ("fengine", lambda w: runner(w, ema=False)),
+    "MMEngine Runner, stock defaults": ("mmenv", lambda w: runner(w, "mmengine", ema=False)),
     "fengine Runner": ("fengine", runner),
     "fengine Runner, batched data": ("fengine", lambda w: runner(w, batched=True)),
     "fengine Runner, compiled": ("fengine", lambda w: runner(w, compile=True)),

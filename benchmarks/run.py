@@ -7,7 +7,7 @@ RSS. Framework contenders that fengine's environment lacks (MMEngine, Lightning,
 the interpreter of ``--mmenv`` (default ``/tmp/mmenv/bin/python``), and are skipped with a note
 where it is missing or cannot import them.
 
-Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling``, ``--workloads W1,W2``,
+Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling,shell``, ``--workloads W1,W2``,
 ``--only SUBSTRING`` (contenders whose name contains it, plus the raw loop), ``--out FILE``,
 ``--stable-malloc`` (glibc keeps freed memory: the CNN's activations are otherwise returned to the
 kernel and faulted in again every iteration, which dominates the spread of its figures),
@@ -38,6 +38,7 @@ from frameworks import FRAMEWORKS
 from loops import LOOPS
 from report import budget_notes, ratio_cell
 from scaling import CHECKPOINT_CONTENDERS, OPTIMIZER_CONTENDERS
+from shell import HOOKS
 
 HERE = Path(__file__).resolve().parent
 #: Extra environment of every worker (``--stable-malloc`` sets glibc's heap settings).
@@ -50,6 +51,10 @@ EAGER = [
     "raw loop",
     "functional, pure",
     "functional, donated",
+    "fengine Runner, quiet defaults",
+    "MMEngine Runner, quiet defaults",
+    "fengine Runner, stock defaults",
+    "MMEngine Runner, stock defaults",
     "fengine Runner",
     "raw loop, fengine batched data",
     "fengine Runner, batched data",
@@ -188,6 +193,43 @@ def scaling_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
     return "\n".join(out)
 
 
+def shell_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
+    """Each hook alone (µs per W1 iteration over the bare Runner), set-up time and host reads."""
+    engines = {"fengine": sys.executable}
+    if interpreter_for("MMEngine Runner", mmenv, notes):
+        engines["mmengine"] = mmenv
+    names = ["bare", *HOOKS]
+    jobs = {f"{e}|{n}": (p, ["hook", e, n]) for e, p in engines.items() for n in names}
+    jobs.update({f"{e}|setup": (p, ["setup", e]) for e, p in engines.items()})
+    results = alternate(jobs, rounds)
+    rows = []
+    for name in names[1:]:
+        cells = []
+        for engine in engines:
+            costs = [r["cpu_us"] - b["cpu_us"] for r, b in zip(results[f"{engine}|{name}"], results[f"{engine}|bare"])]
+            cells.append(f"{median(costs):+.1f}")
+        rows.append([name, *cells])
+    bare = [f"{median([r['cpu_us'] for r in results[f'{e}|bare']]):.0f}" for e in engines]
+    out = ["**Each hook alone** (W1, no default hooks, the timing hook only): CPU µs per iteration "
+           "over the bare Runner of the same round (median of the rounds' differences; the bare "
+           f"Runner itself: {', '.join(f'{e} {b} µs' for e, b in zip(engines, bare))})\n",
+           markdown_table(["hook", *engines], rows)]
+    rows = [
+        [e, *(f"{median([r[k] for r in results[f'{e}|setup']]):.3f}" for k in ("import_s", "build_s", "train_s"))]
+        for e in engines
+    ]
+    out.append("\n**Set-up** (W1, six default hooks; a fresh process): seconds\n")
+    out.append(markdown_table(["engine", "import", "Runner(...)", "train() to the first batch"], rows))
+    checks = [("fengine", "default"), ("fengine", "False"), *([("mmengine", "default")] if "mmengine" in engines else [])]
+    jobs = {f"{e}|{c}": (engines[e], ["reads", e, c]) for e, c in checks}
+    reads = {k: medians(v) for k, v in alternate(jobs, 1).items()}
+    rows = [[e, c, f"{reads[f'{e}|{c}']['reads_per_iter']:.2f}"] for e, c in checks]
+    out.append("\n**Host reads of tensor values** per iteration (200 W1 iterations, a log line every 50; "
+               "`CHECK` is fengine's `train_cfg['check_finite']`)\n")
+    out.append(markdown_table(["engine", "CHECK", "reads / iteration"], rows))
+    return "\n".join(out)
+
+
 def compile_verdict(stats: dict[str, dict[str, dict[str, float]]]) -> str:
     """Where ``torch.compile`` wins: the fastest compiled contender per workload against eager."""
     lines = []
@@ -212,7 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compile-rounds", type=int, default=3, help="rounds of the compile section")
-    parser.add_argument("--sections", default="train,compile,scaling")
+    parser.add_argument("--sections", default="train,compile,scaling,shell")
     parser.add_argument("--workloads", default="W1,W2,W3")
     parser.add_argument("--only", default="")
     parser.add_argument("--mmenv", default="/tmp/mmenv/bin/python")
@@ -257,6 +299,8 @@ def main() -> None:
         )
     if "scaling" in sections:
         parts.append("## Scaling\n\n" + scaling_tables(args.rounds, args.mmenv, notes))
+    if "shell" in sections:
+        parts.append("## The Runner's own costs\n\n" + shell_tables(args.rounds, args.mmenv, notes))
     parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in [*budget_notes(), *dict.fromkeys(notes)]))
     text = "\n\n".join(parts) + "\n"
     Path(args.out).write_text(text)

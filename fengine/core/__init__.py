@@ -3,7 +3,7 @@
 Imports torch, attrs, typing_extensions and nothing else of fengine. ``import fengine.core as fc``.
 """
 
-from fengine.core import effects, ema, optim, plain, schedule, tree
+from fengine.core import cadence, effects, ema, optim, plain, schedule, tree
 from fengine.core.events import STAGES, Event
 from fengine.core.losses import parse_losses
 from fengine.core.optim import GradientTransform, Transform
@@ -32,6 +32,7 @@ __all__ = [
     "TrainState",
     "Transform",
     "UntrustedCheckpointError",
+    "cadence",
     "dispatch",
     "effects",
     "ema",
