@@ -206,11 +206,11 @@ def shell_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
     for name in names[1:]:
         cells = []
         for engine in engines:
-            costs = [r["cpu_us"] - b["cpu_us"] for r, b in zip(results[f"{engine}|{name}"], results[f"{engine}|bare"])]
+            costs = [r["cpu_best_us"] - b["cpu_best_us"] for r, b in zip(results[f"{engine}|{name}"], results[f"{engine}|bare"])]
             cells.append(f"{median(costs):+.1f}")
         rows.append([name, *cells])
     bare = [f"{median([r['cpu_us'] for r in results[f'{e}|bare']]):.0f}" for e in engines]
-    out = ["**Each hook alone** (W1, no default hooks, the timing hook only): CPU µs per iteration "
+    out = ["**Each hook alone** (W1, no default hooks, the timing hook only): best-epoch CPU µs per iteration "
            "over the bare Runner of the same round (median of the rounds' differences; the bare "
            f"Runner itself: {', '.join(f'{e} {b} µs' for e, b in zip(engines, bare))})\n",
            markdown_table(["hook", *engines], rows)]

@@ -52,12 +52,49 @@ def _check_count(_: object, attribute: attrs.Attribute[int], value: int) -> None
         raise ValueError(f"Every.{attribute.name} must be {accepted}, got {value!r}")
 
 
-def _done(counter: str, run: RunState, batch_idx: int | None) -> int:
-    if counter == "iter":
-        return run.iter + 1
-    if counter == "batch":
-        return (batch_idx or 0) + 1
-    return run.epoch + 1
+#: A cadence compiled for dispatch: ``(code, n, start, extra)`` tuples, any of which due makes it
+#: due. Codes 0-2: every ``n`` units of iter/batch/epoch from ``start``; 3-5: the last
+#: iter/batch/epoch (``extra``: the mode of the batch's dataloader); 6: ``extra(run, own, batch_idx)``.
+Leaf = tuple[int, int, int, Any]
+_EVERY = {"iter": 0, "batch": 1, "epoch": 2}
+_LAST = {"iter": 3, "batch": 4, "epoch": 5}
+_ASK = 6
+
+
+def leaves_due(leaves: tuple[Leaf, ...], run: RunState, own: Any, batch_idx: int | None) -> bool:
+    """Whether any of ``leaves`` (:func:`compiled`) is due: one call, plain arithmetic."""
+    for code, n, start, extra in leaves:
+        if code == 0:
+            done = run.iter + 1
+        elif code == 1:
+            done = (batch_idx or 0) + 1
+        elif code == 2:
+            done = run.epoch + 1
+        elif code == 3:
+            if run.iter + 1 == run.max_iters:
+                return True
+            continue
+        elif code == 4:
+            if (batch_idx or 0) + 1 == run.dataloader_len.get(extra, -1):
+                return True
+            continue
+        elif code == 5:
+            if run.epoch + 1 == run.max_epochs:
+                return True
+            continue
+        else:
+            if extra(run, own, batch_idx):
+                return True
+            continue
+        if done >= start and (done - start) % n == 0:
+            return True
+    return False
+
+
+def compiled(cadence: Cadence) -> tuple[Leaf, ...]:
+    """``cadence`` as leaves (a cadence of another kind becomes one that asks its ``due``)."""
+    leaves = getattr(cadence, "leaves", None)
+    return leaves if isinstance(leaves, tuple) else ((_ASK, 0, 0, cadence.due),)
 
 
 @attrs.frozen
@@ -77,10 +114,14 @@ class Every:
     counter: Counter = attrs.field(default="iter", validator=_check_counter)
     start: int = attrs.field(default=0, validator=_check_count)
 
+    @property
+    def leaves(self) -> tuple[Leaf, ...]:
+        """This cadence compiled (see :func:`leaves_due`)."""
+        return ((_EVERY[self.counter], self.n, self.start, None),)
+
     def due(self, run: RunState, own: Any, batch_idx: int | None) -> bool:
         """Whether this firing ends a period."""
-        offset = _done(self.counter, run, batch_idx) - self.start
-        return offset >= 0 and offset % self.n == 0
+        return leaves_due(self.leaves, run, own, batch_idx)
 
 
 @attrs.frozen
@@ -97,13 +138,14 @@ class Last:
     counter: Counter = attrs.field(default="iter", validator=_check_counter)
     mode: str = "train"
 
+    @property
+    def leaves(self) -> tuple[Leaf, ...]:
+        """This cadence compiled (see :func:`leaves_due`)."""
+        return ((_LAST[self.counter], 0, 0, self.mode),)
+
     def due(self, run: RunState, own: Any, batch_idx: int | None) -> bool:
         """Whether this firing is the last of its kind."""
-        if self.counter == "iter":
-            return run.iter + 1 == run.max_iters
-        if self.counter == "epoch":
-            return run.epoch + 1 == run.max_epochs
-        return (batch_idx or 0) + 1 == run.dataloader_len.get(self.mode, -1)
+        return leaves_due(self.leaves, run, own, batch_idx)
 
 
 @attrs.frozen
@@ -115,6 +157,11 @@ class Ask:
     """
 
     predicate: Callable[[RunState, Any, int | None], bool]
+
+    @property
+    def leaves(self) -> tuple[Leaf, ...]:
+        """This cadence compiled (see :func:`leaves_due`)."""
+        return ((_ASK, 0, 0, self.predicate),)
 
     def due(self, run: RunState, own: Any, batch_idx: int | None) -> bool:
         """The predicate's answer."""
@@ -139,9 +186,14 @@ class AnyOf:
 
     parts: tuple[Cadence, ...] = attrs.field(default=(), converter=_cadences)
 
+    @property
+    def leaves(self) -> tuple[Leaf, ...]:
+        """The parts' leaves, flattened (see :func:`leaves_due`)."""
+        return tuple(leaf for part in self.parts for leaf in compiled(part))
+
     def due(self, run: RunState, own: Any, batch_idx: int | None) -> bool:
         """Whether one of the parts is due."""
-        return any(part.due(run, own, batch_idx) for part in self.parts)
+        return leaves_due(self.leaves, run, own, batch_idx)
 
 
-__all__ = ["AnyOf", "Ask", "Cadence", "Counter", "Every", "Last"]
+__all__ = ["AnyOf", "Ask", "Cadence", "Counter", "Every", "Last", "Leaf", "compiled", "leaves_due"]

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from fengine.core.cadence import Cadence
+from fengine.core.cadence import Cadence, Leaf, compiled, leaves_due
 from fengine.core.events import Event
 from fengine.core.priority import PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
@@ -147,13 +147,14 @@ class Pipeline:
     """An immutable, priority-sorted sequence of hooks with per-event handler tuples.
 
     Build with :meth:`of` (or :meth:`add`); ``hooks`` is in call order. ``gates`` holds, for each
-    event where some handler declared a cadence, one cadence or ``None`` (always) per entry of
-    ``by_event``; events without one dispatch every handler.
+    event where some handler declared a cadence, that cadence compiled
+    (:func:`~fengine.core.cadence.compiled`) or ``None`` (always) per entry of ``by_event``;
+    events without one dispatch every handler.
     """
 
     hooks: tuple[FnHook[Any], ...] = ()
     by_event: Mapping[Event, tuple[_Entry, ...]] = attrs.field(factory=dict)
-    gates: Mapping[Event, tuple[Cadence | None, ...]] = attrs.field(factory=dict)
+    gates: Mapping[Event, tuple[tuple[Leaf, ...] | None, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, hooks: Iterable[FnHook[Any]]) -> Pipeline:
@@ -185,7 +186,7 @@ class Pipeline:
             event: tuple((h, h.on[event]) for h in ordered if event in h.on) for event in Event
         }
         gates = {
-            event: tuple(h.when.get(event) for h, _ in entries)
+            event: tuple(compiled(h.when[event]) if event in h.when else None for h, _ in entries)
             for event, entries in by_event.items()
             if any(event in h.when for h, _ in entries)
         }
@@ -219,7 +220,7 @@ class Pipeline:
             return True
         states = run.hook_states
         for (hook, _), gate in zip(entries, gates):
-            if gate is None or gate.due(run, states.get(hook.name, hook.init), batch_idx):
+            if gate is None or leaves_due(gate, run, states.get(hook.name, hook.init), batch_idx):
                 return True
         return False
 
@@ -245,10 +246,9 @@ def dispatch(
     entries = pipeline.by_event.get(event, ())
     gates = pipeline.gates.get(event)
     for (hook, handler), gate in zip(entries, itertools.repeat(None) if gates is None else gates):
-        states = run.hook_states
-        own = states.get(hook.name, hook.init)
-        if gate is not None and not gate.due(run, own, info.batch_idx):
+        if gate is not None and not leaves_due(gate, run, run.hook_states.get(hook.name, hook.init), info.batch_idx):
             continue
+        own = run.hook_states.get(hook.name, hook.init)
         try:
             run, new_own = handler(run, own, info)
         except HookError:

@@ -182,3 +182,15 @@ def test_an_event_with_no_handler_due_is_not_due() -> None:
     assert due == [False, False, True, False, False, True]
     assert not pipeline.due(Event.BEFORE_TRAIN_ITER, RunState())
     assert Pipeline.of([attrs.evolve(hook, when={})]).due(Event.AFTER_TRAIN_ITER, RunState())
+
+
+def test_a_cadence_of_its_own_kind_is_asked() -> None:
+    class OddIterations:
+        def due(self, run: RunState, own: Any, batch_idx: int | None) -> bool:
+            return run.iter % 2 == 1
+
+    handler = lambda run, own, info: (run.emit(fx.LogText(str(run.iter))), own)  # noqa: E731
+    hook = FnHook("h", 50, None, on={Event.AFTER_TRAIN_ITER: handler}, when={Event.AFTER_TRAIN_ITER: OddIterations()})
+    pipeline = Pipeline.of([hook])
+    seen = [e.message for i in range(6) for e in dispatch(pipeline, Event.AFTER_TRAIN_ITER, RunState(iter=i), EventInfo()).effects]  # type: ignore[union-attr]
+    assert seen == ["1", "3", "5"]
