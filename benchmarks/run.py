@@ -8,7 +8,7 @@ the interpreter of ``--mmenv`` (default ``/tmp/mmenv/bin/python``), and are skip
 where it is missing or cannot import them.
 
 Options: ``--rounds N`` (default 5), ``--sections train,compile,scaling,shell``, ``--workloads W1,W2``,
-``--only SUBSTRING`` (contenders whose name contains it, plus the raw loop), ``--out FILE``,
+``--only A,B`` (contenders whose name contains one of the substrings, plus the raw loop), ``--out FILE``,
 ``--stable-malloc`` (glibc keeps freed memory: the CNN's activations are otherwise returned to the
 kernel and faulted in again every iteration, which dominates the spread of its figures),
 ``--baseline DIR`` (adds a ``(baseline)`` row per fengine contender, importing ``DIR/fengine``:
@@ -277,7 +277,7 @@ def main() -> None:
     sections, workloads, notes = args.sections.split(","), args.workloads.split(","), []
 
     def chosen(names: list[str]) -> list[str]:
-        return [n for n in names if n == "raw loop" or args.only in n]
+        return [n for n in names if n == "raw loop" or any(part in n for part in args.only.split(","))]
 
     malloc = ", glibc heap kept (`--stable-malloc`)" if args.stable_malloc else ""
     malloc += f", device {args.device}" + (f", autocast {args.amp}" if args.amp else "")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,8 +17,9 @@ from hypothesis import strategies as st
 from fengine.hooks import Hook
 from fengine.logging import HistoryBuffer, MessageHub
 from fengine.runner.log_processor import LogProcessor
-from tests.runner.runner_toys import loader, toy_kwargs
-from tests.runner.test_log_processor import make_runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+from runner_toys import loader, toy_kwargs
 
 READS = ("item", "__float__", "__bool__", "__int__", "tolist", "numpy", "cpu")
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.bool)
@@ -82,7 +86,10 @@ def test_log_lines_from_deferred_losses_equal_the_eager_ones(losses: list[float]
             hub.update_scalar("train/lr", 0.1)
             hub.update_scalar("train/loss", tensor if deferred else tensor.item())
             hub.update_scalar("train/acc", tensor.double() if deferred else tensor.double().item())
-        runner = make_runner(hub, epoch=0, it=len(losses) - 1, max_iters=len(losses), train=len(losses))
+        runner = SimpleNamespace(
+            message_hub=hub, epoch=0, iter=len(losses) - 1, max_epochs=1, max_iters=len(losses),
+            _train_loop=object(), train_dataloader=range(len(losses)), model=None,
+        )
         lines.append(LogProcessor(window_size=window).get_log_after_iter(runner, len(losses) - 1, "train"))
     assert lines[0][1] == lines[1][1]
     assert _exact(list(lines[0][0].values())) == _exact(list(lines[1][0].values()))
