@@ -9,44 +9,111 @@ import attrs
 from torch import Tensor
 
 from fengine.core.effects import Effect
+from fengine.core.state import TrainState, check_fields
+
+#: The fields of :class:`RunState` that live in its :class:`~fengine.core.state.TrainState`.
+_IN_STATE = {"epoch": "epoch", "iter": "iter", "params": "params", "buffers": "buffers", "hook_states": "hook_states"}
 
 
-@attrs.frozen(eq=False, slots=False)
+@attrs.frozen(eq=False, slots=False, init=False)
 class RunState:
-    """The run as hooks see it: counters, static facts, live model tensors, hook states, effects.
+    """The run as hooks see it: the run's one :class:`~fengine.core.state.TrainState` and static facts.
 
-    Counters follow MMEngine (``epoch``/``iter`` count *completed* epochs/iterations). The shell
-    evolves this record as the loop advances; handlers return it unchanged (the same object) when
-    they have nothing to say, or evolved with new effects appended via :meth:`emit`.
+    ``state`` is the record the train step evolves (parameters, buffers, optimizer state,
+    counters, hook states); ``epoch``, ``iter``, ``params``, ``buffers`` and ``hook_states`` are
+    read from it, never stored twice. Counters follow MMEngine (``epoch``/``iter`` count
+    *completed* epochs/iterations). The other fields are facts of the run (its length, folders,
+    rank) and the event's bookkeeping (``stop_training``, ``effects``). Handlers return the record
+    unchanged (the same object) when they have nothing to say, or evolved with new effects
+    appended via :meth:`emit`.
+
+    Built like a flat record: ``RunState(epoch=1, iter=10, hook_states={...}, max_iters=40)``
+    (or with ``state=`` a ``TrainState``, the values given beside it applied on top).
 
     Hot record: no validators, and no slots (it is copied several times an iteration, and copying
     an instance dictionary is one C-level update where a slotted copy sets each field in turn).
     """
 
-    epoch: int = 0
-    iter: int = 0
-    max_epochs: int = 0
-    max_iters: int = 0
+    state: TrainState[Any]
+    max_epochs: int
+    max_iters: int
     #: ``True`` for an epoch-based train loop, ``False`` for an iteration-based one.
-    train_by_epoch: bool = True
+    train_by_epoch: bool
     #: ``len(dataloader)`` per mode (``'train'``, ``'val'``, ``'test'``) that exists.
-    dataloader_len: Mapping[str, int] = attrs.field(factory=dict)
-    work_dir: str = ""
-    log_dir: str = ""
-    rank: int = 0
-    world_size: int = 1
+    dataloader_len: Mapping[str, int]
+    work_dir: str
+    log_dir: str
+    rank: int
+    world_size: int
     #: Run facts: ``experiment_name``, ``seed``, ``cfg`` (text), ``dataset_meta``.
-    meta: Mapping[str, Any] = attrs.field(factory=dict)
-    #: Live references to the (unwrapped) model's parameters and buffers, ``state_dict`` names.
-    params: Mapping[str, Tensor] = attrs.field(factory=dict)
-    buffers: Mapping[str, Tensor] = attrs.field(factory=dict)
+    meta: Mapping[str, Any]
     #: Whether the run was started with ``resume`` (EMAHook's loading rule needs it).
-    resumed: bool = False
-    stop_training: bool = False
-    #: Each hook's own state, under the hook's unique name.
-    hook_states: Mapping[str, Any] = attrs.field(factory=dict)
+    resumed: bool
+    stop_training: bool
     #: Requests to the world, in emission order; the shell empties it after carrying them out.
-    effects: tuple[Effect, ...] = ()
+    effects: tuple[Effect, ...]
+
+    def __init__(
+        self,
+        state: TrainState[Any] | None = None,
+        max_epochs: int = 0,
+        max_iters: int = 0,
+        train_by_epoch: bool = True,
+        dataloader_len: Mapping[str, int] | None = None,
+        work_dir: str = "",
+        log_dir: str = "",
+        rank: int = 0,
+        world_size: int = 1,
+        meta: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+        stop_training: bool = False,
+        effects: tuple[Effect, ...] = (),
+        **in_state: Any,
+    ) -> None:
+        if not in_state.keys() <= _IN_STATE.keys():
+            check_fields("RunState()", {k: v for k, v in in_state.items() if k not in _IN_STATE}, _FIELDS)
+        base = state if state is not None else TrainState(params={}, buffers={}, opt_state=None)
+        fields = self.__dict__
+        fields.update(
+            state=base.replace(**in_state) if in_state else base,
+            max_epochs=max_epochs,
+            max_iters=max_iters,
+            train_by_epoch=train_by_epoch,
+            dataloader_len={} if dataloader_len is None else dataloader_len,
+            work_dir=work_dir,
+            log_dir=log_dir,
+            rank=rank,
+            world_size=world_size,
+            meta={} if meta is None else meta,
+            resumed=resumed,
+            stop_training=stop_training,
+            effects=effects,
+        )
+
+    @property
+    def epoch(self) -> int:
+        """Completed training epochs (the state's)."""
+        return self.state.epoch
+
+    @property
+    def iter(self) -> int:
+        """Completed training iterations (the state's)."""
+        return self.state.iter
+
+    @property
+    def params(self) -> Mapping[str, Tensor]:
+        """The model's parameters by name (the state's tensors, which the module holds)."""
+        return self.state.params
+
+    @property
+    def buffers(self) -> Mapping[str, Tensor]:
+        """The model's buffers by name (the state's tensors, which the module holds)."""
+        return self.state.buffers
+
+    @property
+    def hook_states(self) -> Mapping[str, Any]:
+        """Each hook's own state, under the hook's unique name (the state's)."""
+        return self.state.hook_states
 
     def emit(self, *effects: Effect) -> RunState:
         """Return a copy with ``effects`` appended."""
@@ -56,7 +123,8 @@ class RunState:
         """Return a copy with ``changes`` applied: ``attrs.evolve`` at about a third of the cost.
 
         The record is copied several times an event, so this copies the instance dictionary at
-        once instead of passing every field through the constructor.
+        once instead of passing every field through the constructor. ``epoch``, ``iter``,
+        ``params``, ``buffers`` and ``hook_states`` go into a new ``state``.
 
         Args:
             **changes: new values by field name.
@@ -68,10 +136,10 @@ class RunState:
             TypeError: a name that is not a field (the message lists the fields).
         """
         if not changes.keys() <= _FIELDS:
-            unknown = sorted(changes.keys() - _FIELDS)
-            raise TypeError(
-                f"RunState.replace() got an unknown field {unknown[0]!r}; fields: {', '.join(_FIELDS)}"
-            )
+            check_fields("RunState.replace()", changes, _FIELDS)
+        moved = {k: changes.pop(k) for k in _IN_STATE.keys() & changes.keys()}
+        if moved:
+            changes["state"] = changes.get("state", self.state).replace(**moved)
         return self._copy(changes)
 
     def _copy(self, changes: Mapping[str, Any]) -> RunState:
@@ -82,7 +150,7 @@ class RunState:
         return copy
 
 
-_FIELDS = dict.fromkeys(field.name for field in attrs.fields(RunState)).keys()
+_FIELDS = dict.fromkeys([*_IN_STATE, *(field.name for field in attrs.fields(RunState))]).keys()
 _new = object.__new__
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
@@ -121,7 +121,7 @@ class TrainState(Generic[OptState]):
         iter: completed training iterations (MMEngine's ``runner.iter``).
         inner_iter: index of the next iteration within the current epoch.
         rng: the generators' states, captured by the shell when it saves a checkpoint.
-        hooks: each hook's own state, under the hook's unique name.
+        hook_states: each hook's own state, under the hook's unique name.
     """
 
     params: dict[str, Tensor]
@@ -133,7 +133,7 @@ class TrainState(Generic[OptState]):
     iter: int = 0
     inner_iter: int = 0
     rng: RngState | None = None
-    hooks: Mapping[str, Any] = attrs.field(factory=dict)
+    hook_states: Mapping[str, Any] = attrs.field(factory=dict)
 
     @classmethod
     def create(
@@ -195,8 +195,25 @@ class TrainState(Generic[OptState]):
             self.iter,
             self.inner_iter,
             self.rng,
-            self.hooks,
+            self.hook_states,
         )
+
+    def replace(self, **changes: Any) -> TrainState[OptState]:
+        """This state with ``changes`` applied (``attrs.evolve`` without its per-call overhead).
+
+        Args:
+            **changes: new values by field name.
+
+        Returns:
+            The new state; every other field is shared with this one.
+
+        Raises:
+            TypeError: a name that is not a field (the message lists the fields).
+        """
+        if not changes.keys() <= _NAMES:
+            check_fields("TrainState.replace()", changes, _NAMES)
+        get = changes.get
+        return TrainState(*[get(name, getattr(self, name)) for name in _NAMES])
 
     def to_dict(self) -> dict[str, Any]:
         """This state as plain data for ``torch.save`` (loadable with ``weights_only=True``).
@@ -249,9 +266,9 @@ class TrainState(Generic[OptState]):
                 raise TypeError(
                     f"TrainState.from_dict: {name!r} must be an int, got {values[name]!r}"
                 )
-        if not isinstance(values["hooks"], Mapping):
+        if not isinstance(values["hook_states"], Mapping):
             raise TypeError(
-                f"TrainState.from_dict: 'hooks' must be a mapping, got {values['hooks']!r}"
+                f"TrainState.from_dict: 'hook_states' must be a mapping, got {values['hook_states']!r}"
             )
         return cls(**values)
 
@@ -274,6 +291,23 @@ class TrainState(Generic[OptState]):
 
 
 _FIELDS = attrs.fields(TrainState)
+_NAMES = dict.fromkeys(f.name for f in _FIELDS).keys()
+
+
+def check_fields(where: str, changes: Mapping[str, Any], fields: Collection[str]) -> None:
+    """Raise unless every key of ``changes`` is one of ``fields`` (a record's ``replace``).
+
+    Args:
+        where: the call, for the message (``'RunState.replace()'``).
+        changes: the new values by name.
+        fields: the record's field names, in order.
+
+    Raises:
+        TypeError: naming the first unknown name and listing the fields.
+    """
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise TypeError(f"{where} got an unknown field {unknown[0]!r}; fields: {', '.join(fields)}")
 
 
 def _check_tensors(name: str, value: Any) -> None:

@@ -150,7 +150,8 @@ class ModelView:
         )
 
 
-#: ``loss_fn(model_view, batch)`` → a scalar loss tensor or a dict of losses for ``parse_losses``.
+#: ``loss_fn(model_view, batch)`` → a scalar loss tensor, a dict of losses for ``parse_losses``, or
+#: an already parsed ``(loss, log_vars)`` pair.
 LossFn = Callable[[ModelView, Any], Any]
 
 
@@ -169,9 +170,12 @@ class EvalStep(Protocol):
 
 
 def _loss_and_logs(result: Any) -> tuple[Tensor, Mapping[str, Tensor | int]]:
-    if isinstance(result, Tensor):
+    log_vars: Mapping[str, Tensor | int]
+    if type(result) is tuple and len(result) == 2 and isinstance(result[0], Tensor):
+        loss, log_vars = result
+    elif isinstance(result, Tensor):
         loss = result
-        log_vars: Mapping[str, Tensor | int] = {"loss": result.detach()}
+        log_vars = {"loss": result.detach()}
     elif isinstance(result, Mapping):
         total, log_vars = parse_losses(result)
         if not isinstance(total, Tensor):
@@ -182,7 +186,8 @@ def _loss_and_logs(result: Any) -> tuple[Tensor, Mapping[str, Tensor | int]]:
         loss = total
     else:
         raise TypeError(
-            f"loss_fn must return a scalar Tensor or a dict of losses, got {type(result).__qualname__}"
+            "loss_fn must return a scalar Tensor, a dict of losses or a (loss, log_vars) pair, "
+            f"got {type(result).__qualname__}"
         )
     if loss.dim() != 0:
         raise ValueError(f"loss_fn's loss must be a 0-dim tensor, got shape {tuple(loss.shape)}")
@@ -222,7 +227,8 @@ def make_train_step(
     Args:
         model: the module (structure only). Which parameters are trainable is read from its
             ``requires_grad`` flags now.
-        loss_fn: ``loss_fn(view, batch)`` → a scalar tensor or a dict of losses.
+        loss_fn: ``loss_fn(view, batch)`` → a scalar tensor, a dict of losses, or a parsed
+            ``(loss, log_vars)`` pair (``log_vars`` is reported as is).
         tx: an optimizer transform (``fengine.core.optim``):
             ``update(grads, state, params, *, donate) -> (params, state)``.
         grad_reducer: applied to the gradients (by name) before the optimizer, e.g. an

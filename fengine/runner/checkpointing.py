@@ -1,18 +1,25 @@
 """The runner's saving side: ``save_checkpoint`` and the ``SaveCheckpoint`` effect.
 
-What a checkpoint holds (MMEngine's keys first, in MMEngine's order, then fengine's):
+What a checkpoint holds: the run's record in plain form (:meth:`TrainState.to_dict
+<fengine.core.state.TrainState.to_dict>`) next to MMEngine's layout keys, so MMEngine's tools read
+it and a resumed run takes its record back. MMEngine's keys first, in MMEngine's order:
 
 * ``meta``: ``epoch``/``iter`` (the counters a resumed run starts from), ``cfg``, ``seed``,
   ``experiment_name``, ``time``, ``fengine_version``, ``dataset_meta`` and ``checksum``;
 * ``state_dict`` (weights, on CPU), ``message_hub``, ``optimizer``, ``param_schedulers``, and what
   ``before_save_checkpoint`` hooks add (``ema_state_dict``);
-* ``hooks``: every hook's state by name; ``rng``: the global generators; ``data_position``:
-  ``epoch``, ``iter``, ``by_epoch``, ``inner_iter`` (batches of the current epoch, or of the
-  current dataloader pass, already trained), ``validated`` (whether the validation due at this
-  position already ran), the generators' states when the data iterator was created
-  (``epoch_start_rng``), the sampler's ``seed`` and ``epoch``, and for iteration loops ``pass``
-  (how many times the dataloader was restarted); ``grads``, only when saved inside an unfinished
-  gradient-accumulation group: the gradients accumulated so far.
+
+then the record's fields: ``params``, ``buffers`` (the very CPU tensors of ``state_dict``, stored
+once), ``opt_state`` (the optimizer's record, hyper-parameters included; ``None`` for optimizers
+fengine does not step itself, or without ``save_optimizer``), ``step``, ``ema``, ``epoch``,
+``iter``, ``inner_iter`` (the resume point), ``rng`` (the global generators) and ``hook_states``
+(every hook's state by name); and the data stream's place: ``data_position``: ``epoch``, ``iter``,
+``by_epoch``, ``inner_iter`` (batches of the current epoch, or of the current dataloader pass,
+already trained), ``validated`` (whether the validation due at this position already ran), the
+generators' states when the data iterator was created (``epoch_start_rng``), the sampler's
+``seed`` and ``epoch``, and for iteration loops ``pass`` (how many times the dataloader was
+restarted); ``grads``, only when saved inside an unfinished gradient-accumulation group: the
+gradients accumulated so far.
 
 Deletions hooks ask for (``RemoveFile``: the oldest kept checkpoint, the previous best) happen at
 the end of the event, after its checkpoint writes succeeded, and only for this run's own
@@ -56,16 +63,31 @@ from fengine.runner.file_removal import FileRemoval, marker_content, removal_ref
 from fengine.runner.hook_host import HookHostMixin
 
 _SAVE_EXTRA = frozenset(("file_client_args", "backend_args"))
+#: The record's fields whose (CPU) tensors a checkpoint takes when it is collected.
+_RECORD_TENSORS = ("params", "buffers", "opt_state")
 
 
-def _to_cpu(value: Any) -> Any:
+def _to_cpu(value: Any, memo: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """``value`` with every tensor on the CPU; a tensor met twice (``memo``) is copied once.
+
+    The memo keeps each original alive, so an ``id`` is never reused within one checkpoint.
+    """
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        seen = memo.get(id(value))
+        if seen is None:
+            seen = memo[id(value)] = (value, value.detach().cpu())
+        return seen[1]
     if isinstance(value, Mapping):
-        return {k: _to_cpu(v) for k, v in value.items()}
+        return {k: _to_cpu(v, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
+        return type(value)(_to_cpu(v, memo) for v in value)
     return value
+
+
+def _opt_state(optim_wrapper: Any) -> Any:
+    """The optimizer's pure record, if its optimizer keeps one (fengine's SGD/Adam/AdamW)."""
+    optimizer = getattr(optim_wrapper, "optimizer", None)
+    return getattr(optimizer, "opt_state", None)
 
 
 def scheduler_states(schedulers: Any) -> list[dict[str, Any]] | dict[str, list[dict[str, Any]]]:
@@ -251,9 +273,10 @@ class CheckpointMixin(HookHostMixin):
         dataset_meta = self._train_dataset_meta()
         if dataset_meta is not None:
             meta["dataset_meta"] = dataset_meta
+        memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         checkpoint: dict[str, Any] = {
             "meta": meta,
-            "state_dict": _to_cpu(self._unwrapped().state_dict()),
+            "state_dict": _to_cpu(self._unwrapped().state_dict(), memo),
             "message_hub": None,  # filled when the checkpoint is completed (keeps MMEngine's key order)
         }
         if save_optimizer:
@@ -262,7 +285,7 @@ class CheckpointMixin(HookHostMixin):
                     "save_checkpoint(save_optimizer=True) needs a built OptimWrapper, but "
                     f"runner.optim_wrapper is {self.optim_wrapper!r}"
                 )
-            checkpoint["optimizer"] = _to_cpu(self.optim_wrapper.state_dict())
+            checkpoint["optimizer"] = _to_cpu(self.optim_wrapper.state_dict(), memo)
         if save_param_scheduler and not _built_schedulers(self.param_schedulers):
             if self.param_schedulers is None:
                 self.logger.warning(
@@ -277,6 +300,12 @@ class CheckpointMixin(HookHostMixin):
             self._fire(Event.BEFORE_SAVE_CHECKPOINT, checkpoint=checkpoint)
         finally:
             self._open_checkpoints.pop()
+        state = self._run.state
+        checkpoint.update(
+            params=_to_cpu(dict(state.params), memo),
+            buffers=_to_cpu(dict(state.buffers), memo),
+            opt_state=_to_cpu(to_plain(_opt_state(self.optim_wrapper)), memo) if save_optimizer else None,
+        )
         return checkpoint
 
     def _complete_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -292,15 +321,28 @@ class CheckpointMixin(HookHostMixin):
         hub["runtime_info"] = runtime_info
         hub["resumed_keys"] = {k: v for k, v in hub["resumed_keys"].items() if k not in skipped}
         checkpoint["message_hub"] = hub
-        hooks = {}
-        for name, state in self.hook_states().items():
+        hook_states = self.hook_states()
+        for name, state in hook_states.items():
             try:
-                hooks[name] = to_plain(state)
+                to_plain(state)
             except TypeError as error:
                 raise TypeError(f"hook {name!r} has a state that cannot be checkpointed: {error}") from error
-        checkpoint["hooks"] = hooks
-        checkpoint["rng"] = to_plain(RngState.capture())
-        checkpoint["data_position"] = self._data_position(checkpoint["meta"])
+        meta, position = checkpoint["meta"], self._data_position(checkpoint["meta"])
+        # The run's record as a resumed run starts from it: counters at the resume point, the
+        # generators and every hook's state after this event. Its tensors went in at collection.
+        record = self._run.state.replace(
+            params={},
+            buffers={},
+            opt_state=None,
+            epoch=int(meta["epoch"]),
+            iter=int(meta["iter"]),
+            inner_iter=int(position.get("inner_iter", 0)),
+            rng=RngState.capture(),
+            hook_states=hook_states,
+        )
+        tensors = {key: checkpoint[key] for key in _RECORD_TENSORS}
+        checkpoint.update(record.to_dict(), **tensors)
+        checkpoint["data_position"] = position
         grads = pending_grads(self._unwrapped(), self.optim_wrapper)
         if grads:
             checkpoint["grads"] = grads

@@ -300,7 +300,7 @@ class HookHostMixin:
         single = Pipeline(hooks=(fn,), by_event={event: ((fn, fn.on[event]),)})
         run = self._run
         if index is None:
-            run = attrs.evolve(run, hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
+            run = run.replace(hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
         mark = len(self._event_end)
         try:
             run = dispatch(single, event, run, info, self._carry_out)
@@ -310,7 +310,7 @@ class HookHostMixin:
         if index is None:
             states = dict(run.hook_states)
             self._detached[hook] = states.pop(fn.name)
-            run = attrs.evolve(run, hook_states=states)
+            run = run.replace(hook_states=states)
         self._end_event(run, mark)
 
     def hook_states(self) -> dict[str, Any]:

@@ -222,13 +222,20 @@ class EffectInterpreter(ResumeMixin):
         self._run = attrs.evolve(self._run, stop_training=True)
 
     def _step_schedulers(self, effect: fx.StepSchedulers) -> None:
+        stepped = False
         for scheduler in built_schedulers(self.param_schedulers):
             if scheduler.by_epoch != effect.by_epoch:
                 continue
             if effect.metrics is None:
                 scheduler.step()
+                stepped = True
             elif getattr(scheduler, "need_val_args", False):
                 scheduler.step(effect.metrics)
+                stepped = True
+        # The schedulers wrote ``param_groups``: the run's record takes the new hyper-parameters.
+        opt_state = getattr(getattr(self.optim_wrapper, "optimizer", None), "opt_state", None) if stepped else None
+        if opt_state is not None:
+            self._run = self._run.replace(state=self._run.state.replace(opt_state=opt_state))
 
     def _set_sampler_epoch(self, effect: fx.SetSamplerEpoch) -> None:
         sampler = epoch_sampler(getattr(self._train_loop, "dataloader", None))

@@ -37,8 +37,13 @@ from fengine.runner.base_loop import (
 )
 from fengine.runner.checkpoint import find_latest_checkpoint
 from fengine.runner.skipping import iterate_from, restore_sampler_seed, seeded_sampler
+from fengine.runner.train_step import RunnerStep
 
 _logger = logging.getLogger(__name__)
+
+
+def _not_started(state: Any, data_batch: Any) -> Any:
+    raise RuntimeError("the train loop's step is set when Runner.train() starts; run it through the runner")
 
 
 class _TrainLoop(BaseLoop):
@@ -59,6 +64,9 @@ class _TrainLoop(BaseLoop):
         super().__init__(runner, dataloader)
         self.schedule = ValSchedule(val_begin, val_interval, dynamic_intervals)
         self.check_finite = check_finite
+        #: ``step(state, data_batch) -> (state, outputs)``, set by the runner when training
+        #: starts (:func:`fengine.runner.train_step.runner_train_step`).
+        self.train_step: RunnerStep = _not_started
         self._validated_at: int | None = None
         self._epoch_start_rng: RngState | None = None
         metainfo = getattr(getattr(self.dataloader, "dataset", None), "metainfo", None)
@@ -137,7 +145,8 @@ class _TrainLoop(BaseLoop):
             if guard.skipped:
                 check_finite_loss(outputs, runner, batch_idx, skipped=True)
         else:
-            outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+            state, outputs = self.train_step(runner._run.state, data_batch)
+            runner._run = runner._run.replace(state=state)
             if self.check_finite:
                 check_finite_loss(outputs, runner, batch_idx)
         runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)

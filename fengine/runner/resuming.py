@@ -173,7 +173,10 @@ class ResumeMixin(CheckpointMixin):
         self._check_counters(meta, filename, fit)
         self._run = attrs.evolve(self._run, resumed=True)
         self._apply_checkpoint(checkpoint, filename, resume_strict=fit)
-        self._run = attrs.evolve(self._run, epoch=int(meta["epoch"]), iter=int(meta["iter"]))
+        step: Any = checkpoint.get("step", meta["iter"])
+        self._run = self._run.replace(
+            state=self._run.state.replace(epoch=int(meta["epoch"]), iter=int(meta["iter"]), step=int(step))
+        )
         saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
         if saved_seed is not None and saved_seed != configured:
             if configured is not None:
@@ -255,7 +258,8 @@ class ResumeMixin(CheckpointMixin):
                 self._end_event(self._carry_out(run.emit(*effects)), mark)
 
     def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str, strict: bool) -> None:
-        saved = checkpoint.get("hooks")
+        # ``hooks``: the key of checkpoints written before the record's field was ``hook_states``.
+        saved = checkpoint.get("hook_states", checkpoint.get("hooks"))
         current = self.hook_states()
         if saved is None:
             if any(state is not None for state in current.values()):
@@ -275,7 +279,7 @@ class ResumeMixin(CheckpointMixin):
                 )
             self.logger.warning(f"{message}; the missing hooks start from their initial states, the unknown states are ignored")
         states = {n: s for n, s in saved.items() if n in current}
-        self._run = attrs.evolve(self._run, hook_states={**self._run.hook_states, **states})
+        self._run = self._run.replace(hook_states={**self._run.hook_states, **states})
 
     def load_or_resume(self) -> None:
         """Resume or load weights as configured, once (``resume``/``load_from``, MMEngine's rules).

@@ -26,6 +26,7 @@ from fengine import dist
 from fengine.core.events import Event
 from fengine.core.run import RunState
 from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
+from fengine.core.state import TrainState
 from fengine.logging import MessageHub, MMLogger
 from fengine.registry import RUNNERS, VISUALIZERS
 from fengine.runner import config_checks as checks
@@ -37,6 +38,7 @@ from fengine.runner.interpreter import EffectInterpreter, built_schedulers
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
+from fengine.runner.train_step import runner_train_step
 from fengine.runner.work_dir_lock import WorkDirLock
 from fengine.utils.fileio import atomic_write, remove_stale_temporaries
 from fengine.visualization import Visualizer
@@ -266,8 +268,7 @@ class Runner(BuildMixin, EffectInterpreter):
         model = self._unwrapped()
         names = {name for name, _ in model.named_parameters()}
         tensors = model.state_dict(keep_vars=True)
-        self._run = attrs.evolve(
-            self._run,
+        self._run = self._run.replace(
             params={k: v for k, v in tensors.items() if k in names},
             buffers={k: v for k, v in tensors.items() if k not in names},
         )
@@ -349,7 +350,10 @@ class Runner(BuildMixin, EffectInterpreter):
         self.load_or_resume()
         self.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
         self._maybe_compile()
-        result: nn.Module = self._train_loop.run()
+        self._refresh_model_refs()
+        loop = self._train_loop
+        loop.train_step = runner_train_step(self.model, self.optim_wrapper, loop.check_finite, self._compile is not False)
+        result: nn.Module = loop.run()
         self._fire(Event.AFTER_RUN)
         return result
 
@@ -423,6 +427,15 @@ class Runner(BuildMixin, EffectInterpreter):
     def test_evaluator(self) -> Any:
         """The test loop's evaluator."""
         return self.test_loop.evaluator
+
+    @property
+    def state(self) -> TrainState[Any]:
+        """The run's record: the model's tensors, optimizer state, counters and hook states.
+
+        A new frozen :class:`~fengine.core.state.TrainState` after every iteration; its
+        ``params``/``buffers`` are the model's own tensors (``state_dict`` names).
+        """
+        return self._run.state
 
     @property
     def epoch(self) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import attrs
 import torch
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -87,7 +86,7 @@ class HookMachine(RuleBasedStateMachine):
         """One training iteration."""
         self._fire(Event.BEFORE_TRAIN_ITER, batch_idx=self.batch)
         self._fire(Event.AFTER_TRAIN_ITER, batch_idx=self.batch, outputs=outputs)
-        self.sim.run_state = attrs.evolve(self.sim.run_state, iter=self.sim.run_state.iter + 1)
+        self.sim.run_state = self.sim.run_state.replace(iter=self.sim.run_state.iter + 1)
         self.batch += 1
 
     @precondition(lambda self: self._running() and self.batch == self.iters_per_epoch)
@@ -95,7 +94,7 @@ class HookMachine(RuleBasedStateMachine):
     def end_epoch(self, data: st.DataObject) -> None:
         """Finish the epoch, validate with drawn metrics, start the next epoch."""
         self._fire(Event.AFTER_TRAIN_EPOCH)
-        self.sim.run_state = attrs.evolve(self.sim.run_state, epoch=self.sim.run_state.epoch + 1)
+        self.sim.run_state = self.sim.run_state.replace(epoch=self.sim.run_state.epoch + 1)
         self._fire(Event.BEFORE_VAL)
         self._fire(Event.BEFORE_VAL_EPOCH)
         self._fire(Event.AFTER_VAL_EPOCH, metrics=data.draw(metrics(self.metric_names)))
@@ -110,7 +109,7 @@ class HookMachine(RuleBasedStateMachine):
         state = self.sim.run_state.hook_states.get(self.fn.name, self.fn.init)
         restored = through_checkpoint(state)
         states = {**self.sim.run_state.hook_states, self.fn.name: restored}
-        self.sim.run_state = attrs.evolve(self.sim.run_state, hook_states=states)
+        self.sim.run_state = self.sim.run_state.replace(hook_states=states)
 
     @invariant()
     def holds(self) -> None:

@@ -132,7 +132,7 @@ class Simulation:
         else:
             members = hooks if isinstance(hooks, list) else [hooks]
             self.pipeline = Pipeline.of(as_fn_hook(h) for h in members)
-        self.run_state = attrs.evolve(run, hook_states={**self.pipeline.init_states(), **run.hook_states})
+        self.run_state = run.replace(hook_states={**self.pipeline.init_states(), **run.hook_states})
         self.files: set[str] = set()
         self.checkpoints: dict[str, dict[str, Any]] = {}
         self.last_checkpoint: str | None = None
@@ -185,7 +185,7 @@ class Simulation:
         """Set the counters of ``step``, dispatch its event and carry out the effects."""
         run = self.run_state
         if run.epoch != step.epoch or run.iter != step.iter:
-            run = attrs.evolve(run, epoch=step.epoch, iter=step.iter)
+            run = run.replace(epoch=step.epoch, iter=step.iter)
         info = attrs.evolve(step.info, runner=self)
         self.run_state = dispatch(self.pipeline, step.event, run, info)
         self._carry_out()
@@ -213,7 +213,7 @@ class Simulation:
 
     def _apply(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.SaveCheckpoint):
-            checkpoint: dict[str, Any] = {"meta": dict(effect.meta), "hooks": dict(self.run_state.hook_states)}
+            checkpoint: dict[str, Any] = {"meta": dict(effect.meta), "hook_states": dict(self.run_state.hook_states)}
             outer, self._checkpoint = self._checkpoint, checkpoint
             self.run_state = dispatch(
                 self.pipeline, Event.BEFORE_SAVE_CHECKPOINT, self.run_state, EventInfo(checkpoint=checkpoint, runner=self)

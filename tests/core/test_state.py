@@ -143,7 +143,7 @@ def train_states(draw: st.DrawFn) -> TrainState[Any]:
         iter=draw(st.integers(0, 10**9)),
         inner_iter=draw(st.integers(0, 10**6)),
         rng=draw(st.none() | rng_states()),
-        hooks=hooks,
+        hook_states=hooks,
     )
 
 
@@ -166,7 +166,7 @@ def test_round_trip_through_torch_save_and_weights_only_load_is_exact(
         state.inner_iter,
     )
     assert type(restored.opt_state) is type(state.opt_state)
-    assert isinstance(restored.hooks["CheckpointHook"], Counter)
+    assert isinstance(restored.hook_states["CheckpointHook"], Counter)
     assert canonical(restored) == canonical(state)
 
 
@@ -189,7 +189,7 @@ def test_create_copies_detached_tensors_and_initialises_optimizer_and_ema() -> N
         state.iter,
         state.inner_iter,
         state.rng,
-        dict(state.hooks),
+        dict(state.hook_states),
     ) == (0, 0, 0, 0, None, {})
 
 
@@ -220,7 +220,7 @@ def test_from_dict_is_strict_and_lists_missing_and_unknown_keys() -> None:
         ("buffers", [torch.zeros(1)], "'buffers' must be a mapping"),
         ("step", 1.5, "'step' must be an int"),
         ("iter", True, "'iter' must be an int"),
-        ("hooks", [], "'hooks' must be a mapping"),
+        ("hook_states", [], "'hook_states' must be a mapping"),
     ],
 )
 def test_from_dict_names_badly_typed_fields(key: str, value: Any, match: str) -> None:

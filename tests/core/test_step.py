@@ -272,7 +272,7 @@ def test_step_advances_counter_and_shares_other_fields() -> None:
         iter=7,
         inner_iter=2,
         rng=fc.RngState.capture(),
-        hooks={"h": 1},
+        hook_states={"h": 1},
     )
     with torch.no_grad():  # e.g. called from inside an evaluation loop
         new, out = make_train_step(mlp(), ce, tx)(state, batches(1)[0])
@@ -350,7 +350,7 @@ def test_compiled_step_matches_eager_after_50_steps() -> None:
     ("result", "error", "match"),
     [
         (lambda out: out, ValueError, "0-dim"),
-        (lambda out: "x", TypeError, "scalar Tensor or a dict"),
+        (lambda out: "x", TypeError, "scalar Tensor, a dict of losses or a .loss, log_vars. pair"),
         (lambda out: {"acc": out.mean()}, ValueError, "no key containing 'loss'"),
         (lambda out: {"loss": 3}, TypeError, "losses\\['loss'\\]"),
     ],

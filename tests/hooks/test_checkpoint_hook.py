@@ -76,7 +76,7 @@ def test_a10_max_keep_ckpts() -> None:
     assert sim.message_hub.info["keep_ckpt_ids"] == [4, 5]
     assert sim.last_checkpoint == os.path.join("work_dir", "epoch_5.pth")
     sim = play(CheckpointHook(interval=1, max_keep_ckpts=3), epoch_run(11))
-    assert sim.checkpoints["work_dir/epoch_11.pth"]["hooks"]["CheckpointHook"].keep_ckpt_ids == (9, 10, 11)
+    assert sim.checkpoints["work_dir/epoch_11.pth"]["hook_states"]["CheckpointHook"].keep_ckpt_ids == (9, 10, 11)
 
 
 def test_a11_best_does_not_add_regular_checkpoints_and_is_resumable() -> None:
@@ -263,7 +263,7 @@ def test_kept_files_and_best_over_any_run(script: RunScript, interval: int, keep
     first = next(s for s in script.steps if s.event is Event.AFTER_VAL_EPOCH and s.info.metrics[metric] == expected)
     unit, n = ("epoch", first.epoch) if script.train_by_epoch else ("iter", first.iter)
     assert os.path.basename(best_files[0]) == f"best_{metric}_{unit}_{n}.pth"
-    assert sim.checkpoints[best_files[0]]["hooks"]["CheckpointHook"].best_scores == (expected,)
+    assert sim.checkpoints[best_files[0]]["hook_states"]["CheckpointHook"].best_scores == (expected,)
 
 
 def test_state_survives_plain_round_trip() -> None:

@@ -264,7 +264,7 @@ def test_training_ends_at_the_stopping_epoch_and_the_state_survives_resume(tmp_p
     runner.train()
     assert runner.epoch == 6
     assert sorted(p.name for p in (tmp_path / "a").glob("epoch_*.pth"))[-1] == "epoch_6.pth"
-    saved = torch.load(tmp_path / "a" / "epoch_5.pth", weights_only=True)["hooks"][
+    saved = torch.load(tmp_path / "a" / "epoch_5.pth", weights_only=True)["hook_states"][
         "EarlyStoppingHook"
     ]
     state = from_plain(saved)

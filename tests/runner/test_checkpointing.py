@@ -16,7 +16,8 @@ from fengine.runner.checkpoint import CheckpointError, read_checkpoint
 from fengine.runner.runner import Runner
 
 _MMENGINE_KEYS = ["meta", "state_dict", "message_hub", "optimizer"]
-_FENGINE_KEYS = ["hooks", "rng", "data_position"]
+_RECORD_KEYS = ["params", "buffers", "opt_state", "step", "ema", "epoch", "iter", "inner_iter", "rng", "hook_states"]
+_FENGINE_KEYS = [*_RECORD_KEYS, "data_position"]
 
 
 def _checkpoint_hook(**kwargs: Any) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def test_a16_checkpoint_contents(tmp_path: Any) -> None:
     hub = checkpoint["message_hub"]
     assert (hub["runtime_info"]["epoch"], hub["runtime_info"]["iter"]) == (2, 11)
     assert {"train/lr", "train/loss", "train/time", "train/data_time"} <= set(hub["log_scalars"])
-    assert list(checkpoint["hooks"]) == runner.hook_names
+    assert list(checkpoint["hook_states"]) == runner.hook_names
     position = checkpoint["data_position"]
     assert (position["epoch"], position["iter"], position["inner_iter"], position["by_epoch"]) == (3, 12, 0, True)
     assert position["validated"] is False  # saved in after_train_epoch, before that epoch's validation
@@ -169,7 +170,7 @@ def test_hook_states_are_restored_strictly(tmp_path: Any) -> None:
 
     runner = Runner(**toy_kwargs(tmp_path, default_hooks=_checkpoint_hook(), custom_hooks=[Stateless()]))
     runner.resume(path)
-    saved = read_checkpoint(path)["hooks"]["CheckpointHook"]
+    saved = read_checkpoint(path)["hook_states"]["CheckpointHook"]
     assert runner.hook_states()["CheckpointHook"].last_ckpt == saved.last_ckpt
     stateful = Runner(**toy_kwargs(tmp_path / "c", default_hooks=_checkpoint_hook(), custom_hooks=[EMAHook()]))
     with pytest.raises(CheckpointError, match=r"missing \['EMAHook'\], unknown \[\]"):

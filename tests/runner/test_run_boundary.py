@@ -77,12 +77,12 @@ def _snapshot(root: Path) -> dict[str, Any]:
 def _craft(path: Path, best: list[Any], keep: list[Any], last: Any, mmengine_layout: bool) -> None:
     """Rewrite the bookkeeping of the checkpoint at ``path`` (and re-stamp its checksum)."""
     checkpoint = read_checkpoint(str(path), decode=False)
-    fields = checkpoint["hooks"]["CheckpointHook"]["fields"]
+    fields = checkpoint["hook_states"]["CheckpointHook"]["fields"]
     fields.update(best_ckpts=tuple(best), keep_ckpt_ids=tuple(keep), last_ckpt=last, best_scores=(0.0,) * len(best))
     info = checkpoint["message_hub"]["runtime_info"]
     info.update(keep_ckpt_ids=list(keep), last_ckpt=last, best_ckpt=best[0] if best else None, best_score=0.0)
     if mmengine_layout:
-        checkpoint.pop("hooks")
+        checkpoint.pop("hook_states")
     save_checkpoint(checkpoint, str(path))
 
 
@@ -165,7 +165,7 @@ def test_resuming_into_another_work_dir_keeps_the_source_files(tmp_path: Path, m
     Runner(**_kwargs(source, [0.1, 0.2, 0.3], 3)).train()
     if mmengine_layout:  # bookkeeping only in the message hub, as MMEngine writes it
         checkpoint = read_checkpoint(str(source / "iter_3.pth"), decode=False)
-        checkpoint.pop("hooks")
+        checkpoint.pop("hook_states")
         save_checkpoint(checkpoint, str(source / "iter_3.pth"))
     before = {k: v for k, v in _snapshot(source).items() if k.endswith(".pth") or k == "last_checkpoint"}
     assert sorted(before) == ["best_acc_iter_3.pth", "iter_3.pth", "last_checkpoint"]

@@ -186,7 +186,7 @@ def nested(draw: st.DrawFn) -> tuple[Any, Any, str]:
         else:  # inside a registered record's field: rejected before the record is built
             value = {"__record__": "ema.EMAState", "fields": {"params": {"w": value}, "buffers": {}, "steps": 0}}
             path = [".params.w", *path]
-    top = draw(st.sampled_from(["message_hub", "hooks", "rng", "data_position", "state_dict"]))
+    top = draw(st.sampled_from(["message_hub", "hook_states", "rng", "data_position", "state_dict"]))
     return {top: value}, tag, top + "".join(path)
 
 
@@ -271,8 +271,8 @@ def honest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 LOCATIONS: dict[str, Callable[[dict[str, Any], Any], str]] = {
     "runtime_info": lambda c, p: _put(c["message_hub"]["runtime_info"], "foo", p, "message_hub.runtime_info.foo"),
-    "hook_state": lambda c, p: _put(c["hooks"], "CountingHook", p, "hooks.CountingHook"),
-    "inside_ema": lambda c, p: _put(c["hooks"]["EMAHook"]["fields"], "ema", p, "hooks.EMAHook.ema"),
+    "hook_state": lambda c, p: _put(c["hook_states"], "CountingHook", p, "hook_states.CountingHook"),
+    "inside_ema": lambda c, p: _put(c["hook_states"]["EMAHook"]["fields"], "ema", p, "hook_states.EMAHook.ema"),
     "rng": lambda c, p: _put(c, "rng", p, "rng"),
     "data_position": lambda c, p: _put(c, "data_position", p, "data_position"),
 }
@@ -336,10 +336,10 @@ READERS: dict[str, Callable[[Path, Path], Any]] = {
 def test_every_reader_refuses_a_crafted_checkpoint(honest: dict[str, Any], tmp_path: Path, reader: str) -> None:
     path, tag, where = crafted(honest, tmp_path, "runtime_info", 0)
     if reader == "TrainState.load":  # a TrainState file: the payload in a hook's state
-        data = TrainState({"w": torch.ones(1)}, {}, None, hooks={"CountingHook": CountState(3, 0.5)}).to_dict()
-        data["hooks"]["CountingHook"] = payloads(tmp_path / "pwned")[0]
+        data = TrainState({"w": torch.ones(1)}, {}, None, hook_states={"CountingHook": CountState(3, 0.5)}).to_dict()
+        data["hook_states"]["CountingHook"] = payloads(tmp_path / "pwned")[0]
         torch.save(data, path)
-        where = "hooks.CountingHook"
+        where = "hook_states.CountingHook"
     with pytest.raises(UntrustedCheckpointError) as caught:
         READERS[reader](path, tmp_path)
     assert_refused(caught, tmp_path, path, tag, where)
@@ -379,16 +379,16 @@ def test_the_command_line_test_refuses_a_crafted_checkpoint(honest: dict[str, An
 
 def test_every_built_in_hook_state_and_a_users_record_resume_exactly(honest: dict[str, Any], tmp_path: Path) -> None:
     # Resumed in the run's own work_dir: its checkpoint paths lie inside it and are kept.
-    work_dir = Path(honest["hooks"]["CheckpointHook"]["fields"]["last_ckpt"]).parent
+    work_dir = Path(honest["hook_states"]["CheckpointHook"]["fields"]["last_ckpt"]).parent
     save_checkpoint(copy.deepcopy(honest), str(tmp_path / "epoch_1.pth"))
     stored = read_checkpoint(str(tmp_path / "epoch_1.pth"))
     runner = Runner(**_kwargs(work_dir))
     runner.resume(str(tmp_path / "epoch_1.pth"))
     states = runner.hook_states()
-    stateful = {n for n, s in stored["hooks"].items() if s is not None}
+    stateful = {n for n, s in stored["hook_states"].items() if s is not None}
     assert {n for n, s in states.items() if s is not None} == stateful >= {"CheckpointHook", "EMAHook", "CountingHook", "IterTimerHook", "RuntimeInfoHook"}
-    assert stored["hooks"]["CountingHook"] == CountState(4, stored["hooks"]["CountingHook"].last_loss)
-    for name, state in stored["hooks"].items():
+    assert stored["hook_states"]["CountingHook"] == CountState(4, stored["hook_states"]["CountingHook"].last_loss)
+    for name, state in stored["hook_states"].items():
         assert canonical(states[name]) == canonical(state)
         assert type(states[name]) is type(state)
         assert canonical(through_checkpoint(state)) == canonical(state)

@@ -110,14 +110,29 @@ class BaseModel(BaseModule):
         with optim_wrapper.optim_context(self):
             data = self.data_preprocessor(data, True)
             losses = self._run_forward(data, mode="loss")
+        loss, log_vars = self.total_loss(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+    def total_loss(self, losses: Mapping[str, LossValue]) -> tuple[Tensor, OrderedDict[str, Tensor | int]]:
+        """:meth:`parse_losses`, requiring a total to optimise (what ``train_step`` back-propagates).
+
+        Args:
+            losses: ``forward(..., mode='loss')``'s dict.
+
+        Returns:
+            The total loss tensor and the values to log.
+
+        Raises:
+            ValueError: no key of ``losses`` contains ``'loss'``.
+        """
         loss, log_vars = self.parse_losses(losses)
         if not isinstance(loss, Tensor):
             raise ValueError(
                 f"{type(self).__name__}.forward(mode='loss') returned nothing to optimise: none of its "
                 f"keys {list(losses)} contains 'loss' (name the terms to optimise 'loss' or 'loss_*')"
             )
-        optim_wrapper.update_params(loss)
-        return log_vars
+        return loss, log_vars
 
     def val_step(self, data: Any) -> Any:
         """Preprocess (``training=False``) and forward in ``'predict'`` mode."""

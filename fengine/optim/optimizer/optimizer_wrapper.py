@@ -149,25 +149,38 @@ class OptimWrapper(BaseOptimWrapper):
         if not params:
             return
         kwargs = dict(self.clip_grad_kwargs or {})
-        total: torch.Tensor | None = None
         if kwargs.pop("foreach", None) is False:
             # The per-tensor kernels may round differently from foreach ones: use torch's own.
             if self.clip_grad_type == "norm":
-                total = torch.nn.utils.clip_grad_norm_(params, foreach=False, **kwargs)
+                self._log_grad_norm(torch.nn.utils.clip_grad_norm_(params, foreach=False, **kwargs))
             else:
                 torch.nn.utils.clip_grad_value_(params, foreach=False, **kwargs)
+            return
+        self.clip_grads([p.grad for p in params if p.grad is not None])
+
+    def clip_grads(self, grads: list[torch.Tensor]) -> None:
+        """Clip ``grads`` in place as configured (``foreach`` kernels); log the norm when by norm.
+
+        Args:
+            grads: the gradients of the optimizer's parameters that have one, in
+                ``param_groups`` order.
+        """
+        kwargs = dict(self.clip_grad_kwargs or {})
+        kwargs.pop("foreach", None)
+        named = {str(i): g for i, g in enumerate(grads)}
+        # Donated: each gradient is clipped in place.
+        if self.clip_grad_type == "norm":
+            _, state = fo.clip_grad_norm(**kwargs).update(named, fo.ClipNormState(), {}, donate=True)
+            if state.total_norm is not None:
+                self._log_grad_norm(state.total_norm)
         else:
-            grads = {str(i): p.grad for i, p in enumerate(params)}
-            # Donated: each .grad is clipped in place.
-            if self.clip_grad_type == "norm":
-                _, state = fo.clip_grad_norm(**kwargs).update(grads, fo.ClipNormState(), {}, donate=True)
-                total = state.total_norm
-            else:
-                fo.clip_grad_value(**kwargs).update(grads, None, {}, donate=True)
-        if total is not None:
-            hub = message_hub()
-            if hub is not None:
-                hub.update_scalar("train/grad_norm", float(total))
+            fo.clip_grad_value(**kwargs).update(named, None, {}, donate=True)
+
+    @staticmethod
+    def _log_grad_norm(total: torch.Tensor) -> None:
+        hub = message_hub()
+        if hub is not None:
+            hub.update_scalar("train/grad_norm", float(total))
 
     def optim_context(self, model: nn.Module) -> AbstractContextManager[Any]:
         """Skip DDP's gradient all-reduce (``model.no_sync()``) when the next backward won't step.

@@ -102,19 +102,23 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     @property
     def record(self) -> Any | None:
-        """The pure state record, if the last step ran the transform and ``state`` was not read since.
+        """The pure state record, if the last step ran the transform.
 
-        ``None`` before the first step, after torch's own implementation stepped, and after
-        ``state``/``state_dict()`` was read (torch's dict is then the truth until the next step).
+        ``None`` before the first step, after torch's own implementation stepped (torch's dict
+        is then the truth until the next pure step), and after ``load_state_dict``.
         """
         return self.__dict__.get("_record")
 
     # -- torch's ``state`` as a view of the record ---------------------------------------------
     @property
     def state(self) -> defaultdict[Tensor, Any]:
-        """torch's per-parameter state dict, materialised from the record on access."""
+        """torch's per-parameter state dict, materialised from the record on access.
+
+        The record stays the truth: the next step reads it unless an entry of the dict handed
+        out was replaced meanwhile (then the dict is imported back; see :attr:`opt_state`).
+        """
         record = self.__dict__.get("_record")
-        if record is not None:
+        if record is not None and self.__dict__.get("_view_of") is not record:
             flat = self.__dict__["_layout"][1]
             view: defaultdict[Tensor, Any] = defaultdict(dict)
             for i, p in enumerate(flat):
@@ -122,14 +126,36 @@ class PureStepOptimizer(torch.optim.Optimizer):
                 if entry:
                     view[p] = entry
             self.__dict__["_torch_state"] = view
-            # The dict is the truth until the next step: whoever changed it last wins.
-            self.__dict__["_record"] = None
+            self.__dict__["_view_of"] = record
         return self.__dict__["_torch_state"]  # type: ignore[no-any-return]
 
     @state.setter
     def state(self, value: defaultdict[Tensor, Any]) -> None:
         self.__dict__["_torch_state"] = value
         self.__dict__["_record"] = None
+        self.__dict__["_view_of"] = None
+
+    def _torch_owns_state(self) -> None:
+        """Make torch's dict the truth (before torch's own step or a change of layout)."""
+        _ = self.state
+        self.__dict__["_record"] = None
+
+    def _view_replaced(self, record: Any) -> bool:
+        """Whether an entry of the dict handed out for ``record`` no longer is the record's."""
+        view = self.__dict__["_torch_state"]
+        for i, p in enumerate(self.__dict__["_layout"][1]):
+            ours, theirs = self._export(record, i), view.get(p, {})
+            if ours.keys() != theirs.keys():
+                return True
+            for key, value in ours.items():
+                other = theirs[key]
+                if other is value:
+                    continue
+                # Exported scalars (Adam's step) are made afresh: compare their values.
+                if not (isinstance(other, Tensor) and isinstance(value, Tensor) and value.numel() == 1
+                        and other.numel() == 1 and float(other) == float(value)):
+                    return True
+        return False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
@@ -141,7 +167,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; the record is rebuilt on the next step."""
-        _ = self.state
+        self._torch_owns_state()
         _ADD_PARAM_GROUP(self, param_group)  # see _undecorated
         self.__dict__["_layout"] = None
 
@@ -157,7 +183,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
     def _record_for(self, hypers: list[Any]) -> Any:
         layout = self.__dict__.get("_layout")
         if layout is not None and not _same(layout[1], [p for g in self.param_groups for p in g["params"]]):
-            _ = self.state  # the record is laid out by the old parameter list: export it first
+            self._torch_owns_state()  # the record is laid out by the old parameter list
             layout = None
         if layout is None:
             flat = [p for g in self.param_groups for p in g["params"]]
@@ -207,6 +233,49 @@ class PureStepOptimizer(torch.optim.Optimizer):
             plan.append((values, tuple(group["params"])))
         return tuple(plan)
 
+    @property
+    def opt_state(self) -> Any | None:
+        """The optimizer's state as one pure record, hyper-parameters as the groups hold them now.
+
+        A scheduler's (or a user's) new ``param_groups`` value is in the record returned. ``None``
+        when only torch's own implementation can step the groups (see :func:`torch_only`).
+        Assigning a record (from :attr:`transform`'s ``update``) makes it the optimizer's state.
+        """
+        state = self.__dict__
+        record, plan = state.get("_record"), state.get("_plan")
+        if record is not None and state.get("_view_of") is record:
+            state["_view_of"] = None
+            if self._view_replaced(record):  # someone wrote into the dict handed out
+                record = state["_record"] = None
+        if (record is None or plan is None or not self._plan_holds(plan)
+                # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
+                or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"][1])))):
+            state["_plan"] = None
+            hypers = self._eligible()
+            if hypers is None:
+                return None
+            record = state["_record"] = self._record_for(hypers)
+            state["_plan"] = self._plan_now()
+        return record
+
+    @opt_state.setter
+    def opt_state(self, record: Any) -> None:
+        self.__dict__["_record"] = record
+
+    @property
+    def transform(self) -> fo.Transform[Any]:
+        """The pure update this optimizer steps with (its hyper-parameters come from the record)."""
+        return self._transform
+
+    @property
+    def flat_params(self) -> tuple[tuple[str, ...], list[Tensor]]:
+        """The record's parameter keys and the parameters they stand for, in ``param_groups`` order.
+
+        Valid after :attr:`opt_state` was read (which lays the record out).
+        """
+        keys, flat, _ = self.__dict__["_layout"]
+        return keys, flat
+
     def _pure_step(self) -> bool:
         """Step with the transform; ``False`` (nothing done) if only torch can step now.
 
@@ -214,17 +283,10 @@ class PureStepOptimizer(torch.optim.Optimizer):
         when a value this optimizer reads is no longer the very object it was built from, or
         the parameters changed; a scheduler writing a new ``lr`` thus takes effect at once.
         """
+        record = self.opt_state
+        if record is None:
+            return False
         state = self.__dict__
-        record, plan = state.get("_record"), state.get("_plan")
-        if (record is None or plan is None or not self._plan_holds(plan)
-                # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
-                or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"][1])))):
-            state["_plan"] = None
-            hypers = self._eligible()
-            if hypers is None:
-                return False
-            record = self._record_for(hypers)
-            state["_plan"] = self._plan_now()
         keys, flat, params = state["_layout"]
         grads = [p.grad for p in flat]
         for g in grads:
@@ -240,6 +302,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if not self._pure_step():
+            self._torch_owns_state()
             _torch_step(self._torch_base)(self)
         return loss
 
@@ -266,6 +329,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
             # A subclass's own ``step`` (which torch wrapped with the hooks) called this one.
             return self._step(*args, **kwargs)
         if not self._pure_step():
+            self._torch_owns_state()
             _torch_step(self._torch_base)(self)
         return None
 
