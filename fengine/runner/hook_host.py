@@ -5,6 +5,15 @@ is lower or equal, so ties run first-registered first) and mirrored by a
 :class:`~fengine.core.pipeline.Pipeline` of their functional forms. Firing an event looks up the
 precomputed handler tuple; an event no hook handles, or none is due at (their cadences), costs
 that lookup and nothing else, and the clock is read only when someone acts at the event.
+
+Effects are data; carrying them out is the shell's commit point per hook. ``dispatch`` is a pure
+fold over the handlers; the shell passes it ``carry_out``, which it calls right after each hook
+whose handler emitted effects, so one hook's requests (a scheduler step, a stop, a logged scalar)
+take effect before the next hook of the event runs, as MMEngine's imperative hooks expect.
+Handlers never receive a result of an effect: what an effect produces (a checkpoint's path, the
+metrics of a validation) reaches hooks through the next event's :class:`EventInfo` or the message
+hub. Checkpoint writes and file deletions are deferred to the end of the event (``_event_end``),
+so a checkpoint holds every hook's state after the event and a failed write deletes nothing.
 """
 
 from __future__ import annotations
