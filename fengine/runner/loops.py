@@ -37,7 +37,7 @@ from fengine.runner.base_loop import (
 )
 from fengine.runner.checkpoint import find_latest_checkpoint
 from fengine.runner.skipping import iterate_from, restore_sampler_seed, seeded_sampler
-from fengine.runner.train_step import RunnerStep
+from fengine.runner.train_step import RunnerStep, follow_module
 
 _logger = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ class _TrainLoop(BaseLoop):
         if self.check_finite == "skip":
             guard = NonFiniteGuard(runner.optim_wrapper)
             outputs = runner.model.train_step(data_batch, optim_wrapper=guard)
+            runner._run = runner._run.replace(state=follow_module(runner._run.state, runner.optim_wrapper))
             if guard.skipped:
                 check_finite_loss(outputs, runner, batch_idx, skipped=True)
         else:

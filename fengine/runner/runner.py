@@ -25,8 +25,8 @@ from torch import nn
 from fengine import dist
 from fengine.core.events import Event
 from fengine.core.run import RunState
-from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.core.state import TrainState
+from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.logging import MessageHub, MMLogger
 from fengine.registry import RUNNERS, VISUALIZERS
 from fengine.runner import config_checks as checks

@@ -33,7 +33,7 @@ from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.optimizer.optimizer_wrapper import OptimWrapper
 from fengine.optim.optimizer.pure_step import _GLOBAL_HOOKS, PureStepOptimizer, _profiler_enabled
 
-__all__ = ["RunnerStep", "compat_reason", "runner_train_step"]
+__all__ = ["RunnerStep", "compat_reason", "follow_module", "runner_train_step"]
 
 #: ``step(state, data_batch) -> (new_state, outputs)``: one training iteration's update.
 RunnerStep = Callable[[TrainState[Any], Any], tuple[TrainState[Any], Any]]
@@ -150,8 +150,7 @@ def runner_train_step(model: Any, optim_wrapper: Any, check_finite: bool | str, 
 
         def compat(state: TrainState[Any], data_batch: Any) -> tuple[TrainState[Any], Any]:
             outputs = model.train_step(data_batch, optim_wrapper=optim_wrapper)
-            record = getattr(optim_wrapper.optimizer, "record", None) if hasattr(optim_wrapper, "optimizer") else None
-            return state.replace(step=state.step + 1, opt_state=record), outputs
+            return follow_module(state, optim_wrapper), outputs
 
         return compat
 
@@ -167,6 +166,21 @@ def runner_train_step(model: Any, optim_wrapper: Any, check_finite: bool | str, 
         return new_state, out.log_vars
 
     return step
+
+
+def follow_module(state: TrainState[Any], optim_wrapper: Any) -> TrainState[Any]:
+    """The record after ``model.train_step`` updated the module in place: one more step, and the
+    optimizer's record (``None`` for optimizers fengine does not step itself).
+
+    Args:
+        state: the record before the step (its tensors are the module's, already updated).
+        optim_wrapper: the optimizer wrapper the step used.
+
+    Returns:
+        The new record.
+    """
+    record = getattr(getattr(optim_wrapper, "optimizer", None), "record", None)
+    return state.replace(step=state.step + 1, opt_state=record)
 
 
 def _loss_of(model: BaseModel) -> Callable[[ModelView, Any], Any]:
