@@ -44,9 +44,9 @@ from fengine.optim.scheduler import (
     StepLR,
     StepMomentum,
     StepParamScheduler,
-    _ParamScheduler,
     build_param_schedulers,
 )
+from fengine.optim.scheduler import _ParamScheduler as _ParamScheduler  # MMEngine code imports it
 
 __all__ = [
     "SGD",
@@ -88,7 +88,6 @@ __all__ = [
     "StepLR",
     "StepMomentum",
     "StepParamScheduler",
-    "_ParamScheduler",
     "build_optim_wrapper",
     "build_param_schedulers",
     "register_torch_optimizers",

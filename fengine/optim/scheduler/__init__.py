@@ -1,6 +1,9 @@
 """MMEngine's parameter schedulers as façades over :mod:`fengine.core.schedule`."""
 
-from fengine.optim.scheduler.base import INF, _ParamScheduler
+from fengine.optim.scheduler.base import INF
+
+# The schedulers' base: importable where MMEngine code imports it, not part of the public API.
+from fengine.optim.scheduler.base import _ParamScheduler as _ParamScheduler
 from fengine.optim.scheduler.builder import build_param_schedulers
 from fengine.optim.scheduler.lr_scheduler import (
     ConstantLR,
@@ -69,6 +72,5 @@ __all__ = [
     "StepLR",
     "StepMomentum",
     "StepParamScheduler",
-    "_ParamScheduler",
     "build_param_schedulers",
 ]
