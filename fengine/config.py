@@ -25,7 +25,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RUNNER_SETTINGS", "Config", "ConfigError", "parse_cfg_option"]
+__all__ = ["RUNNER_SETTINGS", "Config", "ConfigDict", "ConfigError", "parse_cfg_option"]
 
 _DELETE = "_delete_"
 _OPTION_FORM = "KEY=VALUE, e.g. train_cfg.max_epochs=1 or model.widths=[16,32]"
@@ -275,3 +275,72 @@ class Config(dict[str, Any]):
 
     def __reduce__(self) -> Any:
         return (type(self), (dict(self), self.filename))
+
+
+def _attribute_dicts(value: Any) -> Any:
+    if isinstance(value, dict) and not isinstance(value, ConfigDict):
+        return ConfigDict(value)
+    if isinstance(value, list):
+        return [_attribute_dicts(item) for item in value]
+    if isinstance(value, tuple):
+        return type(value)(*map(_attribute_dicts, value)) if hasattr(value, "_fields") else tuple(
+            map(_attribute_dicts, value)
+        )
+    return value
+
+
+class ConfigDict(dict[str, Any]):
+    """A dict whose keys also read and write as attributes, at every depth (MMEngine's ``ConfigDict``).
+
+    ``cfg.train_cfg.max_epochs = 3`` sets ``cfg['train_cfg']['max_epochs']``: dicts stored in it,
+    also inside lists and tuples, become ``ConfigDict`` s when stored. A missing attribute is an
+    ``AttributeError`` naming the keys that exist.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, _attribute_dicts(value))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the config has no key {name!r}; it has {sorted(self)}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(f"the config has no key {name!r}; it has {sorted(self)}") from None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Set every key of ``dict(*args, **kwargs)`` (nested dicts become ``ConfigDict`` s)."""
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, set to ``default`` first when missing."""
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def copy(self) -> ConfigDict:
+        """A shallow copy that is a ``ConfigDict`` too."""
+        return ConfigDict(self)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (dict(self),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ConfigDict:
+        copied = ConfigDict()
+        memo[id(self)] = copied
+        for key, value in self.items():
+            copied[copy.deepcopy(key, memo)] = copy.deepcopy(value, memo)
+        return copied

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime
 import difflib
+import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+import itertools
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
+from fengine.logging.logger import print_log
+from fengine.utils.fileio import atomic_write
 from fengine.utils.manager import ManagerMixin
 
 T = TypeVar("T")
@@ -24,73 +35,319 @@ class ConfigError(TypeError):
     """A config that is not a dict, lacks ``type``, or whose arguments the constructor rejects."""
 
 
+class MissingTypeError(ConfigError, KeyError):
+    """A config (with its ``default_args``) that names no ``type``; a ``KeyError`` too, as in MMEngine."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class RegistryArgumentError(TypeError, AssertionError):
+    """A bad ``Registry`` argument (also an ``AssertionError``, as MMEngine's ``assert`` was)."""
+
+
+class DefaultScope(ManagerMixin):
+    """The scope (``'mmdet'``, ``'myproject'``) whose registries ``build`` looks in first.
+
+    Create one with ``DefaultScope.get_instance(name, scope_name=...)`` or
+    :func:`init_default_scope`; the most recently created instance is the current scope.
+
+    Args:
+        name: the instance name.
+        scope_name: the scope, the ``scope`` of a registry in the tree.
+    """
+
+    def __init__(self, name: str, scope_name: str) -> None:
+        super().__init__(name)
+        if not isinstance(scope_name, str):
+            raise RegistryArgumentError(f"DefaultScope: scope_name must be a str, got {scope_name!r}")
+        self._scope_name = scope_name
+
+    @property
+    def scope_name(self) -> str:
+        """The scope's name."""
+        return self._scope_name
+
+    @classmethod
+    def get_current_instance(cls) -> DefaultScope | None:  # type: ignore[override]
+        """The most recently created scope, or ``None`` when there is none."""
+        if not cls._instance_dict:
+            return None
+        current: DefaultScope = next(reversed(cls._instance_dict.values()))
+        return current
+
+    @classmethod
+    @contextlib.contextmanager
+    def overwrite_default_scope(cls, scope_name: str | None) -> Iterator[None]:
+        """Make ``scope_name`` the current scope inside the ``with`` block (``None``: keep it)."""
+        if scope_name is None:
+            yield
+            return
+        name = f"overwrite-{next(_OVERWRITES)}"
+        cls.get_instance(name, scope_name=scope_name)
+        try:
+            yield
+        finally:
+            cls._instance_dict.pop(name, None)
+
+
+_OVERWRITES = itertools.count()
+
+
+def init_default_scope(scope: str) -> None:
+    """Make ``scope`` the current default scope, warning when another one was current."""
+    current = DefaultScope.get_current_instance()
+    if current is None or not DefaultScope.check_instance_created(scope):
+        DefaultScope.get_instance(scope, scope_name=scope)
+    elif current.scope_name != scope:
+        print_log(
+            f"The current default scope {current.scope_name!r} is not {scope!r}; "
+            f"init_default_scope makes {scope!r} the current scope",
+            logger="current",
+            level=logging.WARNING,
+        )
+        DefaultScope.get_instance(f"{scope}-{datetime.datetime.now()}", scope_name=scope)
+
+
+def _caller_scope() -> str:
+    # The top-level package of the module that created the registry, as MMEngine infers it:
+    # the first frame outside `_caller_scope` and the `__init__` of a Registry (or a subclass's).
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None
+    while frame is not None and frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), Registry):
+        frame = frame.f_back
+    module = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return str(module).split(".")[0] or "__main__"
+
+
+def get_object_from_string(path: str) -> Any | None:
+    """The module or attribute named by a dotted path (``'torch.nn.Linear'``), else ``None``."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except (ImportError, ValueError):
+            continue
+        try:
+            for attribute in parts[cut:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
 class Registry:
-    """A name → class (or function) table with ``build`` from config dicts.
+    """A name → class (or function) table with ``build`` from config dicts, in a tree of scopes.
+
+    Registries form a tree: a child (``parent=``) sees its ancestors' entries, and any registry of
+    the tree reaches another's by scope, ``'mmdet.ResNet'``. ``build`` looks first in the registry
+    of the current :class:`DefaultScope` (or of a config's ``_scope_``).
 
     Args:
         name: what the registry holds (used in messages), e.g. ``'hook'``.
+        build_func: builds an object from ``(cfg, registry, default_args)``; defaults to the
+            parent's, else :func:`build_from_cfg`.
         parent: a registry whose entries are visible from this one (looked up after its own).
+        scope: the scope's name; defaults to the top-level package of the module creating it.
+        locations: modules imported on the first look-up, so that their registrations happen.
     """
 
-    def __init__(self, name: str, parent: Registry | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        build_func: Callable[..., Any] | None = None,
+        parent: Registry | None = None,
+        scope: str | None = None,
+        locations: Sequence[str] = (),
+    ) -> None:
+        if parent is not None and not isinstance(parent, Registry):
+            raise RegistryArgumentError(f"Registry {name!r}: parent must be a Registry or None, got {parent!r}")
+        if scope is not None and not isinstance(scope, str):
+            raise RegistryArgumentError(f"Registry {name!r}: scope must be a str or None, got {scope!r}")
         self.name = name
+        self._scope = _caller_scope() if scope is None else scope
         self.parent = parent
-        self._modules: dict[str, Any] = {}
-        self.children: list[Registry] = []
+        self._module_dict: dict[str, Any] = {}
+        self._children: dict[str, Registry] = {}
+        self._locations = list(locations)
+        self._imported = not self._locations
         if parent is not None:
-            parent.children.append(self)
+            if self._scope in parent._children:
+                raise RegistryArgumentError(
+                    f"Registry {name!r}: its parent {parent.name!r} already has a child of scope "
+                    f"{self._scope!r}; give this one another scope"
+                )
+            parent._children[self._scope] = self
+        self.build_func: Callable[..., Any] = (
+            build_func if build_func is not None
+            else parent.build_func if parent is not None
+            else build_from_cfg
+        )
+
+    @property
+    def scope(self) -> str:
+        """The scope's name."""
+        return self._scope
+
+    @property
+    def children(self) -> Mapping[str, Registry]:
+        """The child registries by scope."""
+        return self._children
+
+    @property
+    def module_dict(self) -> dict[str, Any]:
+        """The registered entries of this registry (not its parent's); changing it unregisters."""
+        return self._module_dict
 
     def __len__(self) -> int:
-        return len(self._modules)
+        return len(self._module_dict)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
+        return iter(self._module_dict)
 
     def __repr__(self) -> str:
-        return f"Registry(name={self.name!r}, items={sorted(self._modules)})"
+        return f"Registry of {self.name} (scope {self._scope!r}): {sorted(self._module_dict)}"
 
-    @property
-    def module_dict(self) -> Mapping[str, Any]:
-        """The registered entries of this registry (not its parent's)."""
-        return dict(self._modules)
+    @staticmethod
+    def split_scope_key(key: str) -> tuple[str | None, str]:
+        """``'mmdet.ResNet'`` → ``('mmdet', 'ResNet')``; a key without a dot has no scope."""
+        scope, dot, rest = key.partition(".")
+        return (scope, rest) if dot else (None, key)
+
+    def _get_root_registry(self) -> Registry:
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return root
+
+    def _search_child(self, scope: str) -> Registry | None:
+        """The registry of ``scope`` among this one and its descendants."""
+        if self._scope == scope:
+            return self
+        for child in self._children.values():
+            found = child._search_child(scope)
+            if found is not None:
+                return found
+        return None
+
+    def import_from_location(self) -> None:
+        """Import the ``locations`` modules once, so that the entries they register exist."""
+        if self._imported:
+            return
+        self._imported = True
+        for location in self._locations:
+            try:
+                importlib.import_module(location)
+            except ImportError as error:
+                self._imported = False
+                raise RegistryError(
+                    f"the {self.name} registry of scope {self._scope!r} cannot import its location "
+                    f"{location!r}: {error}"
+                ) from error
 
     def get(self, key: str) -> Any | None:
-        """The entry registered as ``key`` here or in a parent, else ``None``."""
-        if key in self._modules:
-            return self._modules[key]
-        return self.parent.get(key) if self.parent is not None else None
+        """The entry ``key`` names, else ``None``.
+
+        A plain key is looked up here, then in the parents. ``'scope.key'`` is looked up in the
+        registry of that scope anywhere in the tree; a dotted path that names no registry entry
+        may name a module or attribute (``'torch.nn.ReLU'``).
+
+        Raises:
+            TypeError: ``key`` is not a str.
+        """
+        if not isinstance(key, str):
+            raise RegistryArgumentError(f"{self.name} registry: the key must be a str, got {key!r}")
+        self.import_from_location()
+        scope, real_key = self.split_scope_key(key)
+        obj: Any | None = None
+        if scope is None or scope == self._scope:
+            registry: Registry | None = self
+            while registry is not None and obj is None:
+                registry.import_from_location()
+                obj = registry._module_dict.get(real_key)
+                registry = registry.parent
+        else:
+            target = self._get_root_registry()._search_child(scope)
+            if target is not None:
+                obj = target.get(real_key)
+        if obj is None and scope is not None:
+            obj = get_object_from_string(key)
+        return obj
+
+    @contextlib.contextmanager
+    def switch_scope_and_registry(self, scope: str | None) -> Iterator[Registry]:
+        """Within the block, ``scope`` (if given) is the default scope; yields its registry.
+
+        The registry of the current default scope in this tree is yielded, or this one (with a
+        warning) when the tree has no registry of that scope.
+        """
+        with DefaultScope.overwrite_default_scope(scope):
+            current = DefaultScope.get_current_instance()
+            registry = self
+            if current is not None:
+                found = self._get_root_registry()._search_child(current.scope_name)
+                if found is None:
+                    warnings.warn(
+                        f"the {self.name} registry tree has no registry of the default scope "
+                        f"{current.scope_name!r}; building from the {self._scope!r} registry",
+                        stacklevel=3,
+                    )
+                else:
+                    registry = found
+            yield registry
 
     def _all_names(self) -> list[str]:
-        names = list(self._modules)
+        names = list(self._module_dict)
         if self.parent is not None:
             names += self.parent._all_names()
         return names
 
-    def _register(self, module: Any, name: str | list[str] | None, force: bool) -> None:
+    def _register(self, module: Any, name: str | Sequence[str] | None, force: bool) -> None:
+        if not isinstance(force, bool):
+            raise RegistryArgumentError(f"{self.name} registry: force must be a boolean, but got {type(force)}")
         if not callable(module):
-            raise TypeError(f"{self.name} registry: only classes and functions can be registered, got {module!r}")
-        names = [module.__name__] if name is None else [name] if isinstance(name, str) else list(name)
+            raise RegistryArgumentError(
+                f"{self.name} registry: module must be Callable, but got {type(module)} ({module!r}); "
+                "register a class or a function"
+            )
+        if name is None:
+            names = [module.__name__]
+        elif isinstance(name, str):
+            names = [name]
+        elif isinstance(name, Sequence) and all(isinstance(n, str) for n in name):
+            names = list(name)
+        else:
+            raise RegistryArgumentError(
+                f"{self.name} registry: name must be None, an instance of str, or a sequence of str, "
+                f"but got {type(name)}"
+            )
         for key in names:
-            if not force and key in self._modules and self._modules[key] is not module:
+            existing = self._module_dict.get(key)
+            if not force and existing is not None and existing is not module:
                 raise RegistryError(
-                    f"{key!r} is already registered in the {self.name} registry "
-                    f"(as {self._modules[key]!r}); pass force=True to replace it"
+                    f"{key} is already registered in {self.name} at "
+                    f"{getattr(existing, '__module__', '?')} (as {existing!r}); pass force=True to "
+                    "replace it"
                 )
-            self._modules[key] = module
+            self._module_dict[key] = module
 
     @overload
     def register_module(
-        self, name: str | list[str] | None = None, force: bool = False, module: None = None
+        self, name: str | Sequence[str] | None = None, force: bool = False, module: None = None
     ) -> Callable[[T], T]: ...
 
     @overload
-    def register_module(self, name: str | list[str] | None, force: bool, module: T) -> T: ...
+    def register_module(self, name: str | Sequence[str] | None = None, force: bool = False, *, module: T) -> T: ...
+
+    @overload
+    def register_module(self, name: str | Sequence[str] | None, force: bool, module: T) -> T: ...
 
     def register_module(
-        self, name: str | list[str] | None = None, force: bool = False, module: Any = None
+        self, name: str | Sequence[str] | None = None, force: bool = False, module: Any = None
     ) -> Any:
         """Register a class or function, as a decorator or a call.
 
@@ -102,6 +359,8 @@ class Registry:
         if module is not None:
             self._register(module, name, force)
             return module
+        if not isinstance(force, bool):
+            raise RegistryArgumentError(f"{self.name} registry: force must be a boolean, but got {type(force)}")
 
         def decorator(obj: T) -> T:
             self._register(obj, name, force)
@@ -117,20 +376,20 @@ class Registry:
                 close = difflib.get_close_matches(type_, self._all_names(), n=5, cutoff=0.5)
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise RegistryError(
-                    f"{type_!r} is not registered in the {self.name} registry{hint} "
+                    f"{type_} is not in the {self._scope}::{self.name} registry{hint} "
                     f"(registered: {', '.join(sorted(self._all_names())) or 'nothing'})"
                 )
             return obj
         if callable(type_):
             return type_
         raise ConfigError(
-            f"`type` must be a registered name (str) or a class, got {type_!r} "
-            f"in the {self.name} registry"
+            f"type must be a str or valid type, but got {type(type_)} ({type_!r}) in the {self.name} "
+            "registry: give a registered name or a class"
         )
 
-    def build(self, cfg: Any, default_args: Mapping[str, Any] | None = None) -> Any:
-        """Build an object from ``cfg`` (see :func:`build_from_cfg`)."""
-        return build_from_cfg(cfg, self, default_args)
+    def build(self, cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        """Build an object from ``cfg`` with this registry's ``build_func`` (see :func:`build_from_cfg`)."""
+        return self.build_func(cfg, *args, **kwargs, registry=self)
 
 
 def build_from_cfg(
@@ -138,22 +397,45 @@ def build_from_cfg(
 ) -> Any:
     """Build ``cfg['type'](**rest)`` with ``default_args`` filling missing keys.
 
-    The caller's dict is not modified. Raises :class:`ConfigError` for a non-dict config, a
-    missing ``type``, or arguments the constructor rejects (naming the type and the keyword), and
-    :class:`RegistryError` for an unknown name (listing the closest registered names).
+    The caller's dict is not modified. ``cfg['_scope_']`` makes that scope the default one while
+    building (so nested builds look there first). Raises :class:`ConfigError` for a non-dict
+    config, a missing ``type`` (:class:`MissingTypeError`, a ``KeyError`` too), or arguments the
+    constructor rejects (naming the type and the keyword), and :class:`RegistryError` for an
+    unknown name (listing the closest registered names).
     """
     if not isinstance(cfg, Mapping):
-        raise ConfigError(f"a {registry.name} config must be a dict, got {type(cfg).__name__}: {cfg!r}")
-    args = dict(copy.copy(cfg))
-    if default_args:
-        for key, value in default_args.items():
-            args.setdefault(key, value)
-    if "type" not in args:
         raise ConfigError(
-            f"a {registry.name} config needs a `type` key (a registered name or a class), "
-            f"got keys {sorted(map(str, cfg))}"
+            f"{_registry_name(registry)} registry: cfg should be a dict, ConfigDict or Config, but "
+            f"got {type(cfg)} ({cfg!r})"
         )
-    obj_cls = registry.resolve(args.pop("type"))
+    if not isinstance(registry, Registry):
+        raise ConfigError(
+            f"registry must be a mmengine.Registry object, but got {type(registry)} ({registry!r}); "
+            "fengine.registry.Registry is fengine's"
+        )
+    if default_args is not None and not isinstance(default_args, Mapping):
+        raise ConfigError(
+            f"{registry.name} registry: default_args should be a dict, ConfigDict, Config or None, "
+            f"but got {type(default_args)}"
+        )
+    args = dict(copy.copy(cfg))
+    for key, value in (default_args or {}).items():
+        args.setdefault(key, value)
+    if "type" not in args:
+        raise MissingTypeError(
+            f'a {registry.name} config or its default_args must contain the key "type" (a '
+            f"registered name or a class), got keys {sorted(map(str, cfg))}"
+        )
+    with registry.switch_scope_and_registry(args.pop("_scope_", None)) as scoped:
+        obj_cls = scoped.resolve(args.pop("type"))
+        return _construct(obj_cls, args, scoped)
+
+
+def _registry_name(registry: Any) -> str:
+    return registry.name if isinstance(registry, Registry) else repr(registry)
+
+
+def _construct(obj_cls: Any, args: dict[str, Any], registry: Registry) -> Any:
     name = getattr(obj_cls, "__name__", repr(obj_cls))
     try:
         signature = inspect.signature(obj_cls)
@@ -175,7 +457,57 @@ def build_from_cfg(
     return obj_cls(**args)
 
 
-MODELS = Registry("model")
+def build_model_from_cfg(
+    cfg: Any, registry: Registry, default_args: Mapping[str, Any] | None = None
+) -> Any:
+    """:func:`build_from_cfg`, except that a list of configs builds an ``nn.Sequential`` of them."""
+    if isinstance(cfg, list):
+        from torch import nn
+
+        return nn.Sequential(*(build_from_cfg(item, registry, default_args) for item in cfg))
+    return build_from_cfg(cfg, registry, default_args)
+
+
+def traverse_registry_tree(registry: Registry, verbose: bool = True) -> list[dict[str, Any]]:
+    """One entry per registry of ``registry``'s tree, root first (breadth first).
+
+    Each entry has ``num_modules``, ``scope`` and ``name``; ``verbose`` logs each at INFO.
+    """
+    result: list[dict[str, Any]] = []
+    queue = [registry._get_root_registry()]
+    while queue:
+        node = queue.pop(0)
+        entry = {"num_modules": len(node), "scope": node.scope, "name": node.name}
+        result.append(entry)
+        if verbose:
+            print_log(f"registry {node.name!r} of scope {node.scope!r}: {len(node)} modules", logger="current")
+        queue.extend(node.children.values())
+    return result
+
+
+def count_registered_modules(save_path: str | None = None, verbose: bool = True) -> dict[str, Any]:
+    """The registries of fengine's root registries (:data:`root`) and how many entries each holds.
+
+    Args:
+        save_path: a folder to write the result to, as ``modules_statistic_results.json``.
+        verbose: log each registry at INFO.
+
+    Returns:
+        ``{'scan_date': ..., 'registries': {'MODELS': traverse_registry_tree(MODELS), ...}}``.
+    """
+    registries = {
+        name: traverse_registry_tree(value, verbose)
+        for name, value in sorted(vars(root).items())
+        if isinstance(value, Registry) and value.parent is None
+    }
+    result = {"scan_date": datetime.datetime.now().strftime("%Y%m%d_%H%M%S"), "registries": registries}
+    if save_path is not None:
+        os.makedirs(save_path, exist_ok=True)
+        atomic_write(os.path.join(save_path, "modules_statistic_results.json"), json.dumps(result, indent=2).encode())
+    return result
+
+
+MODELS = Registry("model", build_model_from_cfg)
 HOOKS = Registry("hook")
 OPTIMIZERS = Registry("optimizer")
 OPTIM_WRAPPERS = Registry("optim_wrapper")
@@ -193,6 +525,9 @@ VISBACKENDS = Registry("vis_backend")
 VISUALIZERS = Registry("visualizer")
 LOG_PROCESSORS = Registry("log_processor")
 RUNNERS = Registry("runner")
+
+#: The module holding the root registries (MMEngine's ``mmengine.registry.root``).
+root = sys.modules[__name__]
 
 __all__ = [
     "DATASETS",
@@ -214,7 +549,16 @@ __all__ = [
     "VISUALIZERS",
     "WEIGHT_INITIALIZERS",
     "ConfigError",
+    "DefaultScope",
+    "MissingTypeError",
     "Registry",
+    "RegistryArgumentError",
     "RegistryError",
     "build_from_cfg",
+    "build_model_from_cfg",
+    "count_registered_modules",
+    "get_object_from_string",
+    "init_default_scope",
+    "root",
+    "traverse_registry_tree",
 ]

@@ -1,8 +1,8 @@
-"""``assert_allclose``: MMEngine's tensor comparison for tests, over ``torch.testing.assert_close``."""
+"""MMEngine's comparison helpers for tests: ``assert_allclose`` (over ``torch.testing.assert_close``) and key checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -48,3 +48,29 @@ def assert_allclose(
         check_dtype=False,
         msg=msg or None,
     )
+
+
+def assert_dict_has_keys(obj: Mapping[str, Any], expected_keys: Iterable[str]) -> bool:
+    """Whether ``obj`` has every key of ``expected_keys`` (MMEngine's ``assert_dict_has_keys``).
+
+    Args:
+        obj: the mapping checked.
+        expected_keys: keys that must be present.
+
+    Returns:
+        ``True`` when all are present, else ``False``.
+    """
+    return set(expected_keys).issubset(obj)
+
+
+def assert_keys_equal(result_keys: Iterable[str], target_keys: Iterable[str]) -> bool:
+    """Whether two collections of keys hold the same keys, in any order (MMEngine's name).
+
+    Args:
+        result_keys: the keys produced.
+        target_keys: the keys expected.
+
+    Returns:
+        ``True`` when the two sets of keys are equal, else ``False``.
+    """
+    return set(result_keys) == set(target_keys)

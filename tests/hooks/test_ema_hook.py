@@ -232,7 +232,7 @@ def test_arguments() -> None:
         EMAHook("StochasticWeightAverage", momentum=0.1)
     with pytest.raises(TypeError, match=r"does not take \['foo'\]"):
         EMAHook(foo=1)
-    with pytest.raises(RegistryError, match="'Nope' is not registered in the model registry"):
+    with pytest.raises(RegistryError, match="Nope is not in the fengine::model registry"):
         EMAHook("Nope")
 
 

@@ -141,7 +141,7 @@ def test_build_options_wrappers_constructors_and_the_config_is_kept() -> None:
 @pytest.mark.parametrize(
     ("cfg", "paramwise", "error", "message"),
     [
-        (dict(type="SDG", lr=0.1), None, RegistryError, r"'SDG' is not registered.*did you mean 'SGD'"),
+        (dict(type="SDG", lr=0.1), None, RegistryError, r"SDG is not in the fengine::[a-z_ ]+ registry.*did you mean 'SGD'"),
         (dict(type="SGD", momentum=0.9), None, ConfigError, r"SGD .*rejects its arguments.*'lr'"),
         (dict(type="SGD", weight_decay=1e-4), dict(custom_keys={"head": {}}), ValueError, r"no 'lr', but paramwise_cfg \['custom_keys'\]"),
         (dict(type="SGD", lr=0.1), dict(bias_decay_mult=0.0), ValueError, r"no 'weight_decay', but paramwise_cfg \['bias_decay_mult'\]"),
@@ -161,7 +161,7 @@ def test_bad_configs_are_clear_errors(cfg: dict[str, Any], paramwise: Any, error
 def test_bad_wrapper_configs() -> None:
     with pytest.raises(AssertionError, match=r"must contain an 'optimizer' config, got keys \['type'\]"):
         build_optim_wrapper(Net(), dict(type="OptimWrapper"))
-    with pytest.raises(RegistryError, match=r"'OptimWraper' is not registered.*did you mean 'OptimWrapper'"):
+    with pytest.raises(RegistryError, match=r"OptimWraper is not in the fengine::[a-z_ ]+ registry.*did you mean 'OptimWrapper'"):
         build_optim_wrapper(Net(), dict(type="OptimWraper", optimizer=dict(type="SGD", lr=0.1)))
     with pytest.raises(TypeError, match=r"cfg must be an optim_wrapper config dict, got list"):
         build_optim_wrapper(Net(), [])  # type: ignore[arg-type]

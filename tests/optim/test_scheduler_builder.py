@@ -95,7 +95,7 @@ def test_a_subclass_with_its_own_constructor_keeps_its_signature() -> None:
 def test_errors_name_the_bad_key() -> None:
     optimizer = sgd()
     with pytest.raises(
-        RegistryError, match=r"'MultiStepLr' is not registered.*did you mean 'MultiStepLR'"
+        RegistryError, match=r"MultiStepLr is not in the fengine::[a-z_ ]+ registry.*did you mean 'MultiStepLR'"
     ):
         sch.build_param_schedulers(optimizer, {"type": "MultiStepLr", "milestones": [1]})
     with pytest.raises(ValueError, match=r"milestones must be in increasing order, got \[3, 1\]"):

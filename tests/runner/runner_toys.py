@@ -10,29 +10,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from fengine.evaluator import BaseMetric
 from fengine.hooks import Hook
-from fengine.model import BaseModel
 from fengine.registry import DATASETS, METRICS, MODELS
+from fengine.testing import runner_test_case as testing_toys
 
 
 @MODELS.register_module(force=True)
-class ToyModel(BaseModel):
-    """Linear(2, 2) -> Linear(2, 1); ``loss`` mode returns ``{'loss': (labels - out).sum()}``."""
+class ToyModel(testing_toys.ToyModel):
+    """Linear(2, 2) -> Dropout -> Linear(2, 1); ``loss`` mode returns ``{'loss': (labels - out).sum()}``."""
 
     def __init__(self, data_preprocessor: Any = None, dropout: float = 0.0) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
-        self.linear1 = nn.Linear(2, 2)
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(2, 1)
 
-    def forward(self, inputs: Any, data_samples: Any = None, mode: str = "tensor") -> Any:
-        if isinstance(inputs, list):
-            inputs = torch.stack(inputs)
-        if isinstance(data_samples, list):
-            data_samples = torch.stack(data_samples)
-        outputs = self.linear2(self.dropout(self.linear1(inputs)))
-        if mode == "loss":
-            return {"loss": (data_samples - outputs).sum()}
-        return outputs
+    def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.dropout(self.linear1(inputs)))  # type: ignore[no-any-return]
 
 
 @DATASETS.register_module(force=True)

@@ -28,7 +28,7 @@ BAD: list[tuple[dict[str, Any], type[BaseException], str]] = [
     ({"train_cfg": {"by_epoch": False, "max_epochs": 2}}, ValueError, r"unknown keys \['max_epochs'\] for an iteration-based loop"),
     ({"train_cfg": {"by_epoch": False}}, ValueError, "train_cfg needs `max_iters`"),
     ({"train_cfg": {"type": "EpochBasedTrainLoop", "by_epoch": True, "max_epochs": 2}}, ValueError, "only one of `type` or `by_epoch`"),
-    ({"train_cfg": {"type": "EpochBasedTrainLop", "max_epochs": 2}}, KeyError, "train_cfg: 'EpochBasedTrainLop' is not registered.*did you mean 'EpochBasedTrainLoop'"),
+    ({"train_cfg": {"type": "EpochBasedTrainLop", "max_epochs": 2}}, KeyError, "train_cfg: EpochBasedTrainLop is not in the fengine::[a-z_ ]+ registry.*did you mean 'EpochBasedTrainLoop'"),
     ({"train_cfg": 3}, TypeError, "train_cfg should be a dict"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 2, "dynamic_intervals": [(3, 1), (2, 1)]}}, ValueError, "strictly increasing milestones"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 2, "dynamic_intervals": [3, 1]}}, TypeError, "list of \\(milestone, interval\\) int pairs"),
@@ -38,25 +38,25 @@ BAD: list[tuple[dict[str, Any], type[BaseException], str]] = [
     ({"train_dataloader": {**_DATA, "batchsize": 3}}, ValueError, r"train_dataloader: unknown keys \['batchsize'\]"),
     ({"val_dataloader": {**_DATA, "batch_size": 0}}, ValueError, "val_dataloader: `batch_size` must be > 0, got 0"),
     ({"val_dataloader": {**_DATA, "batch_size": "3"}}, TypeError, "`batch_size` must be an int"),
-    ({"train_dataloader": {**_DATA, "dataset": {"type": "ToyDatset"}}}, KeyError, "train_dataloader.dataset: 'ToyDatset' is not registered.*'ToyDataset'"),
+    ({"train_dataloader": {**_DATA, "dataset": {"type": "ToyDatset"}}}, KeyError, "train_dataloader.dataset: ToyDatset is not in the fengine::[a-z_ ]+ registry.*'ToyDataset'"),
     ({"train_dataloader": {**_DATA, "sampler": {"type": "DefaultSampeler"}}}, KeyError, "train_dataloader.sampler.*'DefaultSampler'"),
     ({"train_dataloader": {**_DATA, "collate_fn": 3}}, TypeError, "`collate_fn` must be a callable"),
     ({"train_dataloader": 3}, TypeError, "train_dataloader should be a DataLoader or a config dict"),
-    ({"val_evaluator": {"type": "ToyMetrc"}}, KeyError, "val_evaluator: 'ToyMetrc' is not registered.*'ToyMetric'"),
+    ({"val_evaluator": {"type": "ToyMetrc"}}, KeyError, "val_evaluator: ToyMetrc is not in the fengine::[a-z_ ]+ registry.*'ToyMetric'"),
     ({"val_evaluator": [{"type": "ToyMetric"}, {"type": "Nope"}]}, KeyError, r"val_evaluator\[1\]"),
     ({"val_evaluator": 3}, TypeError, "val_evaluator should be an Evaluator"),
     ({"optim_wrapper": {"lr": 0.1}}, KeyError, "optim_wrapper config needs an `optimizer`"),
-    ({"optim_wrapper": {"optimizer": {"type": "SDG", "lr": 0.1}}}, KeyError, "optim_wrapper.optimizer: 'SDG' is not registered.*'SGD'"),
+    ({"optim_wrapper": {"optimizer": {"type": "SDG", "lr": 0.1}}}, KeyError, "optim_wrapper.optimizer: SDG is not in the fengine::[a-z_ ]+ registry.*'SGD'"),
     ({"optim_wrapper": 3}, TypeError, "optim_wrapper should be an OptimWrapper"),
-    ({"param_scheduler": {"type": "MultiStepLRR", "milestones": [1]}}, KeyError, r"param_scheduler\[0\]: 'MultiStepLRR'.*'MultiStepLR'"),
+    ({"param_scheduler": {"type": "MultiStepLRR", "milestones": [1]}}, KeyError, r"param_scheduler\[0\]: MultiStepLRR is not.*'MultiStepLR'"),
     ({"param_scheduler": [{"milestones": [1]}]}, ConfigError, r"param_scheduler\[0\] needs a `type`"),
     ({"randomness": {"seed": 1, "deterministc": True}}, ValueError, r"randomness: unknown keys \['deterministc'\]"),
     ({"randomness": {"seed": "1"}}, TypeError, "`seed` must be an int or None"),
     ({"launcher": "pbs"}, ValueError, r"launcher must be one of \['none', 'pytorch', 'slurm', 'mpi'\].*got 'pbs'"),
     ({"resume": "yes"}, TypeError, "resume must be a bool"),
     ({"model": 3}, TypeError, "model should be a nn.Module object or dict"),
-    ({"model": {"type": "ToyModl"}}, KeyError, "'ToyModl' is not registered.*'ToyModel'"),
-    ({"default_hooks": {"logger": {"type": "LogerHook"}}}, KeyError, "'LogerHook' is not registered.*'LoggerHook'"),
+    ({"model": {"type": "ToyModl"}}, KeyError, "ToyModl is not in the fengine::[a-z_ ]+ registry.*'ToyModel'"),
+    ({"default_hooks": {"logger": {"type": "LogerHook"}}}, KeyError, "LogerHook is not in the fengine::[a-z_ ]+ registry.*'LoggerHook'"),
     ({"default_hooks": {"bogus": None}}, KeyError, "'bogus' is not a default hook"),
     ({"custom_hooks": [object()]}, TypeError, "hook should be an instance of Hook or dict"),
 ]
@@ -129,5 +129,5 @@ def test_a_preprocessor_beside_a_model_object_is_checked_and_warned_about(tmp_pa
     with pytest.warns(UserWarning, match=r"data_preprocessor=\{'type': 'BaseDataPreprocessor'\} is ignored: the model is given as an ToyModel object"):
         runner = Runner(**toy_kwargs(tmp_path, model=model, data_preprocessor={"type": "BaseDataPreprocessor"}))
     assert runner.model.data_preprocessor is model.data_preprocessor
-    with pytest.raises(KeyError, match="data_preprocessor: 'NoSuch' is not registered"):
+    with pytest.raises(KeyError, match=r"data_preprocessor: NoSuch is not in the fengine::[a-z_ ]+ registry"):
         Runner(**toy_kwargs(tmp_path, model=ToyModel(), data_preprocessor={"type": "NoSuch"}))

@@ -12,7 +12,7 @@ MODEL_WRAPPERS.register_module()(nn.parallel.DistributedDataParallel)
 
 def _wrapper_classes(registry: Registry) -> tuple[type, ...]:
     own = tuple(obj for obj in registry.module_dict.values() if isinstance(obj, type))
-    return own + tuple(cls for child in registry.children for cls in _wrapper_classes(child))
+    return own + tuple(cls for child in registry.children.values() for cls in _wrapper_classes(child))
 
 
 def is_model_wrapper(model: object, registry: Registry = MODEL_WRAPPERS) -> bool:
