@@ -525,6 +525,7 @@ VISBACKENDS = Registry("vis_backend")
 VISUALIZERS = Registry("visualizer")
 LOG_PROCESSORS = Registry("log_processor")
 RUNNERS = Registry("runner")
+TRANSFORMS = Registry("transform")
 
 #: The module holding the root registries (MMEngine's ``mmengine.registry.root``).
 root = sys.modules[__name__]
@@ -545,6 +546,7 @@ __all__ = [
     "OPTIM_WRAPPER_CONSTRUCTORS",
     "PARAM_SCHEDULERS",
     "RUNNERS",
+    "TRANSFORMS",
     "VISBACKENDS",
     "VISUALIZERS",
     "WEIGHT_INITIALIZERS",

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fengine
+import fengine.optim
 from fengine.config import Config, ConfigDict
 from fengine.logging import MMLogger
 from fengine.registry import (
@@ -274,3 +275,8 @@ def test_top_level_exports() -> None:
     assert fengine.PARAM_SCHEDULERS is fengine.registry.PARAM_SCHEDULERS
     assert fengine.build_model_from_cfg is build_model_from_cfg and fengine.DefaultScope is DefaultScope
     assert fengine.registry.root.MODELS is MODELS
+    assert fengine.optim.OPTIM_WRAPPER_CONSTRUCTORS is fengine.registry.OPTIM_WRAPPER_CONSTRUCTORS
+    assert fengine.TRANSFORMS.build(dict(type=dict, a=1)) == {"a": 1}
+    from fengine.runner import loops, priority
+
+    assert priority.get_priority("LOW") == 70 and loops._InfiniteDataloaderIterator is loops._InfiniteIterator

@@ -12,6 +12,7 @@ from fengine.hooks.profiler_hook import ProfilerHook
 from fengine.hooks.runtime_info_hook import RuntimeInfoHook
 from fengine.hooks.sampler_seed_hook import DistSamplerSeedHook
 from fengine.hooks.sync_buffers_hook import SyncBuffersHook
+from fengine.hooks.test_time_aug_hook import PrepareTTAHook, build_runner_with_tta
 
 __all__ = [
     "CheckpointHook",
@@ -24,9 +25,11 @@ __all__ = [
     "IterTimerHook",
     "LoggerHook",
     "ParamSchedulerHook",
+    "PrepareTTAHook",
     "ProfilerHook",
     "RuntimeInfoHook",
     "SyncBuffersHook",
     "adapt_class_hook",
+    "build_runner_with_tta",
     "triggered_events",
 ]

@@ -37,11 +37,18 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import PriorityLike
 from fengine.core.run import EventInfo, RunState
+from fengine.hooks.bound import bound_runner, bound_state
 from fengine.hooks.builtin import BuiltinHook
+from fengine.model.averaged_model import BaseAveragedModel
+from fengine.model.wrappers.utils import is_model_wrapper
 from fengine.registry import HOOKS, MODELS
 
 _WARNING = 30  # logging.WARNING
 _DEFAULT_MOMENTUM = 0.0002
+
+
+class EMAHookArgumentError(ValueError, AssertionError):
+    """A bad ``begin_iter``/``begin_epoch`` (an ``AssertionError`` too, as MMEngine's ``assert``)."""
 
 
 @plain.register("hooks.EMAHookState")
@@ -76,6 +83,20 @@ def swap_state_dicts(
         if key.startswith("module.") and name in state_dict:
             averaged[key], model[name] = state_dict[name], value
     return model, averaged
+
+
+def check_begin(begin_iter: int, begin_epoch: int, max_iters: int, max_epochs: int) -> None:
+    """Raise :class:`EMAHookArgumentError` when averaging would begin after the run ends."""
+    if begin_epoch > 0 and begin_epoch > max_epochs:
+        raise EMAHookArgumentError(
+            f"EMAHook begin_epoch={begin_epoch} exceeds max_epochs={max_epochs} "
+            "(self.begin_epoch must be <= the run's max_epochs)"
+        )
+    if begin_epoch == 0 and begin_iter > max_iters:
+        raise EMAHookArgumentError(
+            f"EMAHook begin_iter={begin_iter} exceeds max_iters={max_iters} "
+            "(self.begin_iter must be <= the run's max_iters)"
+        )
 
 
 def ema_fn_hook(
@@ -118,12 +139,7 @@ def ema_fn_hook(
     def before_train(
         run: RunState, state: EMAHookState, info: EventInfo
     ) -> tuple[RunState, EMAHookState]:
-        if begin_epoch > 0 and begin_epoch > run.max_epochs:
-            raise ValueError(
-                f"EMAHook begin_epoch={begin_epoch} exceeds max_epochs={run.max_epochs}"
-            )
-        if begin_epoch == 0 and begin_iter > run.max_iters:
-            raise ValueError(f"EMAHook begin_iter={begin_iter} exceeds max_iters={run.max_iters}")
+        check_begin(begin_iter, begin_epoch, run.max_iters, run.max_epochs)
         return run, state
 
     def after_train_iter(
@@ -337,19 +353,55 @@ class EMAHook(BuiltinHook):
     ) -> None:
         for key, value in (("begin_iter", begin_iter), ("begin_epoch", begin_epoch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"EMAHook {key} must be an int >= 0, got {value!r}")
+                raise EMAHookArgumentError(f"EMAHook `{key}` must be an int >= 0, got {value!r}")
         if begin_iter and begin_epoch:
-            raise ValueError(
-                f"EMAHook begin_iter={begin_iter} and begin_epoch={begin_epoch} should not be both set"
+            raise EMAHookArgumentError(
+                f"EMAHook `begin_iter` and `begin_epoch` should not be both set, got "
+                f"begin_iter={begin_iter} and begin_epoch={begin_epoch}"
             )
         self.device = kwargs.pop("device", None)
         self.averager = build_averager(ema_type, momentum, update_buffers, interval, **kwargs)
+        self._model_args: dict[str, Any] = {"momentum": momentum, "interval": interval, "update_buffers": update_buffers, **kwargs}
+        self._view: BaseAveragedModel | None = None
         self.ema_type = ema_type
         self.priority = priority
         self.strict_load = strict_load
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
         self.enabled_by_epoch = begin_epoch > 0
+
+    @property
+    def src_model(self) -> nn.Module | None:
+        """The model being trained (unwrapped), in the runner this hook last ran in."""
+        runner = bound_runner(self)
+        if runner is None:
+            return None
+        model: nn.Module = runner.model
+        return model.module if is_model_wrapper(model) else model  # type: ignore[return-value]
+
+    @property
+    def ema_model(self) -> BaseAveragedModel | None:
+        """The average as MMEngine's averaged-model module (``steps``, ``module.<name>``).
+
+        A view: its tensors are the hook's own (updated in place as training goes on), and while
+        validation or testing runs on the average it holds the source weights, as MMEngine's
+        swapped module does. ``None`` before the hook has seen a model.
+        """
+        state = bound_state(self)
+        source = self.src_model
+        if not isinstance(state, EMAHookState) or state.ema is None or source is None:
+            return None
+        if self._view is None or self._view.module.__class__ is not source.__class__:
+            cls: Any = MODELS.resolve(self.ema_type)
+            args = {k: v for k, v in self._model_args.items() if k != "momentum" or _takes(cls, k)}
+            self._view = cls(source, device=self.device, **args)
+        view = self._view
+        shown = {**state.ema.params, **state.ema.buffers, **(state.stash or {})}
+        for name, tensor in [*view.module.named_parameters(), *view.module.named_buffers()]:
+            if name in shown:
+                tensor.data = shown[name]
+        view.steps.fill_(state.ema.steps)
+        return view
 
     def pure_fn_hook(self, name: str) -> FnHook[EMAHookState]:
         """This hook's pure handlers as a pipeline member named ``name`` (updates donated)."""

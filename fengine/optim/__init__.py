@@ -47,8 +47,12 @@ from fengine.optim.scheduler import (
     build_param_schedulers,
 )
 from fengine.optim.scheduler import _ParamScheduler as _ParamScheduler  # MMEngine code imports it
+from fengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 __all__ = [
+    "OPTIMIZERS",
+    "OPTIM_WRAPPERS",
+    "OPTIM_WRAPPER_CONSTRUCTORS",
     "SGD",
     "TORCH_OPTIMIZERS",
     "Adam",

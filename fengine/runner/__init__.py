@@ -2,6 +2,7 @@
 
 from fengine.core.plain import UntrustedCheckpointError
 from fengine.core.priority import Priority, get_priority
+from fengine.runner.amp import autocast
 from fengine.runner.base_loop import BaseLoop, NonFiniteLossError
 from fengine.runner.checkpoint import (
     CheckpointError,
@@ -30,6 +31,7 @@ __all__ = [
     "UntrustedCheckpointError",
     "ValLoop",
     "WorkDirLockedError",
+    "autocast",
     "find_latest_checkpoint",
     "get_priority",
     "load_checkpoint",

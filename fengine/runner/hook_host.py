@@ -29,6 +29,7 @@ from fengine.core.events import STAGES, Event
 from fengine.core.pipeline import FnHook, Pipeline, dispatch
 from fengine.core.priority import Priority, PriorityLike, get_priority
 from fengine.core.run import EventInfo, RunState
+from fengine.hooks.bound import bind_runner
 from fengine.hooks.hook import Hook
 from fengine.registry import HOOKS
 
@@ -55,6 +56,7 @@ class HookHostMixin:
     _pipeline: Pipeline
     _detached: weakref.WeakKeyDictionary[Hook, Any]
     _event_end: list[Callable[[], None]]
+    _open_checkpoints: list[dict[str, Any]]
 
     def _init_hook_host(self, run: RunState) -> None:
         self._run = run
@@ -160,6 +162,7 @@ class HookHostMixin:
         self._pipeline = Pipeline.of(fn_hooks)  # checks names and owned state before any change
         self._fn_hooks = fn_hooks
         self._hook_list.insert(index, hook)
+        bind_runner(hook, self)
 
     def register_default_hooks(self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None) -> None:
         """Register MMEngine's six default hooks merged with ``hooks``.
@@ -310,17 +313,38 @@ class HookHostMixin:
         run = self._run
         if index is None:
             run = run.replace(hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
+        bind_runner(hook, self)
+        if run.max_iters == 0 and getattr(self, "_train_loop", None) is not None:
+            # Called by hand before train(): the run is as long as the configured loop (MMEngine).
+            loop = getattr(self, "train_loop")  # noqa: B009  (a Runner property, built on first use)
+            run = run.replace(max_epochs=loop.max_epochs, max_iters=loop.max_iters)
+        # Called by hand with a checkpoint dict, the hook's AddToCheckpoint effects edit that dict.
+        checkpoint = info.checkpoint if isinstance(info.checkpoint, dict) else None
+        opened = checkpoint is not None and not (self._open_checkpoints and self._open_checkpoints[-1] is checkpoint)
+        if checkpoint is not None and opened:
+            self._open_checkpoints.append(checkpoint)
         mark = len(self._event_end)
         try:
             run = dispatch(single, event, run, info, self._carry_out)
         except BaseException:
             self._abandon_event(mark)
             raise
+        finally:
+            if opened:
+                self._open_checkpoints.pop()
         if index is None:
             states = dict(run.hook_states)
             self._detached[hook] = states.pop(fn.name)
             run = run.replace(hook_states=states)
         self._end_event(run, mark)
+
+    def state_of(self, hook: Hook) -> Any:
+        """The current state of ``hook``: registered here, or run here by hand (else ``None``)."""
+        index = next((i for i, h in enumerate(self._hooks) if h is hook), None)
+        if index is None:
+            return self._detached.get(hook)
+        fn = self._fn_hooks[index]
+        return self._run.hook_states.get(fn.name, fn.init)
 
     def hook_states(self) -> dict[str, Any]:
         """Every registered hook's current state, by name (initial states for untouched hooks)."""

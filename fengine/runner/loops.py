@@ -388,3 +388,7 @@ class IterBasedTrainLoop(_TrainLoop):
     def run_iter(self, data_batch: Any) -> None:
         """One iteration with ``batch_idx = runner.iter``."""
         self._run_iter(self._iter, data_batch)
+
+
+#: MMEngine's name for the iterator of an iteration-based loop.
+_InfiniteDataloaderIterator = _InfiniteIterator

@@ -222,3 +222,10 @@ def sync_appended() -> None:
 
 
 atexit.register(sync_appended)
+
+
+def mkdir_or_exist(dir_name: str | os.PathLike[str], mode: int = 0o777) -> None:
+    """Create ``dir_name`` and its parents unless it exists (``~`` expanded; ``''`` does nothing)."""
+    if os.fspath(dir_name) == "":
+        return
+    os.makedirs(os.path.expanduser(os.fspath(dir_name)), mode=mode, exist_ok=True)

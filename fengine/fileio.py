@@ -1,0 +1,70 @@
+"""``load`` and ``dump``: read and write JSON, YAML and pickle files by their extension (MMEngine's ``mmengine.fileio``).
+
+Writes are atomic (:func:`fengine.utils.fileio.atomic_write`). Pickle runs code when loaded: load
+only pickle files you trust (checkpoints have their own safe loader, :func:`fengine.runner.load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+from typing import Any
+
+from fengine.utils.fileio import atomic_write
+
+__all__ = ["dump", "load"]
+
+_FORMATS = {"json": "json", "yaml": "yaml", "yml": "yaml", "pkl": "pickle", "pickle": "pickle"}
+
+
+def _format(path: str | os.PathLike[str], file_format: str | None) -> str:
+    name = file_format if file_format is not None else os.fspath(path).rsplit(".", 1)[-1]
+    if name not in _FORMATS:
+        raise ValueError(
+            f"unsupported file format {name!r} for {os.fspath(path)!r}; use one of {sorted(_FORMATS)} "
+            "(by extension, or file_format=)"
+        )
+    return _FORMATS[name]
+
+
+def _yaml() -> Any:
+    try:
+        return importlib.import_module("yaml")
+    except ImportError as error:
+        raise ImportError("reading and writing YAML needs PyYAML: `pip install pyyaml`") from error
+
+
+def load(file: str | os.PathLike[str], file_format: str | None = None) -> Any:
+    """The object stored in ``file``.
+
+    Args:
+        file: a ``.json``, ``.yaml``/``.yml`` or ``.pkl``/``.pickle`` file.
+        file_format: the format, when the extension does not say it.
+
+    Raises:
+        ValueError: an unsupported format.
+    """
+    kind = _format(file, file_format)
+    if kind == "pickle":
+        with open(file, "rb") as handle:
+            return pickle.load(handle)
+    with open(file, encoding="utf-8") as handle:
+        return json.load(handle) if kind == "json" else _yaml().safe_load(handle)
+
+
+def dump(obj: Any, file: str | os.PathLike[str], file_format: str | None = None) -> None:
+    """Write ``obj`` to ``file`` atomically, in the format its extension (or ``file_format``) names.
+
+    Raises:
+        ValueError: an unsupported format.
+    """
+    kind = _format(file, file_format)
+    if kind == "pickle":
+        data = pickle.dumps(obj)
+    elif kind == "json":
+        data = json.dumps(obj, indent=2).encode()
+    else:
+        data = _yaml().safe_dump(obj).encode()
+    atomic_write(file, data)
