@@ -1,7 +1,8 @@
-"""``load`` and ``dump``: read and write JSON, YAML and pickle files by their extension (MMEngine's ``mmengine.fileio``).
+"""``load`` and ``dump``: JSON, YAML and pickle files by their extension (MMEngine's ``mmengine.fileio``).
 
-Writes are atomic (:func:`fengine.utils.fileio.atomic_write`). Pickle runs code when loaded: load
-only pickle files you trust (checkpoints have their own safe loader, :func:`fengine.runner.load_checkpoint`).
+Writes are atomic (:func:`fengine.utils.fileio.atomic_write`). ``load`` never unpickles: a pickle
+file can run any code when loaded, and nothing fengine reads may (checkpoints have their own safe
+decoder, :func:`fengine.runner.load_checkpoint`); unpickle a file you trust with ``pickle`` itself.
 """
 
 from __future__ import annotations
@@ -37,19 +38,21 @@ def _yaml() -> Any:
 
 
 def load(file: str | os.PathLike[str], file_format: str | None = None) -> Any:
-    """The object stored in ``file``.
+    """The object stored in a JSON or YAML ``file``.
 
     Args:
-        file: a ``.json``, ``.yaml``/``.yml`` or ``.pkl``/``.pickle`` file.
+        file: a ``.json`` or ``.yaml``/``.yml`` file.
         file_format: the format, when the extension does not say it.
 
     Raises:
-        ValueError: an unsupported format.
+        ValueError: an unsupported format, or a pickle file (which could run code when loaded).
     """
     kind = _format(file, file_format)
     if kind == "pickle":
-        with open(file, "rb") as handle:
-            return pickle.load(handle)
+        raise ValueError(
+            f"fengine.fileio.load does not unpickle {os.fspath(file)!r}: loading a pickle can run any "
+            "code; if you trust the file, read it with pickle.load yourself"
+        )
     with open(file, encoding="utf-8") as handle:
         return json.load(handle) if kind == "json" else _yaml().safe_load(handle)
 

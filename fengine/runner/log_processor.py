@@ -47,6 +47,14 @@ def _max_cuda_memory_mb(runner: Any) -> int:
     return int(peak) // (1024 * 1024)
 
 
+class LogProcessorConfigError(ValueError, AssertionError):
+    """A bad ``custom_cfg`` entry (an ``AssertionError`` too, as MMEngine's ``assert``)."""
+
+
+class LogProcessorConfigTypeError(TypeError, AssertionError):
+    """A ``custom_cfg`` that is not a list of dicts (an ``AssertionError`` too)."""
+
+
 @LOG_PROCESSORS.register_module()
 class LogProcessor:
     """Format the scalars of the current mode into a log line and a tag dict.
@@ -98,22 +106,22 @@ class LogProcessor:
         if not isinstance(custom_cfg, Sequence) or not all(
             isinstance(c, Mapping) for c in custom_cfg
         ):
-            raise TypeError(
+            raise LogProcessorConfigTypeError(
                 f"LogProcessor: `custom_cfg` must be a list of dicts, got {custom_cfg!r}"
             )
         names: set[str] = set()
         for cfg in custom_cfg:
             if "data_src" not in cfg:
-                raise ValueError(f"LogProcessor: custom_cfg entry {dict(cfg)} needs a `data_src`")
+                raise LogProcessorConfigError(f"LogProcessor: custom_cfg entry {dict(cfg)} needs a `data_src`")
             name = cfg.get("log_name", cfg["data_src"])
             if name in names:
-                raise ValueError(
+                raise LogProcessorConfigError(
                     f"LogProcessor: custom_cfg writes {name!r} twice; give each entry for "
                     f"{cfg['data_src']!r} a distinct `log_name`"
                 )
             names.add(name)
             if not self.by_epoch and cfg.get("window_size") == "epoch":
-                raise ValueError(
+                raise LogProcessorConfigError(
                     f"LogProcessor: custom_cfg entry {dict(cfg)} uses window_size='epoch', which "
                     "needs by_epoch=True"
                 )

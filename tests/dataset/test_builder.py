@@ -169,7 +169,7 @@ def test_worker_init_fn_seeds_every_generator():
         (
             dict(dataset=[1], sampler=dict(type="DefaultSampler"), collate_fn=dict(type="nope")),
             KeyError,
-            "'nope'",
+            "nope is not in the fengine::function registry",
         ),
         (
             dict(dataset=[1], sampler=dict(type="DefaultSampler"), collate_fn=dict()),

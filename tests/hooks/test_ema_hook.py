@@ -224,7 +224,7 @@ def test_arguments() -> None:
     assert EMAHook("StochasticWeightAverage").averager == fc_ema.StochasticWeightAverage()
     with pytest.raises(ValueError, match="should not be both set"):
         EMAHook(begin_iter=1, begin_epoch=1)
-    with pytest.raises(ValueError, match="begin_iter must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="`begin_iter` must be an int >= 0, got -1"):
         EMAHook(begin_iter=-1)
     with pytest.raises(ValueError, match="momentum must be in the open range"):
         EMAHook(momentum=1.5)

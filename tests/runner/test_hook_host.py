@@ -73,7 +73,7 @@ def test_register_hook_rejects_what_is_not_a_hook(tmp_path: Any) -> None:
     runner = Runner(ToyModel(), work_dir=str(tmp_path))
     with pytest.raises(TypeError, match="instance of Hook or dict"):
         runner.register_hook(["x"])  # type: ignore[arg-type]
-    with pytest.raises(KeyError, match="not registered in the hook registry"):
+    with pytest.raises(KeyError, match="NoSuchHook is not in the fengine::hook registry"):
         runner.register_hook({"type": "NoSuchHook"})
     with pytest.raises(ValueError, match="between 0 and 100"):
         runner.register_hook(H3(), priority=101)

@@ -272,3 +272,24 @@ def test_memory_item_is_torchs_max_memory_allocated(peak, initialised, other):
         tag, line = LogProcessor().get_log_after_iter(make_runner(hub), 0, "train")
     assert tag["memory"] == expected and f"  memory: {expected}  " in line
     assert resets == [None]
+
+
+@given(st.lists(st.floats(-100, 100, allow_nan=False), min_size=11, max_size=20))
+@settings(max_examples=20)
+def test_epoch_window_in_an_iteration_run_reads_everything_since_the_start(losses):
+    # An iteration loop never ends an epoch: MMEngine's 'epoch' window then spans iterations
+    # 0..iter, the whole run so far (its `[1][11/4]` header counts past the loader's length).
+    hub = timed_hub(len(losses), [1.0] * len(losses), losses)
+    hub.update_info("eta", 0.0)
+    n = len(losses)
+    runner = make_runner(hub, epoch=0, it=n - 1, max_iters=n + 1)
+    processor = LogProcessor(custom_cfg=[dict(data_src="loss", window_size="epoch", log_name="loss_ep", method_name="mean")])
+    tag, line = processor.get_log_after_iter(runner, n - 1, "train")
+    assert line.startswith(f"Epoch(train) [1][{n}/4]")
+    assert tag["loss_ep"] == np.mean(losses) and tag["loss"] == np.mean(losses[-10:])
+
+
+def test_custom_cfg_errors_are_assertion_errors_too():
+    for custom_cfg in ([dict(data_src="loss", window_size="epoch")], [dict(data_src="loss"), dict(data_src="loss")], "loss"):
+        with pytest.raises(AssertionError, match="LogProcessor"):
+            LogProcessor(by_epoch=False, custom_cfg=custom_cfg)
