@@ -287,17 +287,13 @@ class Registry:
         """
         with DefaultScope.overwrite_default_scope(scope):
             current = DefaultScope.get_current_instance()
-            registry = self
-            if current is not None:
-                found = self._get_root_registry()._search_child(current.scope_name)
-                if found is None:
-                    warnings.warn(
-                        f"the {self.name} registry tree has no registry of the default scope "
-                        f"{current.scope_name!r}; building from the {self._scope!r} registry",
-                        stacklevel=3,
-                    )
-                else:
-                    registry = found
+            registry = self._default_scope_registry()
+            if current is not None and registry is self and current.scope_name != self._scope:
+                warnings.warn(
+                    f"the {self.name} registry tree has no registry of the default scope "
+                    f"{current.scope_name!r}; building from the {self._scope!r} registry",
+                    stacklevel=3,
+                )
             yield registry
 
     def _all_names(self) -> list[str]:
@@ -368,10 +364,22 @@ class Registry:
 
         return decorator
 
+    def _default_scope_registry(self) -> Registry:
+        """The registry of the current default scope in this tree, else this one."""
+        current = DefaultScope.get_current_instance()
+        if current is None or current.scope_name == self._scope:
+            return self
+        found = self._get_root_registry()._search_child(current.scope_name)
+        return self if found is None else found  # (an empty registry is falsy: no `or`)
+
     def resolve(self, type_: Any) -> Any:
-        """A class/function from a registered name, or ``type_`` itself if it is callable."""
+        """A class/function from a registered name, or ``type_`` itself if it is callable.
+
+        A name is looked up from the registry of the current default scope (when this tree has
+        one), so that scope's entries come first, then its parents'.
+        """
         if isinstance(type_, str):
-            obj = self.get(type_)
+            obj = self._default_scope_registry().get(type_)
             if obj is None:
                 close = difflib.get_close_matches(type_, self._all_names(), n=5, cutoff=0.5)
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -468,6 +476,20 @@ def build_model_from_cfg(
     return build_from_cfg(cfg, registry, default_args)
 
 
+def build_runner_from_cfg(cfg: Any, registry: Registry) -> Any:
+    """A runner from a whole config: ``from_cfg`` of the registered ``runner_type`` (``'Runner'``).
+
+    ``cfg['_scope_']`` is the default scope while it is built; ``cfg`` is not modified.
+    """
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"runner registry: cfg should be a dict, ConfigDict or Config, but got {type(cfg)} ({cfg!r})")
+    args = copy.copy(cfg)
+    scope = args.pop("_scope_", None) if isinstance(args, dict) else None
+    with registry.switch_scope_and_registry(scope) as scoped:
+        runner_cls = scoped.resolve(args.get("runner_type", "Runner"))
+        return runner_cls.from_cfg(args) if hasattr(runner_cls, "from_cfg") else runner_cls(**args)
+
+
 def traverse_registry_tree(registry: Registry, verbose: bool = True) -> list[dict[str, Any]]:
     """One entry per registry of ``registry``'s tree, root first (breadth first).
 
@@ -524,7 +546,7 @@ WEIGHT_INITIALIZERS = Registry("weight initializer")
 VISBACKENDS = Registry("vis_backend")
 VISUALIZERS = Registry("visualizer")
 LOG_PROCESSORS = Registry("log_processor")
-RUNNERS = Registry("runner")
+RUNNERS = Registry("runner", build_runner_from_cfg)
 TRANSFORMS = Registry("transform")
 
 #: The module holding the root registries (MMEngine's ``mmengine.registry.root``).
@@ -558,6 +580,7 @@ __all__ = [
     "RegistryError",
     "build_from_cfg",
     "build_model_from_cfg",
+    "build_runner_from_cfg",
     "count_registered_modules",
     "get_object_from_string",
     "init_default_scope",

@@ -48,7 +48,7 @@ def check_together(stage: str, **items: Any) -> None:
     if given and len(given) != len(items):
         missing = [name for name in items if name not in given]
         raise ValueError(
-            f"{', '.join(items)} should be either all None or all set for {stage}, but "
+            f"{', '.join(items)} should be either all None or not None (all set) for {stage}, but "
             f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set and "
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} None"
         )

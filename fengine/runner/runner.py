@@ -28,7 +28,7 @@ from fengine.core.run import RunState
 from fengine.core.state import TrainState
 from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.logging import MessageHub, MMLogger
-from fengine.registry import RUNNERS, VISUALIZERS
+from fengine.registry import RUNNERS, VISUALIZERS, init_default_scope
 from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.builders import BuildMixin
@@ -117,6 +117,8 @@ class Runner(BuildMixin, EffectInterpreter):
         cfg: Mapping[str, Any] | None = None,
         compile: bool | Mapping[str, Any] | None = None,
     ) -> None:
+        if default_scope is not None:  # as MMEngine: every build below looks in this scope first
+            init_default_scope(default_scope)
         checks.check_together("training", train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper)
         checks.check_together("validation", val_dataloader=val_dataloader, val_cfg=val_cfg, val_evaluator=val_evaluator)
         checks.check_together("testing", test_dataloader=test_dataloader, test_cfg=test_cfg, test_evaluator=test_evaluator)
@@ -323,7 +325,7 @@ class Runner(BuildMixin, EffectInterpreter):
     def _train(self) -> nn.Module:
         model = self._unwrapped()
         if self._train_loop is None:
-            raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner")
+            raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner (the train loop should not be None)")
         for method, needed in (("train_step", True), ("val_step", self._val_loop is not None)):
             if needed and not callable(getattr(model, method, None)):
                 raise TypeError(f"{type(model).__name__} has no `{method}`; train() needs it")
@@ -370,7 +372,8 @@ class Runner(BuildMixin, EffectInterpreter):
     def _evaluate(self, mode: str) -> dict[str, Any]:
         if getattr(self, f"_{mode}_loop") is None:
             raise MissingLoopError(
-                f"{mode}() needs {mode}_dataloader, {mode}_cfg and {mode}_evaluator given to the Runner"
+                f"{mode}() needs {mode}_dataloader, {mode}_cfg and {mode}_evaluator given to the Runner "
+                f"(the {mode} loop should not be None)"
             )
         loop = getattr(self, f"{mode}_loop")
         self._bound_history()

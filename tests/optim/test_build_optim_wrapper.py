@@ -163,5 +163,5 @@ def test_bad_wrapper_configs() -> None:
         build_optim_wrapper(Net(), dict(type="OptimWrapper"))
     with pytest.raises(RegistryError, match=r"OptimWraper is not in the fengine::[a-z_ ]+ registry.*did you mean 'OptimWrapper'"):
         build_optim_wrapper(Net(), dict(type="OptimWraper", optimizer=dict(type="SGD", lr=0.1)))
-    with pytest.raises(TypeError, match=r"cfg must be an optim_wrapper config dict, got list"):
+    with pytest.raises(TypeError, match=r"optimizer wrapper should be an OptimWrapper object or dict \(an optim_wrapper config\), but got list"):
         build_optim_wrapper(Net(), [])  # type: ignore[arg-type]

@@ -70,7 +70,10 @@ def build_optim_wrapper(model: nn.Module, cfg: Mapping[str, Any]) -> OptimWrappe
         TypeError: ``cfg`` is not a mapping.
     """
     if not isinstance(cfg, Mapping):
-        raise TypeError(f"cfg must be an optim_wrapper config dict, got {type(cfg).__name__}: {cfg!r}")
+        raise TypeError(
+            f"optimizer wrapper should be an OptimWrapper object or dict (an optim_wrapper config), "
+            f"but got {type(cfg).__name__}: {cfg!r}"
+        )
     wrapper_cfg = _copy_structure(cfg)
     constructor_type = wrapper_cfg.pop("constructor", "DefaultOptimWrapperConstructor")
     paramwise_cfg = wrapper_cfg.pop("paramwise_cfg", None)
