@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runner_toys import toy_kwargs
 
 from fengine.optim import MultiStepLR
 from fengine.registry import PARAM_SCHEDULERS, RUNNERS, DefaultScope, Registry
 from fengine.runner import Runner
-
-from runner_toys import toy_kwargs
 
 
 @pytest.fixture(autouse=True)
