@@ -104,12 +104,13 @@ class RngState:
             torch.cuda.set_rng_state_all(list(self.cuda))
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, slots=False)
 class TrainState(Generic[OptState]):
     """Everything the next training step depends on, in one immutable record.
 
-    Hot record (evolved every step): no validators. Tensors are shared between successive states
-    wherever a step leaves them unchanged; change a field with ``attrs.evolve``.
+    Hot record (evolved every step): no validators, and no slots (copying the instance dictionary
+    is one C-level update; see :meth:`replace`). Tensors are shared between successive states
+    wherever a step leaves them unchanged; change fields with :meth:`replace`.
 
     Args:
         params: parameters by ``named_parameters()`` name (plain tensors, no autograd history).
@@ -212,8 +213,11 @@ class TrainState(Generic[OptState]):
         """
         if not changes.keys() <= _NAMES:
             check_fields("TrainState.replace()", changes, _NAMES)
-        get = changes.get
-        return TrainState(*[get(name, getattr(self, name)) for name in _NAMES])
+        copy = _new(self.__class__)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         """This state as plain data for ``torch.save`` (loadable with ``weights_only=True``).
@@ -292,6 +296,7 @@ class TrainState(Generic[OptState]):
 
 _FIELDS = attrs.fields(TrainState)
 _NAMES = dict.fromkeys(f.name for f in _FIELDS).keys()
+_new = object.__new__
 
 
 def check_fields(where: str, changes: Mapping[str, Any], fields: Collection[str]) -> None:
