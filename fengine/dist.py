@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import torch
 import torch.distributed as torch_dist
+from torch.distributed.tensor import DTensor
 
 from fengine.launch_env import torchrun_variables
 
@@ -158,8 +159,17 @@ def all_gather(data: torch.Tensor, group: Any = None) -> list[torch.Tensor]:
 
 
 def broadcast(data: torch.Tensor, src: int = 0, group: Any = None) -> None:
-    """Overwrite ``data`` in place with rank ``src``'s; nothing in one process."""
+    """Overwrite ``data`` in place with rank ``src``'s; nothing in one process.
+
+    A ``DTensor`` (an FSDP parameter) is one tensor across its mesh already: a sharded one is
+    left alone (each rank holds a different part by design), a replicated one has its local
+    copy broadcast.
+    """
     if get_world_size(group) == 1:
+        return
+    if isinstance(data, DTensor):
+        if all(placement.is_replicate() for placement in data.placements):
+            broadcast(data.to_local(), src, group)
         return
     work = data.to(_comm_device(group))
     torch_dist.broadcast(work, src, group)

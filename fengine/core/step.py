@@ -194,6 +194,34 @@ def _loss_and_logs(result: Any) -> tuple[Tensor, Mapping[str, Tensor | int]]:
     return loss, log_vars
 
 
+def _loss_forward(
+    model: torch.nn.Module, loss_fn: LossFn, slots: tuple[_Slot, ...], compile: bool | Mapping[str, Any]
+) -> Callable[[dict[str, Tensor], Any], Any]:
+    """``forward(tensors, batch)``: ``loss_fn`` on a view of ``model`` over ``tensors`` (compiled if asked)."""
+
+    def forward(tensors: dict[str, Tensor], batch: Any) -> Any:
+        return loss_fn(ModelView(model, tensors, slots), batch)
+
+    if compile is not False:
+        forward = torch.compile(forward, **(dict(compile) if isinstance(compile, Mapping) else {}))
+    return forward
+
+
+def _updated(
+    state: TrainState[Any],
+    update: Any,
+    grads: dict[str, Tensor | None],
+    tensors: dict[str, Tensor],
+    loss: Tensor,
+    log_vars: Mapping[str, Tensor | int],
+    donate: bool,
+) -> tuple[TrainState[Any], StepOutput]:
+    """The state after the optimizer's update of ``grads`` (buffers taken from ``tensors``)."""
+    new_params, opt_state = update(grads, state.opt_state, state.params, donate=donate)
+    new_state = state.with_update(new_params, {n: tensors[n] for n in state.buffers}, opt_state)
+    return new_state, StepOutput(loss.detach(), log_vars, grad_norm(opt_state))
+
+
 def _check_model(model: object) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
@@ -242,9 +270,14 @@ def make_train_step(
     Returns:
         ``step(state, batch, *, donate=False) -> (new_state, StepOutput)``.
 
+    A model sharded by FSDP2's ``fully_shard`` (parameters are ``DTensor`` shards) gets the
+    step of :mod:`fengine.core.sharded_step`: same contract, with FSDP gathering the parameters
+    and averaging the gradients across ranks.
+
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``loss_fn`` is not callable, ``tx`` has no
             ``update``, or ``compile`` is neither a bool nor a mapping.
+        ValueError: a ``grad_reducer`` for a sharded model (FSDP reduces the gradients itself).
     """
     _check_model(model)
     if not callable(loss_fn):
@@ -255,15 +288,20 @@ def make_train_step(
         raise TypeError(
             f"compile must be a bool or a mapping of torch.compile options, got {compile!r}"
         )
+    from fengine.core import sharded_step  # it builds on this module's pieces
+
+    if sharded_step.is_fully_sharded(model):
+        if grad_reducer is not None:
+            raise ValueError(
+                "grad_reducer must be None for a fully_shard-ed model: FSDP already averages the "
+                f"gradients across ranks (reduce-scatter), got {grad_reducer!r}"
+            )
+        return sharded_step.make_sharded_train_step(model, loss_fn, tx, compile=compile)
     slots = _slots(model)
     trainable = tuple(n for n, p in model.named_parameters() if p.requires_grad)
     update = tx.update
 
-    def forward(tensors: dict[str, Tensor], batch: Any) -> Any:
-        return loss_fn(ModelView(model, tensors, slots), batch)
-
-    if compile is not False:
-        forward = torch.compile(forward, **(dict(compile) if isinstance(compile, Mapping) else {}))
+    forward = _loss_forward(model, loss_fn, slots, compile)
 
     def value_and_grad(
         tensors: dict[str, Tensor], batch: Any, leaves: list[Tensor]
@@ -290,9 +328,7 @@ def make_train_step(
         grads: dict[str, Tensor | None] = dict(zip(trainable, found))
         if grad_reducer is not None:
             grads.update(grad_reducer({n: g for n, g in grads.items() if g is not None}))
-        new_params, opt_state = update(grads, state.opt_state, params, donate=donate)
-        new_state = state.with_update(new_params, {n: tensors[n] for n in buffers}, opt_state)
-        return new_state, StepOutput(loss.detach(), log_vars, grad_norm(opt_state))
+        return _updated(state, update, grads, tensors, loss, log_vars, donate)
 
     return step
 
@@ -318,7 +354,20 @@ def make_eval_step(
     _check_model(model)
     if forward is not None and not callable(forward):
         raise TypeError(f"forward must be callable as forward(model_view, batch), got {forward!r}")
-    slots = _slots(model)
+    from fengine.core import sharded_step
+
+    if sharded_step.is_fully_sharded(model):
+        return sharded_step.make_sharded_eval_step(model, forward)
+    return _eval_step(model, forward, _slots(model), lambda state: {**state.params, **state.buffers})
+
+
+def _eval_step(
+    model: torch.nn.Module,
+    forward: Callable[[ModelView, Any], Any] | None,
+    slots: tuple[_Slot, ...],
+    tensors_of: Callable[[TrainState[Any]], dict[str, Tensor]],
+) -> EvalStep:
+    """``eval_step(state, batch)``: ``forward`` on a view of ``model`` over ``tensors_of(state)``."""
     run: Callable[[ModelView, Any], Any] = (
         forward if forward is not None else (lambda view, batch: view(batch))
     )
@@ -327,6 +376,6 @@ def make_eval_step(
         if model.training:
             model.eval()
         with torch.no_grad():
-            return run(ModelView(model, {**state.params, **state.buffers}, slots), batch)
+            return run(ModelView(model, tensors_of(state), slots), batch)
 
     return eval_step

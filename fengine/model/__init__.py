@@ -38,7 +38,11 @@ from fengine.model.weight_init import (
     update_init_info,
     xavier_init,
 )
-from fengine.model.wrappers import MMDistributedDataParallel, is_model_wrapper
+from fengine.model.wrappers import (
+    MMDistributedDataParallel,
+    MMFullyShardedDataParallel,
+    is_model_wrapper,
+)
 
 __all__ = [
     "BaseAveragedModel",
@@ -53,6 +57,7 @@ __all__ = [
     "ImgDataPreprocessor",
     "KaimingInit",
     "MMDistributedDataParallel",
+    "MMFullyShardedDataParallel",
     "ModuleDict",
     "ModuleList",
     "MomentumAnnealingEMA",

@@ -18,7 +18,7 @@ from fengine.optim import build_optim_wrapper
 from fengine.optim.scheduler import build_param_schedulers
 from fengine.registry import EVALUATOR, LOG_PROCESSORS, LOOPS, MODEL_WRAPPERS, MODELS
 from fengine.runner.base_loop import BaseLoop
-from fengine.runner.distributed import apply_sync_bn
+from fengine.runner.distributed import apply_sync_bn, refuse_sharding_in_one_process
 from fengine.runner.eval_loops import TestLoop, ValLoop
 from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
@@ -82,6 +82,7 @@ class BuildMixin:
             return model
         model = model.to(device_name())
         if not self.distributed:
+            refuse_sharding_in_one_process(model_wrapper_cfg)
             return revert_sync_batchnorm(model)
         model = apply_sync_bn(model, self.cfg.get("sync_bn"))
         device_ids = [dist.get_local_rank()] if torch.cuda.is_available() else None

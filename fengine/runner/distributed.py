@@ -22,6 +22,8 @@ from torch import nn
 from fengine import dist
 from fengine.launch_env import LAUNCHERS
 from fengine.model.sync_batchnorm import convert_sync_batchnorm
+from fengine.model.wrappers import MMFullyShardedDataParallel
+from fengine.registry import MODEL_WRAPPERS
 
 _SYNC_BN = ("torch",)
 
@@ -98,6 +100,25 @@ def destroy_process_group() -> None:
     """Destroy the default process group if one exists (registered at exit by its creator)."""
     if dist.is_distributed():
         torch_dist.destroy_process_group()
+
+
+def refuse_sharding_in_one_process(model_wrapper_cfg: Mapping[str, Any] | None) -> None:
+    """Fail when a one-process run (``launcher='none'``) is asked to shard the model.
+
+    Other wrappers are ignored in one process, as in MMEngine; sharding over one process would
+    silently not be what the config says.
+
+    Raises:
+        ValueError: ``model_wrapper_cfg`` names ``(MM)FullyShardedDataParallel``.
+    """
+    kind = (model_wrapper_cfg or {}).get("type")
+    found = MODEL_WRAPPERS.get(kind) if isinstance(kind, str) else kind
+    if found is MMFullyShardedDataParallel:
+        raise ValueError(
+            f"model_wrapper_cfg type={kind!r} shards the model across processes, but "
+            "launcher='none' runs one: start the ranks with torchrun and launcher='pytorch' "
+            "(or srun and 'slurm', mpirun and 'mpi')"
+        )
 
 
 def apply_sync_bn(model: nn.Module, sync_bn: str | None) -> nn.Module:
