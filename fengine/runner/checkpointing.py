@@ -61,6 +61,11 @@ from fengine.runner.checkpoint import (
 )
 from fengine.runner.file_removal import FileRemoval, marker_content, removal_refusal
 from fengine.runner.hook_host import HookHostMixin
+from fengine.runner.sharded_checkpoint import (
+    is_fully_sharded,
+    save_sharded_checkpoint,
+    sharded_directory,
+)
 
 _SAVE_EXTRA = frozenset(("file_client_args", "backend_args"))
 #: The record's fields whose (CPU) tensors a checkpoint takes when it is collected.
@@ -163,11 +168,11 @@ class CheckpointMixin(HookHostMixin):
             ValueError: both ``file_client_args`` and ``backend_args``, or a non-local backend.
         """
         path = _checkpoint_path(out_dir, filename, file_client_args, backend_args)
-        if self.rank != 0:
+        if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
             return
-        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler)
+        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler) if self.rank == 0 else {}
         self._complete_checkpoint(checkpoint)
-        self._write_checkpoint(checkpoint, path)
+        self._write_checkpoint(checkpoint, path, save_optimizer)
 
     def _save_requested(self, effect: SaveCheckpoint) -> None:
         unknown = sorted(set(effect.extra) - _SAVE_EXTRA)
@@ -178,19 +183,19 @@ class CheckpointMixin(HookHostMixin):
             )
         path = os.path.join(str(self.work_dir), effect.path)
         _checkpoint_path(os.path.dirname(path), os.path.basename(path), **effect.extra)
-        if self.rank != 0:
+        if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
             return
         checkpoint = self._collect_checkpoint(
             dict(effect.meta), True, effect.save_optimizer, effect.save_param_scheduler
-        )
+        ) if self.rank == 0 else {}
 
         def write() -> None:
             self._complete_checkpoint(checkpoint)
-            self._write_checkpoint(checkpoint, path)
-            if effect.update_last:
+            written = self._write_checkpoint(checkpoint, path, effect.save_optimizer)
+            if effect.update_last and self.rank == 0:
                 record = os.path.join(str(self.work_dir), "last_checkpoint")
-                with self._reporting_full_disk(record, newest=path):
-                    write_last_checkpoint(str(self.work_dir), path)
+                with self._reporting_full_disk(record, newest=written):
+                    write_last_checkpoint(str(self.work_dir), written)
 
         # Writes go ahead of the deletions queued in this event (a hook emits RemoveFile for the
         # oldest checkpoint before saving the new one): a failed write then deletes nothing, so
@@ -201,10 +206,17 @@ class CheckpointMixin(HookHostMixin):
         first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
         queue.insert(first, write)
 
-    def _write_checkpoint(self, checkpoint: dict[str, Any], path: str) -> None:
+    def _write_checkpoint(self, checkpoint: dict[str, Any], path: str, save_optimizer: bool = True) -> str:
+        """Write ``checkpoint`` to ``path`` (rank 0), or as a sharded directory (every rank); returns where."""
         with self._reporting_full_disk(path):
-            save_checkpoint(checkpoint, path)
+            if is_fully_sharded(self._unwrapped()):
+                optimizer = self.optim_wrapper.optimizer if save_optimizer else None
+                rest = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "grads")}
+                path = save_sharded_checkpoint(path, self._unwrapped(), optimizer, rest, str(self.work_dir))
+            else:
+                save_checkpoint(checkpoint, path)
         self._saved_files.add(os.path.realpath(path))
+        return path
 
     @contextlib.contextmanager
     def _reporting_full_disk(self, path: str, newest: str | None = None) -> Iterator[None]:
@@ -251,6 +263,8 @@ class CheckpointMixin(HookHostMixin):
 
         Only this run's own checkpoints are deleted (see :mod:`fengine.runner.file_removal`).
         """
+        if is_fully_sharded(self._unwrapped()):
+            path = sharded_directory(path)
         self._event_end.append(FileRemoval(path, self._removal_refusal, self.logger.warning))
 
     def _collect_checkpoint(
@@ -309,6 +323,8 @@ class CheckpointMixin(HookHostMixin):
         return checkpoint
 
     def _complete_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return  # a sharded save's other ranks write tensors only
         hub = self.message_hub.state_dict()
         runtime_info, skipped = {}, []
         for key, value in hub["runtime_info"].items():

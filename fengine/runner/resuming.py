@@ -24,12 +24,15 @@ from fengine.hooks.checkpoint_state import CheckpointState
 from fengine.runner.checkpoint import (
     CheckpointError,
     apply_state_dict,
-    read_checkpoint,
     revise_keys_of,
 )
 from fengine.runner.checkpointing import CheckpointMixin, restore_grads
 from fengine.runner.resume_checks import counter_problem, optimizer_mismatch, weights_mismatch
 from fengine.runner.resume_selection import select_resume_checkpoint
+from fengine.runner.sharded_checkpoint import (
+    latest_sharded_checkpoint,
+    read_checkpoint_or_directory,
+)
 
 _LENIENT = "resume with Runner(..., resume=dict(strict=False)) to load what fits, as MMEngine does"
 
@@ -84,7 +87,7 @@ class ResumeMixin(CheckpointMixin):
             CheckpointError: a missing, unreadable or damaged file, or a strict mismatch.
             UntrustedCheckpointError: the file names a type that is not registered.
         """
-        checkpoint = read_checkpoint(filename, map_location=map_location)
+        checkpoint = read_checkpoint_or_directory(filename, map_location, self._unwrapped())
         self._apply_checkpoint(checkpoint, filename, strict, revise_keys)
         return checkpoint
 
@@ -154,7 +157,8 @@ class ResumeMixin(CheckpointMixin):
             UntrustedCheckpointError: the file names a type that is not registered.
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
-        checkpoint = read_checkpoint(filename, map_location=device)
+        optimizer = self.optim_wrapper if resume_optimizer and callable(getattr(self.optim_wrapper, "state_dict", None)) else None
+        checkpoint = read_checkpoint_or_directory(filename, device, self._unwrapped(), optimizer)
         self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states, strict)
 
     def _resume_from(
@@ -292,7 +296,10 @@ class ResumeMixin(CheckpointMixin):
         """
         if self._has_loaded:
             return
-        if self._resume and self._load_from is None:
+        sharded = latest_sharded_checkpoint(str(self.work_dir)) if self._resume else None
+        if sharded is not None and self._load_from is None:
+            self.resume(sharded)
+        elif self._resume and self._load_from is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
             found = select_resume_checkpoint(
                 str(self.work_dir), self.logger.warning, device,

@@ -1,0 +1,130 @@
+"""Sharded checkpoints of an FSDP run: DCP directories, resumed on 2 ranks and in one process.
+
+Two spawned ranks train 3 epochs with AdamW under ``FullyShardedDataParallel``, saving a DCP
+directory per epoch (``max_keep_ckpts=2``), then resume a second run from ``epoch_2/``. The test
+process resumes the same directory in one process without sharding, and loads the last one's
+weights with ``load_from``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+import pytest
+import torch
+from dist_toys import BATCH, dump, load, make_model, runner_kwargs, spawn
+from test_fsdp import FSDP, GLOO, TOLERANCE, full_state
+
+from fengine.core.plain import UntrustedCheckpointError
+from fengine.runner import Runner
+from fengine.runner.checkpoint import CheckpointError
+from fengine.runner.file_removal import CHECKPOINT_MARKER
+
+SETTINGS: dict[str, Any] = {
+    "optim_wrapper": {"optimizer": {"type": "AdamW", "lr": 0.01, "weight_decay": 0.01}},
+    "param_scheduler": {"type": "MultiStepLR", "milestones": [2], "gamma": 0.5},
+    "train_cfg": {"by_epoch": True, "max_epochs": 3},
+    "default_hooks": {"checkpoint": {"type": "CheckpointHook", "interval": 1, "max_keep_ckpts": 2}},
+    "custom_hooks": [],
+}
+
+
+def _runner(work_dir: str, batch: int, **overrides: Any) -> Runner:
+    return Runner(**runner_kwargs(work_dir, make_model(batch_norm=False), batch, **{**SETTINGS, **overrides}))
+
+
+def _outcome(runner: Runner) -> dict[str, Any]:
+    return {
+        "state": full_state(runner.model.module if hasattr(runner.model, "module") else runner.model),
+        "lr": [g["lr"] for g in runner.optim_wrapper.optimizer.param_groups],
+        "iter": runner.iter,
+    }
+
+
+def _ranks(rank: int, out: str) -> None:
+    whole = _runner(os.path.join(out, "whole"), BATCH, launcher="pytorch", env_cfg=GLOO,
+                    cfg={"model_wrapper_cfg": FSDP})  # fmt: skip
+    whole.train()
+    found = {"whole": _outcome(whole)}
+    resumed = _runner(os.path.join(out, "resumed"), BATCH, launcher="pytorch", env_cfg=GLOO,
+                      cfg={"model_wrapper_cfg": FSDP}, resume=True,
+                      load_from=os.path.join(out, "whole", "epoch_2"))  # fmt: skip
+    resumed.train()
+    found["resumed"] = _outcome(resumed)
+    dump(os.path.join(out, f"rank{rank}.pkl"), found)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("fsdp_ckpt")
+    spawn(_ranks, str(out), timeout=240)
+    return {"out": out, "ranks": [load(out / f"rank{r}.pkl") for r in range(2)]}
+
+
+def test_each_epoch_is_a_published_dcp_directory_and_old_ones_are_deleted(saved):
+    work = saved["out"] / "whole"
+    names = sorted(p.name for p in work.iterdir() if p.name.startswith(("epoch", ".epoch")))
+    assert names == ["epoch_2", "epoch_3"]  # max_keep_ckpts=2 removed epoch_1/; no leftovers
+    assert (work / "last_checkpoint").read_text().strip() == str(work / "epoch_3")
+    assert sorted(p.name for p in (work / "epoch_3").iterdir()) == [
+        ".fengine-checkpoint", ".metadata", "__0_0.distcp", "__1_0.distcp", "fengine.pth",
+    ]  # fmt: skip
+    meta = torch.load(work / "epoch_3" / "fengine.pth", weights_only=True)
+    assert (meta["meta"]["epoch"], meta["meta"]["iter"]) == (3, 12)
+    assert "state_dict" not in meta and "optimizer" not in meta  # those are the DCP files
+
+
+def test_resuming_on_the_same_ranks_continues_bit_for_bit(saved):
+    for ranks in saved["ranks"]:
+        whole, resumed = ranks["whole"], ranks["resumed"]
+        assert resumed["iter"] == whole["iter"] == 12
+        assert resumed["lr"] == whole["lr"]
+        for name, tensor in whole["state"].items():
+            assert torch.equal(resumed["state"][name], tensor), name
+
+
+def _max_diff(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
+    return max((found[k].double() - expected[k].double()).abs().max().item() for k in expected)
+
+
+def test_one_process_resumes_the_two_rank_directory_that_last_checkpoint_names(saved, tmp_path):
+    shutil.copytree(saved["out"] / "whole" / "epoch_2", tmp_path / "epoch_2")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_2"))
+    runner = _runner(str(tmp_path), 2 * BATCH, resume=True)
+    runner.train()
+    alone, whole = _outcome(runner), saved["ranks"][0]["whole"]
+    assert alone["iter"] == 12 and alone["lr"] == whole["lr"]
+    assert _max_diff(alone["state"], whole["state"]) <= TOLERANCE
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".pth")) == ["epoch_3.pth"]
+
+
+def test_load_from_a_directory_gives_a_plain_run_the_weights(saved, tmp_path):
+    runner = _runner(str(tmp_path), 2 * BATCH, load_from=str(saved["out"] / "whole" / "epoch_3"))
+    runner.load_or_resume()
+    loaded = {k: v.detach() for k, v in runner.model.state_dict().items()}
+    assert _max_diff(loaded, saved["ranks"][0]["whole"]["state"]) == 0.0
+    assert runner.iter == 0  # weights only
+
+
+@pytest.mark.parametrize("removed", [".metadata", "fengine.pth"])
+def test_an_incomplete_directory_is_named_before_training(saved, tmp_path, removed):
+    copy = tmp_path / "epoch_3"
+    shutil.copytree(saved["out"] / "whole" / "epoch_3", copy)
+    (copy / removed).unlink()
+    runner = _runner(str(tmp_path / "work"), 2 * BATCH, resume=True, load_from=str(copy))
+    with pytest.raises(CheckpointError, match=re.escape(f"is not a complete sharded checkpoint: it lacks ['{removed}']")):
+        runner.train()
+    assert runner.iter == 0
+
+
+def test_crafted_dcp_metadata_is_refused(saved, tmp_path):
+    copy = tmp_path / "epoch_3"
+    shutil.copytree(saved["out"] / "whole" / "epoch_3", copy)
+    (copy / ".metadata").write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    runner = _runner(str(tmp_path / "work"), 2 * BATCH, load_from=str(copy))
+    with pytest.raises(UntrustedCheckpointError, match="refused 'os.system'"):
+        runner.load_or_resume()
+    assert (copy / CHECKPOINT_MARKER).is_file()
