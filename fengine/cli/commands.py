@@ -170,7 +170,7 @@ def test(args: argparse.Namespace) -> int:
         raise UsageError(
             f"no checkpoint to test: pass --checkpoint PATH (none recorded in {cfg.work_dir}/last_checkpoint)"
         )
-    if not os.path.isfile(checkpoint):
+    if not os.path.exists(checkpoint):  # a file, or a sharded checkpoint's directory
         raise UsageError(f"checkpoint {checkpoint!r} does not exist")
     parts = ("dataloader", "cfg", "evaluator")
     borrowed = not all(cfg.get(f"test_{part}") is not None for part in parts)

@@ -36,6 +36,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+from torch.distributed.tensor import DTensor
 
 from fengine import dist
 from fengine.core.plain import UntrustedCheckpointError
@@ -92,8 +93,21 @@ def save_sharded_checkpoint(
 
     Returns:
         The directory, published complete.
+
+    Raises:
+        CheckpointError: on every rank, when ``rest`` holds sharded tensors (an EMA average of
+            a sharded model), before anything is written.
     """
     directory = sharded_directory(path)
+    found = [_dtensor_keys(rest or {}) if dist.get_rank() == 0 else []]
+    dist.broadcast_object_list(found)  # every rank stops, or none
+    local = found[0]
+    if local:  # only rank 0 holds this part, so these shards alone would be saved
+        raise CheckpointError(
+            f"cannot save {directory!r}: the checkpoint entries {local[:5]} hold sharded tensors "
+            "that only the model and optimizer state may hold in a sharded checkpoint (EMAHook's "
+            "average is not saved sharded yet: leave EMAHook out of FSDP runs)"
+        )
     parent, name = os.path.split(directory)
     staging = os.path.join(parent, f".{name}.partial")
     rank = dist.get_rank()
@@ -113,6 +127,17 @@ def save_sharded_checkpoint(
         _publish(staging, directory)
     dist.barrier()
     return directory
+
+
+def _dtensor_keys(value: Any, where: str = "") -> list[str]:
+    """Key paths of the ``DTensor``s inside plain containers."""
+    if isinstance(value, DTensor):
+        return [where or "<top level>"]
+    if isinstance(value, dict):
+        return [k for key, item in value.items() for k in _dtensor_keys(item, f"{where}.{key}".lstrip("."))]
+    if isinstance(value, list | tuple):
+        return [k for i, item in enumerate(value) for k in _dtensor_keys(item, f"{where}[{i}]")]
+    return []
 
 
 def _publish(staging: str, directory: str) -> None:

@@ -75,8 +75,8 @@ def local_bytes(runner: Runner) -> int:
 
 
 def _run(work_dir: str, case: str, batch: int, **overrides: Any) -> Runner:
-    settings = {**CASES[case], "default_hooks": {"checkpoint": None}, "custom_hooks": []}
-    runner = Runner(**runner_kwargs(work_dir, make_model(batch_norm=False), batch, **settings, **overrides))
+    settings = {**CASES[case], "default_hooks": {"checkpoint": None}, "custom_hooks": [], **overrides}
+    runner = Runner(**runner_kwargs(work_dir, make_model(batch_norm=False), batch, **settings))
     runner.train()
     return runner
 
@@ -111,6 +111,14 @@ def _ranks(rank: int, out: str) -> None:
                 "types": {type(runner.model).__name__, type(next(runner.model.module.parameters())).__name__},
             }
         found[case] = runs
+    for kind, cfg in (("ddp", {}), ("fsdp", {"model_wrapper_cfg": FSDP})):
+        runner = _run(os.path.join(out, f"ema_{kind}"), "sgd_momentum", BATCH, launcher="pytorch",
+                      env_cfg=GLOO, cfg=cfg, custom_hooks=[{"type": "EMAHook", "momentum": 0.1}])  # fmt: skip
+        average = runner.hook_states()["EMAHook"].ema.params
+        found[f"ema_{kind}"] = {
+            "average": {n: t.full_tensor() if isinstance(t, DTensor) else t.clone() for n, t in average.items()},
+            "sharded": all(isinstance(t, DTensor) for t in average.values()),
+        }
     found["bad"] = _bad_settings()  # the runners made the process group
     dump(os.path.join(out, f"rank{rank}.pkl"), found)
 
@@ -152,6 +160,13 @@ def test_the_ranks_split_the_parameters_and_optimizer_state_between_them(two_ran
         # Rows are dealt out whole (Linear(8, 1)'s one weight row sits on rank 0), so the toy's
         # split is uneven; the four-rank test measures the share on a larger model.
         assert max(shares) <= 0.65 * whole[0], (case, shares)
+
+
+def test_the_ema_average_is_sharded_like_the_model_and_equals_ddps(two_ranks):
+    for ranks in two_ranks:
+        ddp, fsdp = ranks["ema_ddp"], ranks["ema_fsdp"]
+        assert fsdp["sharded"] and not ddp["sharded"]
+        assert _max_diff(fsdp["average"], ddp["average"]) <= TOLERANCE
 
 
 BAD = {

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -54,6 +56,12 @@ def _ranks(rank: int, out: str) -> None:
                       load_from=os.path.join(out, "whole", "epoch_2"))  # fmt: skip
     resumed.train()
     found["resumed"] = _outcome(resumed)
+    averaged = _runner(os.path.join(out, "ema"), BATCH, launcher="pytorch", env_cfg=GLOO,
+                       cfg={"model_wrapper_cfg": FSDP}, custom_hooks=[{"type": "EMAHook"}])  # fmt: skip
+    try:
+        averaged.train()
+    except CheckpointError as error:
+        found["ema"] = (str(error), averaged.iter, sorted(os.listdir(os.path.join(out, "ema"))))
     dump(os.path.join(out, f"rank{rank}.pkl"), found)
 
 
@@ -84,6 +92,14 @@ def test_resuming_on_the_same_ranks_continues_bit_for_bit(saved):
         assert resumed["lr"] == whole["lr"]
         for name, tensor in whole["state"].items():
             assert torch.equal(resumed["state"][name], tensor), name
+
+
+def test_an_ema_average_stops_the_sharded_save_on_every_rank_with_its_keys(saved):
+    for ranks in saved["ranks"]:
+        message, iteration, names = ranks["ema"]
+        assert message.startswith(f"cannot save {str(saved['out'] / 'ema' / 'epoch_1')!r}: the checkpoint entries ['ema_state_dict.module.l1.weight'")
+        assert "leave EMAHook out of FSDP runs" in message
+        assert iteration == 4 and not [n for n in names if "epoch" in n]  # nothing half-written
 
 
 def _max_diff(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
@@ -128,3 +144,26 @@ def test_crafted_dcp_metadata_is_refused(saved, tmp_path):
     with pytest.raises(UntrustedCheckpointError, match="refused 'os.system'"):
         runner.load_or_resume()
     assert (copy / CHECKPOINT_MARKER).is_file()
+
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs", "digits.py")
+
+
+def test_the_cli_trains_sharded_under_torchrun_and_tests_the_directory_in_one_process(tmp_path):
+    work = tmp_path / "work"
+    options = ["--cfg-options", "model_wrapper_cfg.type=FullyShardedDataParallel",
+               "train_cfg.max_epochs=1", "custom_hooks=[]"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    train = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             "-m", "fengine", "train", CONFIG, "--launcher", "pytorch", "--work-dir", str(work), *options]  # fmt: skip
+    done = subprocess.run(train, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (work / "last_checkpoint").read_text().strip() == str(work / "epoch_1")
+    (log,) = work.glob("*/*.log")
+    trained = re.findall(r"Epoch\(val\) \[1\]\[\d+/\d+\]\s+accuracy: ([0-9.]+)", log.read_text())
+    test = [sys.executable, "-m", "fengine", "test", CONFIG, "--checkpoint", str(work / "epoch_1"),
+            "--work-dir", str(tmp_path / "test")]  # fmt: skip
+    done = subprocess.run(test, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tested = re.findall(r"epoch_1: accuracy: ([0-9.]+)", done.stdout + done.stderr)
+    assert trained and tested == trained[-1:]  # the one-process test sees the sharded run's weights

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import attrs
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 
 from fengine.core.ema.record import EMAState, TensorDict, lookup, matched
 from fengine.core.optim.base import without_grad
@@ -158,5 +159,11 @@ def _raise_if_moved(state: EMAState, plan: Plan, error: RuntimeError) -> None:
 
 def _copy_into(pair: _Pair, convert: bool) -> None:
     avgs, srcs = pair
-    if avgs:
-        torch._foreach_copy_(avgs, matched(srcs, avgs) if convert else srcs)
+    if not avgs:
+        return
+    sources = matched(srcs, avgs) if convert else srcs
+    if isinstance(avgs[0], DTensor):  # FSDP shards: DTensor has no foreach copy
+        for avg, src in zip(avgs, sources):
+            avg.copy_(src)
+    else:
+        torch._foreach_copy_(avgs, sources)
