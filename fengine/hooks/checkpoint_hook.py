@@ -127,7 +127,9 @@ class CheckpointHook(BuiltinHook):
             e.g. ``'ckpt_{:03d}.pth'``.
         save_begin: the first epoch (iteration) counted by ``interval``.
         backend_args: accepted for compatibility (local files only).
-        **kwargs: passed to the runner's ``save_checkpoint`` for regular and best checkpoints.
+        **kwargs: passed to the runner's ``save_checkpoint`` for regular and best checkpoints;
+            ``save_format='full'`` makes a sharded (FSDP) run write one ordinary ``.pth`` of the
+            gathered weights on rank 0 instead of its DCP directories (``'sharded'``).
 
     Raises:
         TypeError: an argument of the wrong type (the save_best/rule/published_keys ones are also
@@ -175,6 +177,11 @@ class CheckpointHook(BuiltinHook):
         _check_type("interval", interval, int, "an int (-1: only the last)")
         _check_type("max_keep_ckpts", max_keep_ckpts, int, "an int (-1: keep all)")
         _check_type("save_begin", save_begin, int, "a non-negative int")
+        if kwargs.get("save_format", "sharded") not in ("sharded", "full"):
+            raise ValueError(
+                "CheckpointHook: save_format must be 'sharded' (a sharded run's DCP directories) or "
+                f"'full' (one .pth of the gathered weights on rank 0), got {kwargs['save_format']!r}"
+            )
         if by_epoch is not None:
             _check_type("by_epoch", by_epoch, bool, "a bool or None")
         for flag, value in (

@@ -62,12 +62,14 @@ from fengine.runner.checkpoint import (
 from fengine.runner.file_removal import FileRemoval, marker_content, removal_refusal
 from fengine.runner.hook_host import HookHostMixin
 from fengine.runner.sharded_checkpoint import (
+    gather_full_weights,
     is_fully_sharded,
+    refuse_local_shards,
     save_sharded_checkpoint,
     sharded_directory,
 )
 
-_SAVE_EXTRA = frozenset(("file_client_args", "backend_args"))
+_SAVE_EXTRA = frozenset(("file_client_args", "backend_args", "save_format"))
 #: The record's fields whose (CPU) tensors a checkpoint takes when it is collected.
 _RECORD_TENSORS = ("params", "buffers", "opt_state")
 
@@ -182,7 +184,9 @@ class CheckpointMixin(HookHostMixin):
                 f"extra arguments); accepted: {sorted(_SAVE_EXTRA)}"
             )
         path = os.path.join(str(self.work_dir), effect.path)
-        _checkpoint_path(os.path.dirname(path), os.path.basename(path), **effect.extra)
+        extra = dict(effect.extra)
+        full = extra.pop("save_format", "sharded") == "full"
+        _checkpoint_path(os.path.dirname(path), os.path.basename(path), **extra)
         if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
             return
         checkpoint = self._collect_checkpoint(
@@ -190,8 +194,10 @@ class CheckpointMixin(HookHostMixin):
         ) if self.rank == 0 else {}
 
         def write() -> None:
+            if full and is_fully_sharded(self._unwrapped()):
+                gather_full_weights(self._unwrapped(), checkpoint)
             self._complete_checkpoint(checkpoint)
-            written = self._write_checkpoint(checkpoint, path, effect.save_optimizer)
+            written = self._write_checkpoint(checkpoint, path, effect.save_optimizer, full)
             if effect.update_last and self.rank == 0:
                 record = os.path.join(str(self.work_dir), "last_checkpoint")
                 with self._reporting_full_disk(record, newest=written):
@@ -206,10 +212,20 @@ class CheckpointMixin(HookHostMixin):
         first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
         queue.insert(first, write)
 
-    def _write_checkpoint(self, checkpoint: dict[str, Any], path: str, save_optimizer: bool = True) -> str:
-        """Write ``checkpoint`` to ``path`` (rank 0), or as a sharded directory (every rank); returns where."""
+    def _write_checkpoint(
+        self, checkpoint: dict[str, Any], path: str, save_optimizer: bool = True, full: bool = False
+    ) -> str:
+        """Write ``checkpoint`` to ``path`` (rank 0), or as a sharded directory (every rank); returns where.
+
+        ``full``: a sharded run writes one ordinary file on rank 0 (weights gathered before).
+        """
+        sharded = is_fully_sharded(self._unwrapped())
+        if sharded and full:
+            refuse_local_shards(checkpoint, path)
+            if self.rank != 0:
+                return path
         with self._reporting_full_disk(path):
-            if is_fully_sharded(self._unwrapped()):
+            if sharded and not full:
                 optimizer = self.optim_wrapper.optimizer if save_optimizer else None
                 rest = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "grads")}
                 path = save_sharded_checkpoint(path, self._unwrapped(), optimizer, rest, str(self.work_dir))

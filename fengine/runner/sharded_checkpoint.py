@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_optimizer_state_dict,
@@ -52,9 +53,11 @@ from fengine.utils.fileio import atomic_write
 
 __all__ = [
     "META_FILE",
+    "gather_full_weights",
     "is_fully_sharded",
     "latest_sharded_checkpoint",
     "read_checkpoint_or_directory",
+    "refuse_local_shards",
     "save_sharded_checkpoint",
     "sharded_directory",
 ]
@@ -99,15 +102,7 @@ def save_sharded_checkpoint(
             a sharded model), before anything is written.
     """
     directory = sharded_directory(path)
-    found = [_dtensor_keys(rest or {}) if dist.get_rank() == 0 else []]
-    dist.broadcast_object_list(found)  # every rank stops, or none
-    local = found[0]
-    if local:  # only rank 0 holds this part, so these shards alone would be saved
-        raise CheckpointError(
-            f"cannot save {directory!r}: the checkpoint entries {local[:5]} hold sharded tensors "
-            "that only the model and optimizer state may hold in a sharded checkpoint (EMAHook's "
-            "average is not saved sharded yet: leave EMAHook out of FSDP runs)"
-        )
+    refuse_local_shards(rest or {}, directory)
     parent, name = os.path.split(directory)
     staging = os.path.join(parent, f".{name}.partial")
     rank = dist.get_rank()
@@ -127,6 +122,40 @@ def save_sharded_checkpoint(
         _publish(staging, directory)
     dist.barrier()
     return directory
+
+
+def refuse_local_shards(checkpoint: dict[str, Any], path: str) -> None:
+    """Stop every rank when rank 0's part of a checkpoint holds ``DTensor`` shards (a collective).
+
+    Only rank 0 assembles the non-tensor part of a checkpoint, so any shard in it would be rank
+    0's alone (an EMA average of a sharded model is one).
+
+    Raises:
+        CheckpointError: on every rank, naming the first such entries, before anything is written.
+    """
+    found = [_dtensor_keys(checkpoint) if dist.get_rank() == 0 else []]
+    dist.broadcast_object_list(found)  # every rank stops, or none
+    if found[0]:
+        raise CheckpointError(
+            f"cannot save {path!r}: the checkpoint entries {found[0][:5]} hold sharded tensors "
+            "that only the model and optimizer state may hold in a sharded checkpoint (EMAHook's "
+            "average is not saved sharded yet: leave EMAHook out of FSDP runs)"
+        )
+
+
+def gather_full_weights(model: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """Put the sharded model's whole weights into rank 0's ``checkpoint`` (every rank calls it).
+
+    For ``CheckpointHook(save_format='full')``: one ordinary ``.pth`` that
+    ``torch.load(weights_only=True)`` and a one-process ``Runner(load_from=...)`` read. The
+    optimizer state is left out (a sharded run's is keyed by parameter name, not in
+    ``torch.optim``'s layout): resume from the sharded directories.
+    """
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=options)
+    if dist.get_rank() == 0:
+        checkpoint["state_dict"] = weights
+        checkpoint.pop("optimizer", None)
 
 
 def _dtensor_keys(value: Any, where: str = "") -> list[str]:

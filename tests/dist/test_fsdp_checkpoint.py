@@ -62,6 +62,12 @@ def _ranks(rank: int, out: str) -> None:
         averaged.train()
     except CheckpointError as error:
         found["ema"] = (str(error), averaged.iter, sorted(os.listdir(os.path.join(out, "ema"))))
+    hook = {"type": "CheckpointHook", "interval": 1, "save_format": "full"}
+    full = _runner(os.path.join(out, "full"), BATCH, launcher="pytorch", env_cfg=GLOO,
+                   cfg={"model_wrapper_cfg": FSDP}, train_cfg={"by_epoch": True, "max_epochs": 1},
+                   default_hooks={"checkpoint": hook})  # fmt: skip
+    full.train()
+    found["full"] = _outcome(full)
     dump(os.path.join(out, f"rank{rank}.pkl"), found)
 
 
@@ -100,6 +106,25 @@ def test_an_ema_average_stops_the_sharded_save_on_every_rank_with_its_keys(saved
         assert message.startswith(f"cannot save {str(saved['out'] / 'ema' / 'epoch_1')!r}: the checkpoint entries ['ema_state_dict.module.l1.weight'")
         assert "leave EMAHook out of FSDP runs" in message
         assert iteration == 4 and not [n for n in names if "epoch" in n]  # nothing half-written
+
+
+def test_save_format_full_writes_one_ordinary_file_on_rank_0(saved, tmp_path):
+    work = saved["out"] / "full"
+    assert sorted(p.name for p in work.iterdir() if "epoch" in p.name) == ["epoch_1.pth"]
+    checkpoint = torch.load(work / "epoch_1.pth", weights_only=True)
+    weights = saved["ranks"][0]["full"]["state"]
+    assert "optimizer" not in checkpoint and sorted(checkpoint["state_dict"]) == sorted(weights)
+    for name, tensor in weights.items():
+        assert type(checkpoint["state_dict"][name]) is torch.Tensor
+        assert torch.equal(checkpoint["state_dict"][name], tensor), name
+    runner = _runner(str(tmp_path), 2 * BATCH, load_from=str(work / "epoch_1.pth"))
+    runner.load_or_resume()
+    assert _max_diff(dict(runner.model.state_dict()), weights) == 0.0
+
+
+def test_an_unknown_save_format_is_named_at_construction(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("save_format must be 'sharded' (a sharded run's DCP directories) or 'full' (one .pth of the gathered weights on rank 0), got 'zip'")):
+        _runner(str(tmp_path), BATCH, default_hooks={"checkpoint": {"type": "CheckpointHook", "save_format": "zip"}})
 
 
 def _max_diff(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
