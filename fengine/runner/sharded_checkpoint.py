@@ -73,9 +73,13 @@ def sharded_directory(path: str) -> str:
 
 
 def latest_sharded_checkpoint(work_dir: str) -> str | None:
-    """The sharded checkpoint directory ``work_dir/last_checkpoint`` names, if it names one inside ``work_dir``."""
+    """The sharded checkpoint directory ``work_dir/last_checkpoint`` names, if it names one inside ``work_dir``.
+
+    Anything else (a file, a folder without :data:`META_FILE`) is left to the usual search for
+    the newest intact checkpoint file.
+    """
     named = find_latest_checkpoint(work_dir)
-    if named is None or not os.path.isdir(named):
+    if named is None or not os.path.isfile(os.path.join(named, META_FILE)):
         return None
     real, root = os.path.realpath(named), os.path.realpath(work_dir)
     return named if real != root and os.path.commonpath((real, root)) == root else None
