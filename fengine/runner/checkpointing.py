@@ -227,7 +227,8 @@ class CheckpointMixin(HookHostMixin):
         with self._reporting_full_disk(path):
             if sharded and not full:
                 optimizer = self.optim_wrapper.optimizer if save_optimizer else None
-                rest = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer", "grads")}
+                tensors = ("state_dict", "optimizer", "grads", *_RECORD_TENSORS)  # DCP holds those
+                rest = {k: v for k, v in checkpoint.items() if k not in tensors}
                 path = save_sharded_checkpoint(path, self._unwrapped(), optimizer, rest, str(self.work_dir))
             else:
                 save_checkpoint(checkpoint, path)

@@ -8,7 +8,8 @@ checkpoint hook's file name without ``.pth``) instead of one file:
   ``torch.distributed.checkpoint.state_dict.get_state_dict`` gives them, written by all ranks in
   parallel;
 * :data:`META_FILE`: the rest of an ordinary fengine checkpoint (``meta`` counters, message hub,
-  schedulers, hook states, generators, data position), written by rank 0 like a ``.pth``;
+  schedulers, hook states, generators, data position; the record's tensor fields ``params``,
+  ``buffers`` and ``opt_state`` are the DCP data), written by rank 0 like a ``.pth``;
 * the folder marker of :mod:`fengine.runner.file_removal`, so ``max_keep_ckpts`` may delete it.
 
 The directory is assembled under a temporary name beside it and renamed into place only when
@@ -160,6 +161,11 @@ def gather_full_weights(model: nn.Module, checkpoint: dict[str, Any]) -> None:
     if dist.get_rank() == 0:
         checkpoint["state_dict"] = weights
         checkpoint.pop("optimizer", None)
+        for field in ("params", "buffers"):  # the record's tensors: the same gathered ones
+            if field in checkpoint:
+                checkpoint[field] = {name: weights[name] for name in checkpoint[field]}
+        if "opt_state" in checkpoint:
+            checkpoint["opt_state"] = None
 
 
 def _dtensor_keys(value: Any, where: str = "") -> list[str]:

@@ -247,9 +247,8 @@ def test_the_functional_example_matches_one_process_under_torchrun():
     done = subprocess.run(command, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = [s for s in done.stdout.splitlines() if s.startswith("world size 2")]
-    match = re.fullmatch(r"world size 2: max \|sharded - one process\| = (\S+)", line)
-    assert match is not None and float(match.group(1)) <= TOLERANCE
-    assert sorted(s for s in done.stdout.splitlines() if s.startswith("rank")) == [
-        "rank 0: holds 42501 of 85002 parameters", "rank 1: holds 42501 of 85002 parameters",
-    ]  # fmt: skip
+    # Both ranks print to one pipe, so lines may interleave: read the figures wherever they are.
+    (largest,) = re.findall(r"world size 2: max \|sharded - one process\| = (\S+)", done.stdout)
+    assert float(largest) <= TOLERANCE
+    shares = re.findall(r"rank (\d): holds (\d+) of (\d+) parameters", done.stdout)
+    assert sorted(shares) == [("0", "42501", "85002"), ("1", "42501", "85002")]
