@@ -120,7 +120,7 @@ def check_schedule(
         val_interval: validate every this many epochs/iterations (an int > 0).
         dynamic_intervals: ``None`` or a list of ``(milestone, interval)`` pairs of ints, with
             increasing milestones and positive intervals.
-        check_finite: a bool or ``'skip'``.
+        check_finite: a bool, ``'eager'`` or ``'skip'``.
 
     Raises:
         TypeError: a value of the wrong type.
@@ -135,10 +135,11 @@ def check_schedule(
             raise TypeError(f"train_cfg: `{name}` must be an int, got {value!r}")
     if val_interval <= 0:
         raise ValueError(f"train_cfg: `val_interval` must be > 0, got {val_interval!r}")
-    if not isinstance(check_finite, bool) and check_finite != "skip":
+    if not isinstance(check_finite, bool) and check_finite not in ("skip", "eager"):
         raise TypeError(
-            f"train_cfg: `check_finite` must be a bool or 'skip' (True: stop on a NaN/Inf loss, "
-            f"'skip': leave that step out, False: train on), got {check_finite!r}"
+            f"train_cfg: `check_finite` must be a bool, 'eager' or 'skip' (True: stop on a NaN/Inf "
+            f"loss at the next log line or checkpoint, 'eager': at the step, 'skip': leave that "
+            f"step out, False: train on), got {check_finite!r}"
         )
     if dynamic_intervals is None:
         return

@@ -170,6 +170,7 @@ class CheckpointMixin(HookHostMixin):
             ValueError: both ``file_client_args`` and ``backend_args``, or a non-local backend.
         """
         path = _checkpoint_path(out_dir, filename, file_client_args, backend_args)
+        self._check_losses()
         if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
             return
         checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler) if self.rank == 0 else {}
@@ -187,6 +188,7 @@ class CheckpointMixin(HookHostMixin):
         extra = dict(effect.extra)
         full = extra.pop("save_format", "sharded") == "full"
         _checkpoint_path(os.path.dirname(path), os.path.basename(path), **extra)
+        self._check_losses()
         if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
             return
         checkpoint = self._collect_checkpoint(
@@ -211,6 +213,16 @@ class CheckpointMixin(HookHostMixin):
         queue[:] = [t for t in queue if not (isinstance(t, FileRemoval) and t.path == path)]
         first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
         queue.insert(first, write)
+
+    def _check_losses(self) -> None:
+        """Check the train losses not checked yet (see :mod:`fengine.runner.finite_watch`).
+
+        Called before every checkpoint is collected, so none holds weights that a non-finite
+        loss has already reached.
+        """
+        watch = getattr(getattr(self, "_train_loop", None), "finite_watch", None)
+        if watch is not None:
+            watch.check()
 
     def _write_checkpoint(
         self, checkpoint: dict[str, Any], path: str, save_optimizer: bool = True, full: bool = False

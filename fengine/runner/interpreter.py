@@ -162,6 +162,8 @@ class EffectInterpreter(ResumeMixin):
         self.logger.log(effect.level, effect.message)
 
     def _log_step(self, effect: fx.LogStep) -> None:
+        if effect.mode == "train":
+            self._check_losses()
         if effect.kind == "iter":
             tag, line = self.log_processor.get_log_after_iter(self, effect.batch_idx, effect.mode)
         elif effect.kind == "epoch":

@@ -36,6 +36,7 @@ from fengine.runner.base_loop import (
     epoch_sampler,
 )
 from fengine.runner.checkpoint import find_latest_checkpoint
+from fengine.runner.finite_watch import FiniteWatch
 from fengine.runner.skipping import iterate_from, restore_sampler_seed, seeded_sampler
 from fengine.runner.train_step import RunnerStep, follow_module
 
@@ -64,6 +65,8 @@ class _TrainLoop(BaseLoop):
         super().__init__(runner, dataloader)
         self.schedule = ValSchedule(val_begin, val_interval, dynamic_intervals)
         self.check_finite = check_finite
+        #: The losses not checked yet (``check_finite=True``: read at the check points only).
+        self.finite_watch = FiniteWatch()
         #: ``step(state, data_batch) -> (state, outputs)``, set by the runner when training
         #: starts (:func:`fengine.runner.train_step.runner_train_step`).
         self.train_step: RunnerStep = _not_started
@@ -147,9 +150,11 @@ class _TrainLoop(BaseLoop):
                 check_finite_loss(outputs, runner, batch_idx, skipped=True)
         else:
             state, outputs = self.train_step(runner._run.state, data_batch)
-            runner._run = runner._run.replace(state=state)
-            if self.check_finite:
+            runner._run = run = runner._run.replace(state=state)
+            if self.check_finite == "eager":
                 check_finite_loss(outputs, runner, batch_idx)
+            elif self.check_finite:
+                self.finite_watch.add(outputs, run.iter, run.epoch, batch_idx)
         runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
         run = runner._run
         runner._run = run.replace(iter=run.iter + 1)
@@ -169,8 +174,11 @@ class EpochBasedTrainLoop(_TrainLoop):
         dynamic_intervals: ``(milestone, interval)`` pairs: from epoch ``milestone`` on, use
             ``interval``.
         check_finite: ``True`` stops with :class:`~fengine.runner.base_loop.NonFiniteLossError`
-            when a step's loss is NaN/Inf; ``'skip'`` leaves out the update of such a step (no
-            backward, no optimizer step) with a warning; ``False`` trains on.
+            naming the first step whose loss was NaN/Inf, found at the next check (a log line,
+            a checkpoint write, the end of an epoch: no host read per step, see
+            :mod:`~fengine.runner.finite_watch`); ``'eager'`` stops at that step itself (one
+            read per step); ``'skip'`` leaves out the update of such a step (no backward, no
+            optimizer step) with a warning, reading each step's loss; ``False`` trains on.
     """
 
     def __init__(
@@ -249,6 +257,7 @@ class EpochBasedTrainLoop(_TrainLoop):
                 saved_rng.restore()
         for batch_idx, data_batch in enumerate(batches, start=skip):
             self.run_iter(batch_idx, data_batch)
+        self.finite_watch.check()
         runner._fire(Event.AFTER_TRAIN_EPOCH)
         run = runner._run
         runner._run = run.replace(epoch=run.epoch + 1)
@@ -381,6 +390,7 @@ class IterBasedTrainLoop(_TrainLoop):
         except KeyboardInterrupt:
             self._interrupted()
             raise
+        self.finite_watch.check()
         runner._fire(Event.AFTER_TRAIN_EPOCH)
         runner._fire(Event.AFTER_TRAIN)
         return runner.model

@@ -62,7 +62,7 @@ class Runner(BuildMixin, EffectInterpreter):
 
     Arguments are MMEngine's. Differences: ``work_dir=None`` uses a fresh folder under
     ``./work_dirs/``; ``train_cfg`` also takes ``check_finite`` (stop on a NaN/Inf loss, default
-    on); ``val_begin=0`` validates before training; ``randomness`` accepts ``seed``,
+    on, found at the next log line or checkpoint; ``'eager'``: at the step); ``val_begin=0`` validates before training; ``randomness`` accepts ``seed``,
     ``deterministic`` and ``diff_rank_seed`` only. ``compile=True`` (or a dict of
     ``torch.compile`` options; default: ``cfg['compile']``, as MMEngine reads it) compiles the
     model's forward when training starts. Resuming is strict: ``resume=True`` (or

@@ -120,14 +120,26 @@ class _Reads(Hook):
         self.armed = False
 
 
-def test_a_run_reads_each_logged_tensor_once_per_log_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("check_finite", "expected"),
+    [
+        # Four lines, each reading the one tensor key (the loss) once and the losses' finiteness
+        # once (time, data_time and lr are Python floats); nothing between the lines.
+        (True, {"tolist": 4, "__bool__": 4}),
+        (False, {"tolist": 4}),
+        ("eager", {"item": 200, "tolist": 4}),  # the loss of every step, at the step
+    ],
+)
+def test_a_run_reads_each_logged_tensor_once_per_log_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, check_finite: Any, expected: dict[str, int]
+) -> None:
     from fengine import Runner
 
     counter = _Reads(monkeypatch)
     kwargs = toy_kwargs(
         tmp_path,
         train_dataloader=loader(size=200, batch_size=1),
-        train_cfg={"by_epoch": True, "max_epochs": 1, "check_finite": False},
+        train_cfg={"by_epoch": True, "max_epochs": 1, "check_finite": check_finite},
         default_hooks={"logger": {"type": "LoggerHook", "interval": 50}, "checkpoint": None},
         val_dataloader=None,
         val_cfg=None,
@@ -138,6 +150,4 @@ def test_a_run_reads_each_logged_tensor_once_per_log_line(tmp_path: Any, monkeyp
     runner.train()
     logged = sorted(runner.message_hub.log_scalars)
     assert logged == ["train/data_time", "train/loss", "train/lr", "train/time"]
-    # Four lines, each reading the one tensor key (the loss) once; time, data_time and lr are
-    # Python floats.
-    assert dict(counter.reads) == {"tolist": 200 // 50}
+    assert dict(counter.reads) == expected

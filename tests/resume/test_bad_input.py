@@ -145,7 +145,7 @@ BAD: list[Case] = [
     # train_cfg
     ("max_epochs-text", {"train_cfg": {"by_epoch": True, "max_epochs": "4"}}, TypeError, "`max_epochs` should be an integer number, got '4'"),
     ("val_interval-negative", {"train_cfg": {"by_epoch": True, "max_epochs": 2, "val_interval": -1}}, ValueError, "`val_interval` must be > 0, got -1"),
-    ("check_finite-value", {"train_cfg": {"by_epoch": True, "max_epochs": 2, "check_finite": "maybe"}}, TypeError, "`check_finite` must be a bool or 'skip'.*got 'maybe'"),
+    ("check_finite-value", {"train_cfg": {"by_epoch": True, "max_epochs": 2, "check_finite": "maybe"}}, TypeError, "`check_finite` must be a bool, 'eager' or 'skip'.*got 'maybe'"),
     ("max_iter-typo", {"train_cfg": {"by_epoch": False, "max_iter": 10}}, ValueError, r"unknown keys \['max_iter'\].*accepted: by_epoch, max_iters"),
     ("loop-type-typo", {"train_cfg": {"type": "IterBasedTrainLop", "max_iters": 3}}, KeyError, "IterBasedTrainLop is not in the fengine::[a-z_ ]+ registry.*did you mean 'IterBasedTrainLoop'"),
     ("max_iters-0", {"train_cfg": {"by_epoch": False, "max_iters": 0}}, ValueError, r"train_cfg: `max_iters` must be >= 1 \(0 would train nothing\), got 0"),
@@ -235,7 +235,8 @@ def test_there_are_at_least_thirty_cases() -> None:
 
 
 def test_a_non_finite_loss_stops_naming_the_iteration_and_terms(tmp_path: Path) -> None:
-    runner = Runner(**base_kwargs(tmp_path, model=NanAt(3)))
+    eager = {"by_epoch": True, "max_epochs": 2, "check_finite": "eager"}
+    runner = Runner(**base_kwargs(tmp_path, model=NanAt(3), train_cfg=eager))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at iteration 3 \(epoch 1, batch 2\): loss=nan, loss_aux=nan"):
         runner.train()
     assert runner.iter == 2  # reported at the step that produced it

@@ -175,7 +175,8 @@ class _NaNAt(ToyModel):
 
 
 def test_non_finite_loss_stops_naming_iteration_and_terms(tmp_path: Any) -> None:
-    runner = Runner(**toy_kwargs(tmp_path, model=_NaNAt(6), default_hooks={"checkpoint": None}))
+    eager = {"by_epoch": True, "max_epochs": 2, "check_finite": "eager"}
+    runner = Runner(**toy_kwargs(tmp_path, model=_NaNAt(6), train_cfg=eager, default_hooks={"checkpoint": None}))
     with pytest.raises(NonFiniteLossError, match=r"iteration 6 \(epoch 2, batch 1\).*loss_cls=nan") as info:
         runner.train()
     assert "loss_box" not in str(info.value).split(":", 1)[1].split(";")[0]
