@@ -209,11 +209,19 @@ def shell_tables(rounds: int, mmenv: str, notes: list[str]) -> str:
             costs = [r["cpu_best_us"] - b["cpu_best_us"] for r, b in zip(results[f"{engine}|{name}"], results[f"{engine}|bare"])]
             cells.append(f"{median(costs):+.1f}")
         rows.append([name, *cells])
+    counted = alternate({f"{e}|{n}": (p, ["calls", e, n]) for e, p in engines.items() for n in names}, 1)
+    for row, name in zip(rows, names[1:]):
+        row += [
+            f"{counted[f'{e}|{name}'][0]['calls_per_iter'] - counted[f'{e}|bare'][0]['calls_per_iter']:+.1f}"
+            for e in engines
+        ]
     bare = [f"{median([r['cpu_us'] for r in results[f'{e}|bare']]):.0f}" for e in engines]
     out = ["**Each hook alone** (W1, no default hooks, the timing hook only): best-epoch CPU µs per iteration "
            "over the bare Runner of the same round (median of the rounds' differences; the bare "
-           f"Runner itself: {', '.join(f'{e} {b} µs' for e, b in zip(engines, bare))})\n",
-           markdown_table(["hook", *engines], rows)]
+           f"Runner itself: {', '.join(f'{e} {b} µs' for e, b in zip(engines, bare))})"
+           "; and Python function calls per iteration over the bare Runner's (cProfile's count, "
+           "which the machine's load does not change)\n",
+           markdown_table(["hook", *(f"{e} µs" for e in engines), *(f"{e} calls" for e in engines)], rows)]
     rows = [
         [e, *(f"{median([r[k] for r in results[f'{e}|setup']]):.3f}" for k in ("import_s", "build_s", "train_s"))]
         for e in engines

@@ -3,6 +3,8 @@
 * ``hook ENGINE NAME``: W1 with no default hooks and only the hook ``NAME`` (``bare``: none) beside
   the timing hook; the table subtracts the bare Runner of the same round, giving µs per
   iteration of that hook alone.
+* ``calls ENGINE NAME``: the same run, counting the Python function calls (cProfile's count, which
+  no load on the machine changes) per iteration of the second epoch.
 * ``setup ENGINE``: a fresh process imports the engine, builds W1's Runner (six default hooks)
   and calls ``train()``; seconds of each phase up to the first batch's ``before_train_iter``.
 * ``reads ENGINE [CHECK]``: 200 W1 iterations logged every 50 (``LoggerHook(interval=50)``),
@@ -44,6 +46,34 @@ def hook(engine: str, name: str) -> dict[str, float]:
 
     extra = [] if name == "bare" else [HOOKS[name]]
     return runner("W1", engine, extra_hooks=extra, default_hooks=dict.fromkeys(DEFAULTS), ema=False)
+
+
+def calls(engine: str, name: str) -> dict[str, float]:
+    """Python function calls per W1 iteration of the Runner with only hook ``name``."""
+    import cProfile
+    import pstats
+
+    from frameworks import runner
+    from workloads import WORKLOADS
+
+    hooks = importlib.import_module(f"{engine}.hooks")
+    profile = cProfile.Profile()
+
+    class Count(hooks.Hook):  # type: ignore[misc, name-defined]
+        priority = "HIGHEST"
+
+        def before_train_epoch(self, runner: Any) -> None:
+            if runner.epoch == 1:
+                profile.enable()
+
+        def after_train_epoch(self, runner: Any) -> None:
+            if runner.epoch == 1:
+                profile.disable()
+
+    extra = [Count(), *([] if name == "bare" else [HOOKS[name]])]
+    runner("W1", engine, extra_hooks=extra, default_hooks=dict.fromkeys(DEFAULTS), ema=False)
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    return {"calls_per_iter": sum(entry[1] for entry in stats.values()) / WORKLOADS["W1"].iters}
 
 
 def _net(engine: str) -> Any:

@@ -1,7 +1,8 @@
 """One measurement in a fresh process: ``python worker.py KIND ARGS...`` prints one ``RESULT`` line.
 
 Kinds: ``train WORKLOAD CONTENDER``, ``hooks ENGINE COUNT``, ``optimizer CONTENDER TENSORS``,
-``checkpoint CONTENDER``, ``hook ENGINE NAME``, ``setup ENGINE``, ``reads ENGINE [CHECK]``. Runs with one thread. Imports only what the contender needs, so the
+``checkpoint CONTENDER``, ``hook ENGINE NAME``, ``calls ENGINE NAME``, ``setup ENGINE``,
+``reads ENGINE [CHECK]``. Runs with one thread. Imports only what the contender needs, so the
 framework contenders run in an environment without fengine (MMEngine's, Lightning's).
 """
 
@@ -52,14 +53,14 @@ def main(argv: list[str]) -> None:
         from scaling import checkpoint
 
         result = checkpoint(args[0])
-    elif kind in ("hook", "setup", "reads"):
+    elif kind in ("hook", "calls", "setup", "reads"):
         import shell
 
         result = getattr(shell, kind)(*args)
     else:
         raise SystemExit(
             f"unknown measurement kind {kind!r}; known: train, hooks, optimizer, checkpoint, "
-            "hook, setup, reads"
+            "hook, calls, setup, reads"
         )
     emit_result({**result, "rss_mib": peak_rss_mib()})
 
