@@ -83,7 +83,8 @@ def _metric_effects(
     if scalars:
         effects.append(UpdateScalars(scalars))
         if tensorboard:
-            effects.append(WriteTensorboard({k: float(v) for k, v in scalars.items()}, step))
+            # `.item()`: one-element arrays and tensors count as scalars, and float() refuses arrays
+            effects.append(WriteTensorboard({k: float(v.item() if hasattr(v, "item") else v) for k, v in scalars.items()}, step))
     if infos:
         effects.append(UpdateInfo(infos))
     return tuple(effects)

@@ -14,7 +14,7 @@ from fengine.core import effects as fx
 from fengine.core.events import Event
 from fengine.core.run import EventInfo, RunState
 from fengine.hooks import RuntimeInfoHook
-from fengine.hooks.runtime_info_hook import is_scalar
+from fengine.hooks.runtime_info_hook import RuntimeInfoHandlers, RuntimeInfoState, is_scalar
 from fengine.registry import HOOKS
 from fengine.testing import EventStep, RunScript, Simulation, check_hook, events
 
@@ -127,3 +127,14 @@ def test_e2e_hub_after_three_epochs(tmp_path: Path) -> None:
     assert hub.get_scalar("train/lr").current() == 0.1
     assert len(hub.get_scalar("val/acc").data[0]) == 3
     assert hub.get_info("loop_stage") is None  # popped after training
+
+
+@pytest.mark.parametrize(
+    "value", [np.array([5]), np.ones((1, 1), dtype=np.uint8) * 5, torch.tensor([5]), np.int32(5), torch.tensor(5.0)]
+)
+def test_one_element_metrics_reach_tensorboard_as_floats(value: object) -> None:
+    run, _ = RuntimeInfoHandlers().after_val_epoch(RunState(epoch=1, iter=4), RuntimeInfoState(), EventInfo(metrics={"acc": value}))
+    scalars, board = run.effects
+    assert isinstance(scalars, fx.UpdateScalars) and scalars.values == {"val/acc": value}
+    assert isinstance(board, fx.WriteTensorboard) and board.values == {"val/acc": 5.0}
+    assert type(board.values["val/acc"]) is float
