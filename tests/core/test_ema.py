@@ -93,7 +93,7 @@ def test_swa_numbers() -> None:
 @pytest.mark.parametrize("momentum", [0, 1, 1.5, -0.1])
 def test_momentum_out_of_range(momentum: float) -> None:
     with pytest.raises(
-        ValueError, match=rf"momentum must be in the open range \(0.0, 1.0\), got {momentum!r}"
+        ValueError, match=rf"momentum must be in range \(0.0, 1.0\) \(open\), got {momentum!r}"
     ):
         ExponentialMovingAverage(momentum=momentum)
     with pytest.raises(ValueError, match="momentum"):
@@ -107,7 +107,7 @@ def test_other_validation() -> None:
         ExponentialMovingAverage(momentum=True)
     with pytest.raises(ValueError, match="interval must be an int >= 1, got 0"):
         ExponentialMovingAverage(interval=0)
-    with pytest.raises(ValueError, match="gamma must be a number > 0, got 0"):
+    with pytest.raises(ValueError, match=r"gamma must be greater than 0 \(a number\), got 0"):
         MomentumAnnealingEMA(gamma=0)
     with pytest.raises(TypeError, match="update_buffers must be a bool, got 1"):
         StochasticWeightAverage(update_buffers=1)  # type: ignore[arg-type]

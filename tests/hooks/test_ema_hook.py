@@ -226,7 +226,7 @@ def test_arguments() -> None:
         EMAHook(begin_iter=1, begin_epoch=1)
     with pytest.raises(ValueError, match="`begin_iter` must be an int >= 0, got -1"):
         EMAHook(begin_iter=-1)
-    with pytest.raises(ValueError, match="momentum must be in the open range"):
+    with pytest.raises(ValueError, match="momentum must be in range"):
         EMAHook(momentum=1.5)
     with pytest.raises(TypeError, match=r"takes no momentum, got momentum=0.1"):
         EMAHook("StochasticWeightAverage", momentum=0.1)

@@ -178,7 +178,7 @@ BAD: list[Case] = [
     # custom_hooks
     ("custom-hook-object", {"custom_hooks": [object()]}, TypeError, "hook should be an instance of Hook or dict"),
     ("custom-hooks-not-a-list", {"custom_hooks": {"type": "EMAHook"}}, TypeError, "custom_hooks must be a list of hooks or hook configs"),
-    ("ema-momentum", {"custom_hooks": [{"type": "EMAHook", "momentum": 2}]}, ValueError, r"momentum must be in the open range \(0.0, 1.0\), got 2"),
+    ("ema-momentum", {"custom_hooks": [{"type": "EMAHook", "momentum": 2}]}, ValueError, r"momentum must be in range \(0.0, 1.0\) \(open\), got 2"),
     ("early-stopping-without-monitor", {"custom_hooks": [{"type": "EarlyStoppingHook"}]}, TypeError, "EarlyStoppingHook .* missing a required argument: 'monitor'"),
     ("two-ema-hooks", {"custom_hooks": [{"type": "EMAHook"}, {"type": "EMAHook", "momentum": 0.01}]}, ValueError, "hooks 'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict' and the model's weights"),
     ("two-scheduler-hooks", {"custom_hooks": [{"type": "ParamSchedulerHook"}]}, ValueError, "hooks 'ParamSchedulerHook' and 'ParamSchedulerHook#2' would both own the stepping of the runner's parameter schedulers"),

@@ -18,17 +18,21 @@ from fengine.core import plain
 from fengine.core.ema.base import Averager
 
 
+class AveragerArgumentError(ValueError, AssertionError):
+    """A bad averaging hyper-parameter (an ``AssertionError`` too, as MMEngine's ``assert``)."""
+
+
 def _check_interval(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+        raise AveragerArgumentError(f"{attribute.name} must be an int >= 1, got {value!r}")
 
 
 def _check_momentum(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{attribute.name} must be a float in (0, 1), got {value!r}")
     if not 0.0 < value < 1.0:
-        raise ValueError(
-            f"{attribute.name} must be in the open range (0.0, 1.0), got {value!r}; it is the "
+        raise AveragerArgumentError(
+            f"{attribute.name} must be in range (0.0, 1.0) (open), got {value!r}; it is the "
             "weight of the new value (avg <- (1 - momentum) * avg + momentum * src)"
         )
 
@@ -76,7 +80,7 @@ class ExponentialMovingAverage(Averager):
 
 def _check_gamma(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+        raise AveragerArgumentError(f"{attribute.name} must be greater than 0 (a number), got {value!r}")
 
 
 @plain.register("ema.MomentumAnnealingEMA")
