@@ -10,13 +10,14 @@ A subclass that only overrides ``avg_func`` (MMEngine's extension point) works t
 from __future__ import annotations
 
 import copy
-import warnings
+import logging
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from fengine.core import ema
+from fengine.logging.logger import print_log
 from fengine.registry import MODELS
 
 __all__ = [
@@ -140,12 +141,12 @@ class ExponentialMovingAverage(BaseAveragedModel):
     ) -> None:
         self.momentum = momentum
         super().__init__(model, interval, device, update_buffers)
-        if momentum > 0.5:
-            warnings.warn(
+        if momentum > 0.5:  # logged, as MMEngine does
+            print_log(
                 f"EMA momentum is the weight of the new value and is usually small, got "
                 f"{momentum}; if you meant a decay, pass momentum={1 - momentum:g}",
-                UserWarning,
-                stacklevel=2,
+                logger="current",
+                level=logging.WARNING,
             )
 
     def averager(self) -> ema.Averager:

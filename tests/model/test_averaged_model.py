@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import unittest
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,6 +14,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from fengine.core import ema
+from fengine.logging import MMLogger
 from fengine.model.averaged_model import (
     BaseAveragedModel,
     ExponentialMovingAverage,
@@ -108,8 +113,9 @@ def test_momentum_validation(momentum: float) -> None:
 
 
 def test_large_momentum_warns_and_gamma_is_validated() -> None:
-    with pytest.warns(UserWarning, match=r"usually small, got 0.9.*momentum=0.1"):
+    with unittest.TestCase().assertLogs(MMLogger.get_current_instance(), logging.WARNING) as logs:
         ExponentialMovingAverage(Scalar(), momentum=0.9)
+    assert re.search(r"usually small, got 0.9.*momentum=0.1", logs.output[0])
     with pytest.raises(ValueError, match=r"gamma must be greater than 0 \(a number\), got 0"):
         MomentumAnnealingEMA(Scalar(), gamma=0)
     with pytest.raises(ValueError, match="interval must be an int >= 1, got 0"):
