@@ -81,7 +81,8 @@ class _WrapperTransform:
 
     def __init__(self, wrapper: OptimWrapper, model: nn.Module) -> None:
         self.wrapper = wrapper
-        self._names = {id(p): name for name, p in model.named_parameters()}
+        self._params = dict(model.named_parameters())
+        self._names = {id(p): name for name, p in self._params.items()}
 
     def init(self, params: Mapping[str, Tensor]) -> Any:
         """The optimizer's current record (``None`` for optimizers fengine does not step)."""
@@ -106,19 +107,15 @@ class _WrapperTransform:
                 _, record = optimizer.transform.update(dict(zip(keys, glist)), record, layout, donate=True)
                 optimizer.opt_state = record
                 return dict(params), record
-        # Only torch's own step fits: give it the gradients where it reads them.
-        named = dict(self._model_params())
+        # Only torch's own step fits: the gradients go where ``backward`` would have put them.
+        params_by_name = self._params
         for name, grad in grads.items():
             if grad is not None:
-                named[name].grad = grad
+                param = params_by_name[name]
+                param.grad = grad if param.grad is None else param.grad.add_(grad)
         wrapper.step()
         wrapper.zero_grad()
         return dict(params), optimizer.record if isinstance(optimizer, PureStepOptimizer) else None
-
-    def _model_params(self) -> Mapping[str, Tensor]:
-        flat = [p for group in self.wrapper.optimizer.param_groups for p in group["params"]]
-        by_id = {id(p): p for p in flat}
-        return {name: by_id[key] for key, name in self._names.items() if key in by_id}
 
     def _torch_only(self, optimizer: PureStepOptimizer, grads: list[Tensor | None]) -> bool:
         clip = self.wrapper.clip_grad_kwargs

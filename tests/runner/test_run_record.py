@@ -21,6 +21,7 @@ from fengine.core import plain
 from fengine.core.state import TrainState
 from fengine.hooks import Hook
 from fengine.model import BaseModel
+from fengine.optim import OptimWrapper
 from fengine.runner.runner import Runner
 from fengine.runner.train_step import compat_reason
 
@@ -150,3 +151,20 @@ def test_the_pure_step_and_the_models_own_train_step_agree_bit_for_bit(
         assert pure_hub.get_scalar("train/grad_norm").data[0].tolist() == own_hub.get_scalar("train/grad_norm").data[0].tolist()
     # The compatibility path keeps the record too: counters and the optimizer's record.
     assert [s[0].step for s in own_seen] == [s[0].step for s in pure_seen] == list(range(1, 9))
+
+
+def test_an_optimizer_over_other_parameters_steps_nothing_of_the_model_on_either_path(tmp_path: Any) -> None:
+    # MMEngine's tests build OptimWrapper(torch.optim.Adam(OtherModel().parameters())): the model
+    # trains with an optimizer that holds none of its parameters, so its weights stay put.
+    finals = []
+    for model_cls in (ToyModel, OwnStep):
+        torch.manual_seed(0)
+        model, other = model_cls(), ToyModel()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        wrapper = OptimWrapper(torch.optim.Adam(other.parameters()))
+        runner = Runner(**toy_kwargs(tmp_path / model_cls.__name__, model=model, optim_wrapper=wrapper))
+        runner.train()
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        finals.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in finals[0].items():  # the model's gradients accumulate as backward leaves them
+        assert grad is not None and torch.equal(grad, finals[1][name])
