@@ -9,8 +9,8 @@ state properties such as "never more than ``k`` checkpoints are kept" without a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import attrs
 
@@ -32,8 +32,12 @@ class EventStep:
 
 
 @attrs.frozen(eq=False)
-class RunScript:
-    """A legal event sequence of a whole run plus the facts the shell would know up front."""
+class RunScript(Sequence[EventStep]):
+    """A legal event sequence of a whole run plus the facts the shell would know up front.
+
+    The script is a sequence of its :class:`EventStep` s: ``for step in script``, ``script[0]``,
+    ``script[-3:]`` (a tuple of steps), ``len(script)``, ``step in script``.
+    """
 
     steps: tuple[EventStep, ...]
     max_epochs: int
@@ -56,6 +60,18 @@ class RunScript:
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    @overload
+    def __getitem__(self, index: int) -> EventStep: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[EventStep, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> EventStep | tuple[EventStep, ...]:
+        return self.steps[index]
+
+    def __iter__(self) -> Iterator[EventStep]:
+        return iter(self.steps)
 
 
 def as_fn_hook(hook: FnHook[Any] | Hook, name: str | None = None) -> FnHook[Any]:

@@ -6,6 +6,7 @@ import importlib
 import io
 import random
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -70,6 +71,19 @@ def test_events_are_legal_runs(script: RunScript) -> None:
         assert [s.info.batch_idx for s in train_iters] == [i % per_epoch for i in range(script.max_iters)]
     else:
         assert [s.info.batch_idx for s in train_iters] == list(range(script.max_iters))
+
+
+@given(events())
+@settings(max_examples=20)
+def test_a_script_is_a_sequence_of_its_steps(script: RunScript) -> None:
+    assert isinstance(script, Sequence)
+    assert list(script) == list(script.steps) and len(script) == len(script.steps)
+    assert script[0] is script.steps[0] and script[-1].event is Event.AFTER_RUN
+    assert script[1:3] == script.steps[1:3] and script.steps[2] in script
+    assert list(reversed(script)) == list(reversed(script.steps))
+    assert script.index(script.steps[-1]) == len(script) - 1
+    with pytest.raises(IndexError):
+        script[len(script)]
 
 
 @given(run_states())
