@@ -25,7 +25,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RUNNER_SETTINGS", "Config", "ConfigDict", "ConfigError", "parse_cfg_option"]
+__all__ = ["RUNNER_SETTINGS", "Config", "ConfigDict", "ConfigError", "ConfigSyntaxError", "parse_cfg_option"]
 
 _DELETE = "_delete_"
 _OPTION_FORM = "KEY=VALUE, e.g. train_cfg.max_epochs=1 or model.widths=[16,32]"
@@ -33,6 +33,31 @@ _OPTION_FORM = "KEY=VALUE, e.g. train_cfg.max_epochs=1 or model.widths=[16,32]"
 
 class ConfigError(ValueError):
     """A config file that cannot be read or merged, or a bad ``--cfg-options`` item."""
+
+
+class ConfigSyntaxError(ConfigError, SyntaxError):
+    """A config file that is not valid Python; the message shows the file, line and the line.
+
+    ``filename``, ``lineno``, ``offset`` and ``text`` are those of the :class:`SyntaxError`.
+    """
+
+    def __init__(self, message: str, error: SyntaxError) -> None:
+        SyntaxError.__init__(self, message, (error.filename, error.lineno, error.offset, error.text))
+
+    def __str__(self) -> str:
+        return str(self.msg)
+
+
+def _syntax_error(path: str, error: SyntaxError) -> ConfigSyntaxError:
+    line = (error.text or "").rstrip("\n")
+    shown = line.lstrip()
+    caret = ""
+    if shown and error.offset:
+        column = max(error.offset - 1 - (len(line) - len(shown)), 0)
+        caret = "\n    " + " " * column + "^"
+    where = f"{error.filename or path}, line {error.lineno}"
+    text = f"\n    {shown}{caret}" if shown else ""
+    return ConfigSyntaxError(f"config file {where}: {error.msg}{text}", error)
 
 
 def _imported_names(path: str) -> set[str]:
@@ -84,6 +109,9 @@ def _run_file(path: str) -> dict[str, Any]:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SyntaxError as error:
+        del sys.modules[name]
+        raise _syntax_error(path, error) from error
     except BaseException:
         del sys.modules[name]
         raise
@@ -208,6 +236,7 @@ class Config(dict[str, Any]):
         Raises:
             FileNotFoundError: the file or one of its bases does not exist.
             ConfigError: a base path is not a string or list, or the files inherit in a cycle.
+            ConfigSyntaxError: a file is not valid Python (naming the file and line, showing it).
         """
         path = os.fspath(filename)
         return cls(_load(path, ()), filename=os.path.abspath(path))

@@ -47,7 +47,7 @@ def load_config(path: str, cfg_options: Sequence[str] | None, work_dir: str | No
         cfg = Config.fromfile(path)
         cfg.merge_from_dict([parse_cfg_option(item) for item in cfg_options or ()])
     except (ConfigError, FileNotFoundError) as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(str(error)) from error
     if "model" not in cfg:
         raise UsageError(
             f"config {path!r} defines no `model`; a config needs at least a module-level "
@@ -173,8 +173,8 @@ def test(args: argparse.Namespace) -> int:
     if not os.path.exists(checkpoint):  # a file, or a sharded checkpoint's directory
         raise UsageError(f"checkpoint {checkpoint!r} does not exist")
     parts = ("dataloader", "cfg", "evaluator")
-    borrowed = not all(cfg.get(f"test_{part}") is not None for part in parts)
-    if borrowed:
+    missing = [f"test_{part}" for part in parts if cfg.get(f"test_{part}") is None]
+    if missing:
         if not all(cfg.get(f"val_{part}") is not None for part in parts):
             raise UsageError(
                 f"config {args.config!r} has no test_dataloader/test_cfg/test_evaluator nor "
@@ -187,9 +187,10 @@ def test(args: argparse.Namespace) -> int:
     cfg.load_from, cfg.resume, cfg.launcher = checkpoint, False, args.launcher
     start = time.perf_counter()
     runner = Runner.from_cfg(cfg)
-    if borrowed:
+    if missing:
         runner.logger.info(
-            "the config has no test components: testing with its val_dataloader, val_cfg and val_evaluator"
+            f"the config has no {'/'.join(missing)}: testing on the validation data (its "
+            "val_dataloader, val_cfg and val_evaluator)"
         )
     metrics: dict[str, Any] = runner.test()
     shown = ", ".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,14 +14,27 @@ _EPILOG = """examples:
   python -m fengine train examples/configs/digits.py
   python -m fengine train examples/configs/digits.py --cfg-options train_cfg.max_epochs=1
   python -m fengine train examples/configs/digits.py --resume
-  python -m fengine test examples/configs/digits.py --checkpoint work_dirs/digits/epoch_15.pth
+  python -m fengine test examples/configs/digits.py --checkpoint work_dirs/digits/best_accuracy_epoch_11.pth
   python -m fengine plot work_dirs/digits --keys loss,lr,val/accuracy
   torchrun --nproc-per-node 2 -m fengine train CONFIG.py --launcher pytorch
+
+A mistake in the command line or the config (a syntax error, an unknown --cfg-options key) prints
+one message and exits with status 2; --debug (or FENGINE_DEBUG=1) shows the traceback instead.
 """
+DEBUG_VARIABLE = "FENGINE_DEBUG"
+
+
+def _debug_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of a config or usage error (or set {DEBUG_VARIABLE}=1)",
+    )
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="an MMEngine-style Python config file")
+    _debug_argument(parser)
     parser.add_argument(
         "--work-dir", help="where checkpoints and logs go (default: ./work_dirs/<config name>)"
     )
@@ -77,12 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated curves, e.g. loss,lr,val/accuracy (default: losses, lr, metrics)",
     )
     plot.add_argument("--out", help="the PNG to write (default: <run folder>/curves.png)")
+    _debug_argument(plot)
     plot.set_defaults(handler=commands.plot)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; mistakes in the arguments or the config print a one-line error.
+    """Run one command; a mistake in the arguments or the config prints one message.
+
+    The message names what is wrong (a config's syntax error with its file, line and the line
+    itself; an unknown ``--cfg-options`` key with the closest known keys). With ``--debug`` or
+    ``FENGINE_DEBUG=1`` in the environment the error is raised with its traceback instead.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -95,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except commands.UsageError as error:
+        if args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
         print(f"fengine {args.command}: error: {error}", file=sys.stderr)
         return 2
     return status

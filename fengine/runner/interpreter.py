@@ -211,7 +211,7 @@ class EffectInterpreter(ResumeMixin):
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                self.logger.warning("tensorboard is not installed; TensorBoard scalars are not written")
+                self.logger.debug("tensorboard is not installed; TensorBoard scalars are not written")
                 self._tensorboard = False
                 return
             self._tensorboard = SummaryWriter(os.path.join(self.log_dir, "vis_data"))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from fengine import dist
+from fengine.config_source import given_arguments, write_config_copy
 from fengine.core.events import Event
 from fengine.core.run import RunState
 from fengine.core.state import TrainState
@@ -40,7 +41,7 @@ from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
 from fengine.runner.train_step import runner_train_step
 from fengine.runner.work_dir_lock import WorkDirLock
-from fengine.utils.fileio import atomic_write, remove_stale_temporaries
+from fengine.utils.fileio import remove_stale_temporaries
 from fengine.visualization import Visualizer
 
 _RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
@@ -219,8 +220,8 @@ class Runner(BuildMixin, EffectInterpreter):
         self._refresh_model_refs()
         self.register_hooks(default_hooks, custom_hooks)
         self.logger.info(f"Hooks will be executed in the following order:\n{self.get_hooks_info()}")
-        if self.cfg and self.rank == 0:
-            atomic_write(os.path.join(self.work_dir, f"{self.timestamp}.py"), self._cfg_text.encode())
+        self._settings = self.cfg or given_arguments(Runner.__init__, locals())
+        write_config_copy(self.work_dir, self.timestamp, self._settings, self.rank)
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> Runner:
@@ -343,6 +344,7 @@ class Runner(BuildMixin, EffectInterpreter):
         dataset_meta = self._train_dataset_meta()
         if dataset_meta is not None:
             self._run = attrs.evolve(self._run, meta={**self._run.meta, "dataset_meta": dataset_meta})
+        self.visualizer.add_config(self._settings)
         self._fire(Event.BEFORE_RUN)
         init_weights = getattr(model, "init_weights", None)
         if callable(init_weights):
@@ -357,6 +359,7 @@ class Runner(BuildMixin, EffectInterpreter):
         loop.train_step = runner_train_step(self.model, self.optim_wrapper, loop.check_finite, self._compile is not False)
         result: nn.Module = loop.run()
         self._fire(Event.AFTER_RUN)
+        self.visualizer.close()
         return result
 
     def val(self) -> dict[str, Any]:
@@ -382,6 +385,8 @@ class Runner(BuildMixin, EffectInterpreter):
         self.load_or_resume()
         metrics: dict[str, Any] = loop.run()
         self._fire(Event.AFTER_RUN)
+        if mode == "test":  # not after val(): a hook may validate in the middle of training
+            self.visualizer.close()
         return metrics
 
     # -- MMEngine's attributes ---------------------------------------------------------------------

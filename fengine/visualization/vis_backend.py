@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from fengine.config_source import python_source
 from fengine.registry import VISBACKENDS
 from fengine.utils.fileio import append_text, atomic_write, sync_appended
 
@@ -34,13 +35,16 @@ _ENCODER = json.JSONEncoder(default=_json_default)
 
 
 def config_text(config: Any) -> str:
-    """A config as text: its ``pretty_text`` if it has one, else a pretty-printed dict/str."""
+    """A config as text: its ``pretty_text`` if it has one, a dict as a Python config file
+    (:func:`fengine.config_source.python_source`), else the string or its pretty-printed form."""
     text = getattr(config, "pretty_text", None)
     if isinstance(text, str):
         return text
     if isinstance(config, str):
         return config
-    return pprint.pformat(dict(config) if isinstance(config, Mapping) else config, sort_dicts=False)
+    if isinstance(config, Mapping):
+        return python_source(config)
+    return pprint.pformat(config)
 
 
 def force_init_env(method: F) -> F:

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from fengine.cli import main
+from fengine.cli.main import build_parser
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DIGITS = str(EXAMPLES / "configs" / "digits.py")
+README = EXAMPLES.parent / "README.md"
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +69,9 @@ def test_digits_reaches_the_stated_accuracy(tmp_path: Path) -> None:
     assert best["accuracy"] >= 0.95 and val[-1]["accuracy"] >= 0.95
     (path,) = glob.glob(str(tmp_path / "best_accuracy_epoch_*.pth"))
     assert torch.load(path, weights_only=True)["meta"]["epoch"] == best["step"]
+    # The checkpoints that `--help` and the README name are ones the main job writes.
+    named = re.findall(r"work_dirs/digits/(\w+\.pth)", build_parser().format_help() + README.read_text())
+    assert named and all((tmp_path / name).is_file() for name in named), named
     log = "".join(p.read_text() for p in tmp_path.glob("*/*.log"))
     if len(val) < 15:  # early stopping: three epochs without a gain after the best one
         assert [r["step"] for r in val] == list(range(1, best["step"] + 4))

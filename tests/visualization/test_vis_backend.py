@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,13 +85,13 @@ def test_every_call_appends_exactly_the_json_dumps_line(tmp_path_factory, record
 def test_config_is_written_whole(tmp_path):
     backend = LocalVisBackend(str(tmp_path))
     backend.add_config({"model": {"type": "Net"}, "lr": 0.1})
-    assert (tmp_path / "config.py").read_text() == "{'model': {'type': 'Net'}, 'lr': 0.1}"
+    assert (tmp_path / "config.py").read_text() == "model = dict(type='Net')\nlr = 0.1\n"
 
     class Config:
-        pretty_text = "model = dict(type='Net')\n"
+        pretty_text = "model = dict(type='Other')\n"
 
     backend.add_config(Config())
-    assert (tmp_path / "config.py").read_text() == "model = dict(type='Net')\n"
+    assert (tmp_path / "config.py").read_text() == "model = dict(type='Other')\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.py"]
 
 
@@ -142,7 +143,7 @@ def test_tensorboard_backend_forwards_numbers_to_the_writer(tmp_path, monkeypatc
     assert writer.calls == [
         ("scalar", "loss", 0.5, 3),
         ("scalar", "acc", np.float32(1.0), 3),
-        ("text", "config", "{'lr': 0.1}"),
+        ("text", "config", "lr = 0.1\n"),
         ("close",),
     ]
 
@@ -162,3 +163,29 @@ def test_tensorboard_backend_without_tensorboard_warns_once_and_does_nothing(tmp
         first.close()
     assert first.experiment is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_a_configured_tensorboard_backend_warns_that_tensorboard_is_missing(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+    from runner_toys import toy_kwargs
+
+    from fengine.runner import Runner
+
+    def missing():
+        raise ImportError("No module named 'tensorboard'")
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # RuntimeInfoHook's writer
+    monkeypatch.setattr(TensorboardVisBackend, "_writer_class", staticmethod(missing))
+    monkeypatch.setattr(TensorboardVisBackend, "_warned", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner = Runner(**toy_kwargs(tmp_path / "plain"))
+        runner.train()
+    log = (tmp_path / "plain" / runner.timestamp / f"{runner.timestamp}.log").read_text()
+    assert "tensorboard" not in log.lower()
+    visualizer = dict(type="Visualizer", vis_backends=[dict(type="TensorboardVisBackend")])
+    runner = Runner(**toy_kwargs(tmp_path / "tb", visualizer=visualizer))
+    with pytest.warns(UserWarning, match="the `tensorboard` package is not installed"):
+        runner.train()

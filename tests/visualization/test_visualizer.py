@@ -24,7 +24,7 @@ def test_backends_from_configs_write_under_vis_data(tmp_path):
     assert [json.loads(x) for x in lines] == [{"loss": 0.5, "step": 2}, {"acc": 1, "step": 3}]
     assert (tmp_path / "vis_data" / "stamp.json").read_text() == lines[0] + "\n"
     vis.add_config({"a": 1})
-    assert (tmp_path / "vis_data" / "config.py").read_text() == "{'a': 1}"
+    assert (tmp_path / "vis_data" / "config.py").read_text() == "a = 1\n"
     assert isinstance(vis.get_backend("LocalVisBackend"), LocalVisBackend)
     assert vis.get_backend("nope") is None
     vis.close()
