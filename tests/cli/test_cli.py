@@ -139,7 +139,7 @@ def test_test_command_reproduces_the_validation_score_of_the_checkpoint(
     )
     assert main(["test", DIGITS, "--work-dir", str(tmp_path), "--checkpoint", best]) == 0
     log = _log_text(tmp_path)
-    said = "the config has no test_dataloader: testing on the validation data (its val_dataloader"
+    said = "the config has no test_dataloader/test_cfg/test_evaluator: testing on the validation data"
     assert log.count(said) == 1
     assert f"{best}: accuracy: {logged:.4f}" in log
     assert "Epoch(test) [2/2]" in log
