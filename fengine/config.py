@@ -1,4 +1,4 @@
-"""``Config``: MMEngine-style Python config files, ``_base_`` inheritance and ``--cfg-options``.
+"""``Config``: MMEngine-style config files, ``_base_`` inheritance, ``--cfg-options``, ``dump``.
 
 A config file is a Python module whose public module-level variables are the settings::
 
@@ -8,133 +8,38 @@ A config file is a Python module whose public module-level variables are the set
 
 Running the file registers whatever classes it defines (``@MODELS.register_module()``), so a
 config can carry its own model and dataset. Imported modules, functions and classes are not
-settings and are left out, as is any name bound by an ``import`` statement.
+settings and are left out, as is any name bound by an ``import`` statement. JSON and YAML files
+(data only) work too; :mod:`fengine.config_reading` describes the reading rules.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import difflib
-import hashlib
-import importlib.util
+import json
 import os
-import pprint
-import sys
-import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["RUNNER_SETTINGS", "Config", "ConfigDict", "ConfigError", "ConfigSyntaxError", "parse_cfg_option"]
+from fengine.config_dict import ConfigDict, ConfigError, ConfigSyntaxError
+from fengine.config_reading import import_custom_modules as _import_custom_modules
+from fengine.config_reading import read_config, yaml_module
+from fengine.config_source import python_source
+from fengine.utils.fileio import atomic_write
 
-_DELETE = "_delete_"
+__all__ = [
+    "RUNNER_SETTINGS",
+    "Config",
+    "ConfigDict",
+    "ConfigError",
+    "ConfigSyntaxError",
+    "DictAction",
+    "parse_cfg_option",
+]
+
 _OPTION_FORM = "KEY=VALUE, e.g. train_cfg.max_epochs=1 or model.widths=[16,32]"
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be read or merged, or a bad ``--cfg-options`` item."""
-
-
-class ConfigSyntaxError(ConfigError, SyntaxError):
-    """A config file that is not valid Python; the message shows the file, line and the line.
-
-    ``filename``, ``lineno``, ``offset`` and ``text`` are those of the :class:`SyntaxError`.
-    """
-
-    def __init__(self, message: str, error: SyntaxError) -> None:
-        SyntaxError.__init__(self, message, (error.filename, error.lineno, error.offset, error.text))
-
-    def __str__(self) -> str:
-        return str(self.msg)
-
-
-def _syntax_error(path: str, error: SyntaxError) -> ConfigSyntaxError:
-    line = (error.text or "").rstrip("\n")
-    shown = line.lstrip()
-    caret = ""
-    if shown and error.offset:
-        column = max(error.offset - 1 - (len(line) - len(shown)), 0)
-        caret = "\n    " + " " * column + "^"
-    where = f"{error.filename or path}, line {error.lineno}"
-    text = f"\n    {shown}{caret}" if shown else ""
-    return ConfigSyntaxError(f"config file {where}: {error.msg}{text}", error)
-
-
-def _imported_names(path: str) -> set[str]:
-    """Names the file binds by ``import`` statements: the tools of a config, not its settings."""
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read(), filename=path)
-    return {
-        (alias.asname or alias.name).split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
-
-
-def _is_setting(name: str, value: Any, imported: set[str]) -> bool:
-    if name.startswith("_") or name in imported:
-        return False
-    return not isinstance(
-        value, types.ModuleType | types.FunctionType | types.BuiltinFunctionType | type
-    )
-
-
-def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``update``: dicts merge key by key unless ``update`` sets ``_delete_``."""
-    merged = dict(base)
-    for key, value in update.items():
-        if (
-            isinstance(value, Mapping)
-            and not value.get(_DELETE, False)
-            and isinstance(merged.get(key), Mapping)
-        ):
-            merged[key] = _merge(merged[key], value)
-        elif isinstance(value, Mapping):
-            merged[key] = {k: v for k, v in value.items() if k != _DELETE}
-        else:
-            merged[key] = value
-    return merged
-
-
-def _run_file(path: str) -> dict[str, Any]:
-    """Execute the config file as a module and return its namespace."""
-    # A stable module name per file, so records defined in a config resolve again on resume.
-    digest = hashlib.sha1(path.encode()).hexdigest()[:10]
-    name = f"fengine_config_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot load config {path!r}: it must be a Python file (*.py)")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as error:
-        del sys.modules[name]
-        raise _syntax_error(path, error) from error
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return dict(vars(module))
-
-
-def _load(path: str, chain: tuple[str, ...]) -> dict[str, Any]:
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        where = f" (a _base_ of {chain[-1]!r})" if chain else ""
-        raise FileNotFoundError(f"config file {path!r}{where} does not exist")
-    if path in chain:
-        raise ConfigError(f"config files inherit in a cycle: {' -> '.join((*chain, path))}")
-    namespace = _run_file(path)
-    bases = namespace.get("_base_", [])
-    bases = [bases] if isinstance(bases, str) else bases
-    if not isinstance(bases, list | tuple) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
-    merged: dict[str, Any] = {}
-    for base in bases:
-        merged = _merge(merged, _load(os.path.join(os.path.dirname(path), base), (*chain, path)))
-    imported = _imported_names(path)
-    return _merge(merged, {k: v for k, v in namespace.items() if _is_setting(k, v, imported)})
 
 
 def _parse_value(text: str) -> Any:
@@ -203,43 +108,76 @@ def _check_top_key(settings: Mapping[str, Any], key: str, option: str) -> None:
     )
 
 
-class Config(dict[str, Any]):
-    """The settings of a config file: a dict whose top-level keys also read as attributes.
+class DictAction(argparse.Action):
+    """An ``argparse`` action that gathers ``KEY=VALUE`` items into a dict (MMEngine's).
 
-    ``cfg.work_dir = 'out'`` sets ``cfg['work_dir']``; nested values are plain dicts and lists.
+    Each value is read by :func:`parse_cfg_option`; repeated options extend the same dict, so
+    ``--cfg-options a=1 --cfg-options b=2`` gives ``{'a': 1, 'b': 2}``. Pass the result to
+    :meth:`Config.merge_from_dict`.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        options = dict(getattr(namespace, self.dest, None) or {})
+        items = [values] if isinstance(values, str) else list(values or ())
+        try:
+            options.update(parse_cfg_option(str(item)) for item in items)
+        except ConfigError as error:
+            parser.error(str(error))
+        setattr(namespace, self.dest, options)
+
+
+class Config(ConfigDict):
+    """The settings of a config file: a :class:`ConfigDict` (keys read as attributes at every level).
+
+    ``cfg.work_dir = 'out'`` sets ``cfg['work_dir']``; ``cfg.model.type`` reads a nested key.
     ``Runner.from_cfg(cfg)`` takes it as it is.
 
     Args:
-        settings: the initial settings.
+        settings: the initial settings (MMEngine's ``cfg_dict``).
         filename: the file they came from, if any.
     """
 
     def __init__(
-        self, settings: Mapping[str, Any] | None = None, filename: str | None = None
+        self, settings: Mapping[str, Any] | None = None, filename: str | os.PathLike[str] | None = None
     ) -> None:
         super().__init__(settings or {})
-        object.__setattr__(self, "filename", filename)
+        object.__setattr__(self, "filename", None if filename is None else os.fspath(filename))
 
     @classmethod
-    def fromfile(cls, filename: str | os.PathLike[str]) -> Config:
-        """Read a Python config file, after the files named by its ``_base_`` (in order).
+    def fromfile(cls, filename: str | os.PathLike[str], import_custom_modules: bool = True) -> Config:
+        """Read a config file (``.py``, ``.json``, or ``.yaml``/``.yml`` with PyYAML), after its bases.
 
-        Later files override earlier ones; dict values merge key by key unless the overriding
-        dict holds ``_delete_=True``, which replaces the whole dict.
+        The files named by ``_base_`` are read first, in order; later files override earlier
+        ones, and dict values merge key by key unless the overriding dict holds
+        ``_delete_=True``, which replaces the whole dict. ``{{...}}`` substitutions and
+        ``_base_.key`` references follow MMEngine (see :mod:`fengine.config_reading`); the
+        modules named by ``custom_imports`` are imported.
 
         Args:
             filename: the config file.
+            import_custom_modules: import the modules named by ``custom_imports``.
 
         Returns:
             The merged settings.
 
         Raises:
             FileNotFoundError: the file or one of its bases does not exist.
-            ConfigError: a base path is not a string or list, or the files inherit in a cycle.
+            ConfigError: a base path is not a string or list, the files inherit in a cycle, an
+                unknown extension, a missing environment variable or base key, bad JSON/YAML.
             ConfigSyntaxError: a file is not valid Python (naming the file and line, showing it).
+            ImportError: a ``custom_imports`` module cannot be imported.
         """
-        path = os.fspath(filename)
-        return cls(_load(path, ()), filename=os.path.abspath(path))
+        path = os.path.abspath(os.fspath(filename))
+        cfg = cls(read_config(path), filename=path)
+        if import_custom_modules:
+            _import_custom_modules(cfg, path)
+        return cfg
 
     def merge_from_dict(
         self, options: Mapping[str, Any] | Iterable[tuple[str, Any]], *, allow_new_keys: bool = False
@@ -288,8 +226,46 @@ class Config(dict[str, Any]):
 
     @property
     def pretty_text(self) -> str:
-        """The settings, pretty-printed."""
-        return pprint.pformat(dict(self), sort_dicts=False)
+        """The settings as the text of a Python config file (:func:`fengine.config_source.python_source`)."""
+        return python_source(self)
+
+    def dump(self, file: str | os.PathLike[str] | None = None) -> str | None:
+        """Write the settings to ``file`` (atomically), or return them as Python config text.
+
+        The format follows the extension: ``.py`` (read back by :meth:`fromfile`; values that are
+        not plain data are written as ``None`` after a comment with their ``repr``), ``.json``, or
+        ``.yaml``/``.yml`` (needs PyYAML). The file stands alone: inherited settings are in it.
+
+        Args:
+            file: the destination; ``None`` returns the Python text instead.
+
+        Returns:
+            The text when ``file`` is ``None``, else ``None``.
+
+        Raises:
+            ConfigError: an unknown extension, YAML without PyYAML, or a value JSON/YAML cannot hold.
+        """
+        if file is None:
+            return self.pretty_text
+        path = os.fspath(file)
+        data = self.to_dict()
+        if path.endswith(".py"):
+            text = python_source(data)
+        elif path.endswith(".json"):
+            try:
+                text = json.dumps(data)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"Config.dump({path!r}): {error}; dump to a .py file instead") from error
+        elif path.endswith((".yaml", ".yml")):
+            yaml = yaml_module(f"Config.dump({path!r}): writing YAML", "dump to a .py or .json file")
+            try:
+                text = yaml.safe_dump(data)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"Config.dump({path!r}): {error}; dump to a .py file instead") from error
+        else:
+            raise ConfigError(f"Config.dump({path!r}): the file must end with .py, .json, .yaml or .yml")
+        atomic_write(path, text.encode("utf-8"))
+        return None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -299,77 +275,20 @@ class Config(dict[str, Any]):
                 f"the config has no setting {name!r}; it has {sorted(self)}"
             ) from None
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
+    def __repr__(self) -> str:
+        return f"Config (path: {self.filename}): {dict.__repr__(self)}"
 
     def __reduce__(self) -> Any:
         return (type(self), (dict(self), self.filename))
 
+    def copy(self) -> Config:
+        """A shallow copy that is a ``Config`` with the same file name."""
+        return type(self)(self, self.filename)
 
-def _attribute_dicts(value: Any) -> Any:
-    if isinstance(value, dict) and not isinstance(value, ConfigDict):
-        return ConfigDict(value)
-    if isinstance(value, list):
-        return [_attribute_dicts(item) for item in value]
-    if isinstance(value, tuple):
-        return type(value)(*map(_attribute_dicts, value)) if hasattr(value, "_fields") else tuple(
-            map(_attribute_dicts, value)
-        )
-    return value
-
-
-class ConfigDict(dict[str, Any]):
-    """A dict whose keys also read and write as attributes, at every depth (MMEngine's ``ConfigDict``).
-
-    ``cfg.train_cfg.max_epochs = 3`` sets ``cfg['train_cfg']['max_epochs']``: dicts stored in it,
-    also inside lists and tuples, become ``ConfigDict`` s when stored. A missing attribute is an
-    ``AttributeError`` naming the keys that exist.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, _attribute_dicts(value))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"the config has no key {name!r}; it has {sorted(self)}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(f"the config has no key {name!r}; it has {sorted(self)}") from None
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        """Set every key of ``dict(*args, **kwargs)`` (nested dicts become ``ConfigDict`` s)."""
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        """``self[key]``, set to ``default`` first when missing."""
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def copy(self) -> ConfigDict:
-        """A shallow copy that is a ``ConfigDict`` too."""
-        return ConfigDict(self)
-
-    def __reduce__(self) -> Any:
-        return (type(self), (dict(self),))
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ConfigDict:
-        copied = ConfigDict()
+    def __deepcopy__(self, memo: dict[int, Any]) -> Config:
+        copied = type(self)(filename=self.filename)
         memo[id(self)] = copied
         for key, value in self.items():
             copied[copy.deepcopy(key, memo)] = copy.deepcopy(value, memo)
         return copied
+
