@@ -169,6 +169,7 @@ class Registry:
         self._scope = _caller_scope() if scope is None else scope
         self.parent = parent
         self._module_dict: dict[str, Any] = {}
+        self._replaceable: set[str] = set()  # fengine's own extras a user's class may take over
         self._children: dict[str, Registry] = {}
         self._locations = list(locations)
         self._imported = not self._locations
@@ -302,7 +303,9 @@ class Registry:
             names += self.parent._all_names()
         return names
 
-    def _register(self, module: Any, name: str | Sequence[str] | None, force: bool) -> None:
+    def _register(
+        self, module: Any, name: str | Sequence[str] | None, force: bool, replaceable: bool = False
+    ) -> None:
         if not isinstance(force, bool):
             raise RegistryArgumentError(f"{self.name} registry: force must be a boolean, but got {type(force)}")
         if not callable(module):
@@ -323,27 +326,47 @@ class Registry:
             )
         for key in names:
             existing = self._module_dict.get(key)
-            if not force and existing is not None and existing is not module:
+            taken = existing is not None and existing is not module
+            if taken and not force and key not in self._replaceable:
                 raise RegistryError(
                     f"{key} is already registered in {self.name} at "
                     f"{getattr(existing, '__module__', '?')} (as {existing!r}); pass force=True to "
                     "replace it"
                 )
             self._module_dict[key] = module
+            if replaceable:
+                self._replaceable.add(key)
+            else:
+                self._replaceable.discard(key)
 
     @overload
     def register_module(
-        self, name: str | Sequence[str] | None = None, force: bool = False, module: None = None
+        self,
+        name: str | Sequence[str] | None = None,
+        force: bool = False,
+        module: None = None,
+        *,
+        replaceable: bool = False,
     ) -> Callable[[T], T]: ...
 
     @overload
-    def register_module(self, name: str | Sequence[str] | None = None, force: bool = False, *, module: T) -> T: ...
+    def register_module(
+        self, name: str | Sequence[str] | None = None, force: bool = False, *, module: T,
+        replaceable: bool = False,
+    ) -> T: ...
 
     @overload
-    def register_module(self, name: str | Sequence[str] | None, force: bool, module: T) -> T: ...
+    def register_module(
+        self, name: str | Sequence[str] | None, force: bool, module: T, *, replaceable: bool = False
+    ) -> T: ...
 
     def register_module(
-        self, name: str | Sequence[str] | None = None, force: bool = False, module: Any = None
+        self,
+        name: str | Sequence[str] | None = None,
+        force: bool = False,
+        module: Any = None,
+        *,
+        replaceable: bool = False,
     ) -> Any:
         """Register a class or function, as a decorator or a call.
 
@@ -351,15 +374,18 @@ class Registry:
             name: the key (or keys); defaults to ``module.__name__``.
             force: replace an existing entry of the same name.
             module: register this directly instead of returning a decorator.
+            replaceable: a later registration of the same name replaces this one without
+                ``force`` (fengine's own additions that MMEngine lacks, e.g. the ``Accuracy``
+                metric, so that code written for MMEngine can register its own of that name).
         """
         if module is not None:
-            self._register(module, name, force)
+            self._register(module, name, force, replaceable)
             return module
         if not isinstance(force, bool):
             raise RegistryArgumentError(f"{self.name} registry: force must be a boolean, but got {type(force)}")
 
         def decorator(obj: T) -> T:
-            self._register(obj, name, force)
+            self._register(obj, name, force, replaceable)
             return obj
 
         return decorator

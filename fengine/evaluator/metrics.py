@@ -24,7 +24,8 @@ def _label_tensor(value: Any) -> torch.Tensor:
     return torch.as_tensor(value).reshape(-1).to("cpu", torch.long)
 
 
-@METRICS.register_module()
+# MMEngine has no `Accuracy`; its tutorials register their own under that name, which replaces this.
+@METRICS.register_module(replaceable=True)
 class Accuracy(BaseMetric):
     """Top-k classification accuracy: the fraction of samples whose label is among the k best scores.
 
@@ -46,7 +47,8 @@ class Accuracy(BaseMetric):
     ``prefix`` is given (``prefix='cls'`` gives ``cls/accuracy``).
 
     Args:
-        topk: the k (or several) to report.
+        topk: the k (or several) to report (``top_k``, as MMEngine's evaluation tutorial writes
+            it, is the same).
         collect_device: where results are gathered across ranks (``'cpu'`` or ``'gpu'``).
         prefix: optional prefix of the metric names.
 
@@ -62,9 +64,11 @@ class Accuracy(BaseMetric):
         topk: int | Sequence[int] = 1,
         collect_device: str = "cpu",
         prefix: str | None = None,
+        *,
+        top_k: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self.topk = _positive_ks(topk)
+        self.topk = _positive_ks(topk if top_k is None else top_k)
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         """Record, per sample, the position of its label among the top scores.

@@ -72,8 +72,10 @@ class DefaultOptimWrapperConstructor:
         cfg = self.paramwise_cfg
         if not isinstance(cfg, Mapping):
             raise TypeError(f"paramwise_cfg must be None or a dict, got {type(cfg).__name__}")
+        # A subclass may read keys of its own (MMEngine's layer-decay example: `decay_factor`).
+        strict = type(self) is DefaultOptimWrapperConstructor
         for key in cfg:
-            if key not in _KEYS:
+            if strict and key not in _KEYS:
                 close = difflib.get_close_matches(key, _KEYS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(f"unknown paramwise_cfg key {key!r}{hint}; accepted: {list(_KEYS)}")
