@@ -16,6 +16,7 @@ import torch
 from fengine.config_source import python_source
 from fengine.registry import VISBACKENDS
 from fengine.utils.fileio import append_text, atomic_write, sync_appended
+from fengine.visualization.png import png_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,6 +83,9 @@ class BaseVisBackend:
     def add_config(self, config: Any, **kwargs: Any) -> None:
         """Record the run's config."""
 
+    def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs: Any) -> None:
+        """Record an RGB image at ``step``."""
+
     def add_scalar(self, name: str, value: Any, step: int = 0, **kwargs: Any) -> None:
         """Record one scalar at ``step``."""
 
@@ -111,7 +115,7 @@ class LocalVisBackend(BaseVisBackend):
 
     Args:
         save_dir: the folder to write into.
-        img_save_dir: sub-folder for images (images are not supported).
+        img_save_dir: sub-folder for images (PNG files ``<name>_<step>.png``).
         config_save_file: file name of the config.
         scalar_save_file: file name of the scalar log; must end with ``.json``.
 
@@ -147,6 +151,12 @@ class LocalVisBackend(BaseVisBackend):
     def add_config(self, config: Any, **kwargs: Any) -> None:
         """Write the config's text to ``<save_dir>/config.py`` (atomically)."""
         atomic_write(self._config_save_file, config_text(config).encode("utf-8"))
+
+    @force_init_env
+    def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs: Any) -> None:
+        """Write ``image`` (``(H, W, 3)`` RGB) to ``<save_dir>/<img_save_dir>/<name>_<step>.png``."""
+        folder = os.path.join(str(self._save_dir), self._img_save_dir)
+        atomic_write(os.path.join(folder, f"{name}_{step}.png"), png_bytes(image))
 
     @force_init_env
     def add_scalar(self, name: str, value: Any, step: int = 0, **kwargs: Any) -> None:

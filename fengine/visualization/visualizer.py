@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from fengine.dist import master_only
 from fengine.registry import VISBACKENDS, VISUALIZERS
 from fengine.utils.manager import ManagerMixin
@@ -18,11 +20,13 @@ class Visualizer(ManagerMixin):
 
     Backends given as config dicts are built from ``VISBACKENDS`` with
     ``save_dir=<save_dir>/vis_data`` unless they name their own; a dict's ``name`` key names the
-    backend (default: its class name). Writing methods act on rank 0 only. Image drawing is not
-    provided; ``fig_save_cfg``/``fig_show_cfg`` are accepted for config compatibility.
+    backend (default: its class name). Writing methods act on rank 0 only. Images are stored
+    (``add_image``) but drawing on them (``draw_bboxes``, ``draw_featmap``, ...) is not provided;
+    ``fig_save_cfg``/``fig_show_cfg`` are accepted for config compatibility.
 
     Args:
         name: the instance name (``Visualizer.get_instance(name)``).
+        image: an ``(H, W, 3)`` RGB image for :meth:`get_image`.
         vis_backends: a backend or config dict, or a list of them.
         save_dir: the run's log folder; backends write into its ``vis_data`` sub-folder.
 
@@ -34,6 +38,7 @@ class Visualizer(ManagerMixin):
     def __init__(
         self,
         name: str = "visualizer",
+        image: np.ndarray | None = None,
         vis_backends: Mapping[str, Any] | BaseVisBackend | Sequence[Any] | None = None,
         save_dir: str | None = None,
         fig_save_cfg: Mapping[str, Any] | None = None,
@@ -41,6 +46,7 @@ class Visualizer(ManagerMixin):
     ) -> None:
         super().__init__(name)
         self._dataset_meta: dict[str, Any] | None = None
+        self._image: np.ndarray | None = None if image is None else np.asarray(image)
         self._vis_backends: dict[str, BaseVisBackend] = {}
         if vis_backends is None:
             backends: Sequence[Any] = []
@@ -94,6 +100,26 @@ class Visualizer(ManagerMixin):
         """Record the run's config in every backend."""
         for backend in self._vis_backends.values():
             backend.add_config(config, **kwargs)
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Set the image that :meth:`get_image` returns (drawing on it is not provided)."""
+        self._image = np.asarray(image)
+
+    def get_image(self) -> np.ndarray:
+        """The image given to the constructor or :meth:`set_image`.
+
+        Raises:
+            ValueError: no image was set.
+        """
+        if self._image is None:
+            raise ValueError("Visualizer.get_image: no image was set (pass image= or call set_image)")
+        return self._image
+
+    @master_only
+    def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs: Any) -> None:
+        """Record an ``(H, W, 3)`` RGB image at ``step`` in every backend."""
+        for backend in self._vis_backends.values():
+            backend.add_image(name, image, step, **kwargs)
 
     @master_only
     def add_scalar(self, name: str, value: Any, step: int = 0, **kwargs: Any) -> None:

@@ -189,3 +189,23 @@ def test_only_a_configured_tensorboard_backend_warns_that_tensorboard_is_missing
     runner = Runner(**toy_kwargs(tmp_path / "tb", visualizer=visualizer))
     with pytest.warns(UserWarning, match="the `tensorboard` package is not installed"):
         runner.train()
+
+
+def test_images_are_written_as_png_files_that_decode_to_the_pixels(tmp_path):
+    import struct
+    import zlib
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 7
+    backend = LocalVisBackend(str(tmp_path))
+    backend.add_image("demo", image, step=4)
+    data = (tmp_path / "vis_image" / "demo_4.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    assert (width, height, depth, colour) == (3, 2, 8, 2)
+    (length,) = struct.unpack(">I", data[33:37])
+    assert data[37:41] == b"IDAT"
+    raw = zlib.decompress(data[41 : 41 + length])
+    rows = [raw[i * 10 + 1 : (i + 1) * 10] for i in range(2)]  # a filter byte, then 3 RGB pixels
+    assert raw[0] == raw[10] == 0 and b"".join(rows) == image.tobytes()
+    with pytest.raises(ValueError, match=r"an image must be \(H, W, 3\) RGB or \(H, W\) grey, got shape \(2, 3, 4\)"):
+        backend.add_image("bad", np.zeros((2, 3, 4)))
