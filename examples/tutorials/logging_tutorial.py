@@ -3,7 +3,10 @@
 The tutorial's toy model and loader, trained once per log-processor setting: the defaults,
 ``custom_cfg`` statistics (a global mean, a renamed one, local and global maxima), a scalar the
 model writes to the message hub itself, and a ``log_level='DEBUG'`` run. Seeded with
-``randomness=dict(seed=0)`` so the numbers repeat. Usage: ``python logging_tutorial.py [DIR]``.
+``randomness=dict(seed=0)`` so the numbers repeat, and each run named (``experiment_name``):
+MMEngine names a run's message hub after its experiment and start time, so two unnamed runs
+started in the same second share one hub and each other's logged values. Usage:
+``python logging_tutorial.py [DIR]``.
 """
 
 import cifar_stand_in
@@ -48,9 +51,10 @@ class HubToyModel(BaseModel):
         return dict(loss=loss)
 
 
-def train(model, **kwargs):
+def train(name, model, **kwargs):
     runner = Runner(
         model=model,
+        experiment_name=name,
         work_dir='tmp_dir',
         train_dataloader=train_dataloader,
         train_cfg=dict(by_epoch=True, max_epochs=1),
@@ -63,17 +67,17 @@ def train(model, **kwargs):
 
 def main():
     cifar_stand_in.enter_work_folder()
-    train(ToyModel(), log_processor=dict(window_size=10, by_epoch=True, custom_cfg=None, num_digits=4))
-    train(ToyModel(), log_processor=dict(
+    train('defaults', ToyModel(), log_processor=dict(window_size=10, by_epoch=True, custom_cfg=None, num_digits=4))
+    train('global_mean', ToyModel(), log_processor=dict(
         custom_cfg=[
             dict(data_src='loss1',  # original loss name: loss1
                  method_name='mean',  # statistical method: mean
                  window_size='global')]))  # window_size: global
-    train(ToyModel(), log_processor=dict(
+    train('global_mean_named', ToyModel(), log_processor=dict(
         custom_cfg=[
             # log_name means the second name of loss1
             dict(data_src='loss1', log_name='loss1_global', method_name='mean', window_size='global')]))
-    train(ToyModel(), log_processor=dict(custom_cfg=[
+    train('maxima', ToyModel(), log_processor=dict(custom_cfg=[
         # statistic loss1 with the local maximum value
         dict(data_src='loss1',
              log_name='loss1_local_max',
@@ -86,7 +90,7 @@ def main():
             method_name='max',
             window_size='global')
     ]))
-    train(HubToyModel(), log_processor=dict(
+    train('hub_scalar', HubToyModel(), log_processor=dict(
         custom_cfg=[
             # statistic the loss_tmp with the averaged value
             dict(
@@ -95,7 +99,7 @@ def main():
                 method_name='mean')
         ]
     ))
-    train(ToyModel(), log_level='DEBUG')
+    train('debug', ToyModel(), log_level='DEBUG')
 
 
 if __name__ == '__main__':
