@@ -2,9 +2,9 @@
 
 A registry of one's own with classes and functions registered and built from configs,
 ``module_dict``, a child registry that sees its parent's entries, and fengine's ``MODELS``
-used by a downstream registry. Left out: ``scope``, ``locations`` (importing modules when
-building), ``build_func``, ``count_registered_modules``, ``init_default_scope`` and scoped names
-such as ``'mmengine.RReLU'``, which fengine's registry does not have.
+used by a downstream registry. Not shown here: the tutorial's ``scope``, ``locations``,
+``build_func`` and ``init_default_scope`` parts (fengine's registry has them; see
+tests/test_registry_scopes.py).
 Usage: ``python registry_tutorial.py [DIR]``.
 """
 
