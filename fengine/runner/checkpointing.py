@@ -366,15 +366,15 @@ class CheckpointMixin(HookHostMixin):
         hub["runtime_info"] = runtime_info
         hub["resumed_keys"] = {k: v for k, v in hub["resumed_keys"].items() if k not in skipped}
         checkpoint["message_hub"] = hub
-        hook_states = self.hook_states()
-        for name, state in hook_states.items():
+        hook_states = {}
+        for name, state in self.hook_states().items():
             try:
-                to_plain(state)
+                hook_states[name] = to_plain(state)
             except TypeError as error:
                 raise TypeError(f"hook {name!r} has a state that cannot be checkpointed: {error}") from error
         meta, position = checkpoint["meta"], self._data_position(checkpoint["meta"])
         # The run's record as a resumed run starts from it: counters at the resume point, the
-        # generators and every hook's state after this event. Its tensors went in at collection.
+        # generators and every hook's state after this event.
         record = self._run.state.replace(
             params={},
             buffers={},
@@ -383,10 +383,11 @@ class CheckpointMixin(HookHostMixin):
             iter=int(meta["iter"]),
             inner_iter=int(position.get("inner_iter", 0)),
             rng=RngState.capture(),
-            hook_states=hook_states,
+            hook_states={},
         )
+        # The tensors went in at collection, the hook states are plain already.
         tensors = {key: checkpoint[key] for key in _RECORD_TENSORS}
-        checkpoint.update(record.to_dict(), **tensors)
+        checkpoint.update(record.to_dict(), **tensors, hook_states=hook_states)
         checkpoint["data_position"] = position
         grads = pending_grads(self._unwrapped(), self.optim_wrapper)
         if grads:

@@ -31,7 +31,7 @@ from fengine.core.step import ModelView, make_train_step
 from fengine.model.base_model.base_model import BaseModel
 from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.optimizer.optimizer_wrapper import OptimWrapper
-from fengine.optim.optimizer.pure_step import _GLOBAL_HOOKS, PureStepOptimizer, _profiler_enabled
+from fengine.optim.optimizer.pure_step import PureStepOptimizer
 
 __all__ = ["RunnerStep", "compat_reason", "follow_module", "runner_train_step"]
 
@@ -95,18 +95,12 @@ class _WrapperTransform:
         wrapper = self.wrapper
         optimizer = wrapper.optimizer
         wrapper._inner_count += 1  # the backward the wrapper would have counted
-        record = optimizer.opt_state if isinstance(optimizer, PureStepOptimizer) else None
-        if record is not None and isinstance(optimizer, PureStepOptimizer):
-            keys, flat = optimizer.flat_params
+        if isinstance(optimizer, PureStepOptimizer) and optimizer.opt_state is not None and not self._torch_only(optimizer):
+            flat = optimizer.flat_params
             names = self._names
             glist = [grads.get(names.get(id(p), "")) for p in flat]
-            if not self._torch_only(optimizer, glist):
-                if wrapper.clip_grad_kwargs:
-                    wrapper.clip_grads([g for p, g in zip(flat, glist) if g is not None and p.requires_grad])
-                layout = optimizer.__dict__["_layout"][2]
-                _, record = optimizer.transform.update(dict(zip(keys, glist)), record, layout, donate=True)
-                optimizer.opt_state = record
-                return dict(params), record
+            if optimizer.step_record(glist, self._clip if wrapper.clip_grad_kwargs else None):
+                return dict(params), optimizer.record
         # Only torch's own step fits: the gradients go where ``backward`` would have put them.
         params_by_name = self._params
         for name, grad in grads.items():
@@ -117,17 +111,16 @@ class _WrapperTransform:
         wrapper.zero_grad()
         return dict(params), optimizer.record if isinstance(optimizer, PureStepOptimizer) else None
 
-    def _torch_only(self, optimizer: PureStepOptimizer, grads: list[Tensor | None]) -> bool:
+    def _clip(self, grads: list[Tensor | None]) -> None:
+        """The wrapper's clipping on ``grads`` (aligned with the optimizer's parameters)."""
+        optimizer = self.wrapper.optimizer
+        assert isinstance(optimizer, PureStepOptimizer)  # only the pure path clips here
+        flat = optimizer.flat_params
+        self.wrapper.clip_grads([g for p, g in zip(flat, grads) if g is not None and p.requires_grad])
+
+    def _torch_only(self, optimizer: PureStepOptimizer) -> bool:
         clip = self.wrapper.clip_grad_kwargs
-        return bool(
-            optimizer._optimizer_step_pre_hooks
-            or optimizer._optimizer_step_post_hooks
-            or _GLOBAL_HOOKS[0]
-            or _GLOBAL_HOOKS[1]
-            or _profiler_enabled()
-            or (clip and clip.get("foreach") is False)
-            or any(g is not None and g.is_sparse for g in grads)
-        )
+        return optimizer.step_hooks_active() or bool(clip and clip.get("foreach") is False)
 
 
 def runner_train_step(model: Any, optim_wrapper: Any, check_finite: bool | str, compiled: bool) -> RunnerStep:

@@ -263,18 +263,40 @@ class PureStepOptimizer(torch.optim.Optimizer):
         self.__dict__["_record"] = record
 
     @property
-    def transform(self) -> fo.Transform[Any]:
-        """The pure update this optimizer steps with (its hyper-parameters come from the record)."""
-        return self._transform
-
-    @property
-    def flat_params(self) -> tuple[tuple[str, ...], list[Tensor]]:
-        """The record's parameter keys and the parameters they stand for, in ``param_groups`` order.
-
-        Valid after :attr:`opt_state` was read (which lays the record out).
+    def flat_params(self) -> list[Tensor]:
+        """The parameters the record stands for, in ``param_groups`` order (the order of
+        :meth:`step_record`'s gradients). Valid after :attr:`opt_state` was read.
         """
-        keys, flat, _ = self.__dict__["_layout"]
-        return keys, flat
+        flat: list[Tensor] = self.__dict__["_layout"][1]
+        return flat
+
+    def step_hooks_active(self) -> bool:
+        """Whether torch's step hooks (this optimizer's or global) or the profiler want this step."""
+        return bool(self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                    or _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1] or _profiler_enabled())
+
+    def step_record(
+        self, grads: list[Tensor | None], prepare: Callable[[list[Tensor | None]], None] | None = None
+    ) -> bool:
+        """Step the record (read :attr:`opt_state` first) with the transform, donated.
+
+        Args:
+            grads: one gradient (or ``None``) per parameter of :attr:`flat_params`.
+            prepare: called with ``grads`` once they are known to suit the transform, before
+                the update (the optimizer wrapper clips them there).
+
+        Returns:
+            ``False``, with nothing done, when a gradient is sparse (only torch can step it).
+        """
+        state = self.__dict__
+        if any(g is not None and g.is_sparse for g in grads):
+            state["_plan"] = None
+            return False
+        if prepare is not None:
+            prepare(grads)
+        keys, _, params = state["_layout"]
+        _, state["_record"] = self._transform.update(dict(zip(keys, grads)), state["_record"], params, donate=True)
+        return True
 
     def _pure_step(self) -> bool:
         """Step with the transform; ``False`` (nothing done) if only torch can step now.
@@ -283,18 +305,9 @@ class PureStepOptimizer(torch.optim.Optimizer):
         when a value this optimizer reads is no longer the very object it was built from, or
         the parameters changed; a scheduler writing a new ``lr`` thus takes effect at once.
         """
-        record = self.opt_state
-        if record is None:
+        if self.opt_state is None:
             return False
-        state = self.__dict__
-        keys, flat, params = state["_layout"]
-        grads = [p.grad for p in flat]
-        for g in grads:
-            if g is not None and g.is_sparse:
-                state["_plan"] = None
-                return False
-        _, state["_record"] = self._transform.update(dict(zip(keys, grads)), record, params, donate=True)
-        return True
+        return self.step_record([p.grad for p in self.flat_params])
 
     def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
@@ -322,8 +335,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        if (args or kwargs or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
-                or _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1] or _profiler_enabled()):
+        if args or kwargs or self.step_hooks_active():
             if type(self).step is PureStepOptimizer.step:
                 return _hooked_step(self, *args, **kwargs)
             # A subclass's own ``step`` (which torch wrapped with the hooks) called this one.
