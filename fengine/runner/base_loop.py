@@ -18,9 +18,11 @@ class NonFiniteLossError(ValueError):
 class BaseLoop(abc.ABC):
     """A loop over a dataloader, driven by a runner (MMEngine's ``BaseLoop``).
 
-    A config dict for ``dataloader`` is built by the runner with its seed. The counters
-    ``_epoch``/``_iter`` and ``stop_training`` are views of the runner's run state, so loops
-    written for MMEngine that assign them keep working.
+    A config dict for ``dataloader`` is built by the runner with its seed. A loop takes from its
+    runner, once, what it drives: :attr:`fire` (an event to the hooks) and the run's record (the
+    runner's :attr:`~fengine.runner.Runner.hook_host`); the counters ``_epoch``/``_iter`` and
+    ``stop_training`` are views of that record, so loops written for MMEngine that assign them
+    keep working (as does their ``runner.call_hook(...)``).
 
     Args:
         runner: the runner.
@@ -29,6 +31,10 @@ class BaseLoop(abc.ABC):
 
     def __init__(self, runner: Any, dataloader: Any) -> None:
         self._runner = runner
+        self._host = runner.hook_host
+        #: ``fire(event, batch_idx=None, data_batch=None, outputs=None, metrics=None)``: run the
+        #: hooks due at ``event`` and carry out what they ask for.
+        self.fire = self._host.fire
         if isinstance(dataloader, Mapping):
             diff_rank_seed = runner._randomness_cfg.get("diff_rank_seed", False)
             dataloader = runner.build_dataloader(dataloader, seed=runner.seed, diff_rank_seed=diff_rank_seed)
@@ -44,11 +50,11 @@ class BaseLoop(abc.ABC):
         """Run the loop."""
 
     def _set_run(self, **changes: Any) -> None:
-        self._runner._run = self._runner._run.replace(**changes)
+        self._host.run = self._host.run.replace(**changes)
 
     @property
     def _epoch(self) -> int:
-        return int(self._runner._run.epoch)
+        return int(self._host.run.epoch)
 
     @_epoch.setter
     def _epoch(self, value: int) -> None:
@@ -56,7 +62,7 @@ class BaseLoop(abc.ABC):
 
     @property
     def _iter(self) -> int:
-        return int(self._runner._run.iter)
+        return int(self._host.run.iter)
 
     @_iter.setter
     def _iter(self, value: int) -> None:
@@ -65,7 +71,7 @@ class BaseLoop(abc.ABC):
     @property
     def stop_training(self) -> bool:
         """Whether training stops at the next check (``EarlyStoppingHook`` sets it)."""
-        return bool(self._runner._run.stop_training)
+        return bool(self._host.run.stop_training)
 
     @stop_training.setter
     def stop_training(self, value: bool) -> None:
@@ -84,12 +90,12 @@ class BaseLoop(abc.ABC):
     @property
     def max_epochs(self) -> int:
         """Total training epochs."""
-        return int(self._runner._run.max_epochs)
+        return int(self._host.run.max_epochs)
 
     @property
     def max_iters(self) -> int:
         """Total training iterations."""
-        return int(self._runner._run.max_iters)
+        return int(self._host.run.max_iters)
 
 
 def epoch_sampler(dataloader: Any) -> Any:
@@ -185,7 +191,7 @@ def _finite(loss: torch.Tensor) -> bool:
     return math.isfinite(loss.item()) if loss.numel() == 1 else bool(torch.isfinite(loss).all())
 
 
-def check_finite_loss(outputs: Any, runner: Any, batch_idx: int, skipped: bool = False) -> None:
+def check_finite_loss(outputs: Any, run: Any, logger: Any, batch_idx: int, skipped: bool = False) -> None:
     """Raise if the step's total loss (``outputs['loss']``) is NaN or infinite.
 
     Only the total is read (one scalar, the value the logger reads anyway); the terms are
@@ -193,7 +199,8 @@ def check_finite_loss(outputs: Any, runner: Any, batch_idx: int, skipped: bool =
 
     Args:
         outputs: the step's outputs (parsed losses).
-        runner: the runner (its counters and logger).
+        run: the run's record before the step's counters move (its ``iter`` and ``epoch``).
+        logger: where the warning of a skipped step goes.
         batch_idx: the batch's index.
         skipped: the step's update was left out (``check_finite='skip'``): warn instead.
 
@@ -208,10 +215,9 @@ def check_finite_loss(outputs: Any, runner: Any, batch_idx: int, skipped: bool =
         for key, value in (outputs.items() if isinstance(outputs, Mapping) else ())
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all())
     ]
-    run = runner._run
     where = f"non-finite loss at iteration {run.iter + 1} (epoch {run.epoch + 1}, batch {batch_idx}): {', '.join(terms)}"
     if skipped:
-        runner.logger.warning(f"{where}; the update of this step was skipped (check_finite='skip')")
+        logger.warning(f"{where}; the update of this step was skipped (check_finite='skip')")
         return
     raise NonFiniteLossError(
         f"{where}; the parameters may already hold NaN/Inf. Lower the learning rate, clip "

@@ -1,4 +1,7 @@
-"""How the runner turns objects-or-configs into components (MMEngine's ``Runner.build_*``)."""
+"""How the runner turns objects-or-configs into components (MMEngine's ``Runner.build_*``).
+
+Each function passes a built object through unchanged; the runner's ``build_*`` methods call them.
+"""
 
 from __future__ import annotations
 
@@ -29,180 +32,173 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class BuildMixin:
-    """The runner's ``build_*`` methods; each passes a built object through unchanged."""
+def dataloader_of(dataloader: Any, seed: int | None = None, diff_rank_seed: bool = False) -> Any:
+    """A dataloader from a config dict (``fengine.dataset.build_dataloader``), or as given."""
+    if not isinstance(dataloader, Mapping):
+        return dataloader
+    return build_dataloader(copy.deepcopy(dict(dataloader)), seed=seed, diff_rank_seed=diff_rank_seed)
 
-    model: nn.Module
-    optim_wrapper: Any
-    param_schedulers: Any
-    cfg: Mapping[str, Any]
-    distributed: bool
-    world_size: int
-    logger: Any
-    auto_scale_lr: Any
-    _train_dataloader: Any
-    _val_dataloader: Any
-    _test_dataloader: Any
-    _val_evaluator: Any
-    _test_evaluator: Any
-    _train_loop: Any
 
-    @staticmethod
-    def build_dataloader(dataloader: Any, seed: int | None = None, diff_rank_seed: bool = False) -> Any:
-        """A dataloader from a config dict (``fengine.dataset.build_dataloader``), or as given."""
-        if not isinstance(dataloader, Mapping):
-            return dataloader
-        return build_dataloader(copy.deepcopy(dict(dataloader)), seed=seed, diff_rank_seed=diff_rank_seed)
+def build_model(model: nn.Module | Mapping[str, Any]) -> nn.Module:
+    """An ``nn.Module`` as given, or built from a config through ``MODELS``.
 
-    def build_model(self, model: nn.Module | Mapping[str, Any]) -> nn.Module:
-        """An ``nn.Module`` as given, or built from a config through ``MODELS``.
+    Raises:
+        TypeError: neither a module nor a dict, or the config builds something else.
+    """
+    if isinstance(model, nn.Module):
+        return model
+    if not isinstance(model, Mapping):
+        raise TypeError(f"model should be a nn.Module object or dict, but got {model!r}")
+    built = MODELS.build(dict(model))
+    if not isinstance(built, nn.Module):
+        raise TypeError(f"model config {dict(model)!r} built a {type(built).__name__}, not an nn.Module")
+    return built
 
-        Raises:
-            TypeError: neither a module nor a dict, or the config builds something else.
-        """
-        if isinstance(model, nn.Module):
-            return model
-        if not isinstance(model, Mapping):
-            raise TypeError(f"model should be a nn.Module object or dict, but got {model!r}")
-        built = MODELS.build(dict(model))
-        if not isinstance(built, nn.Module):
-            raise TypeError(f"model config {dict(model)!r} built a {type(built).__name__}, not an nn.Module")
-        return built
 
-    def wrap_model(self, model_wrapper_cfg: Mapping[str, Any] | None, model: nn.Module) -> nn.Module:
-        """Move the model to the device and wrap it for distributed training (MMEngine's rules).
+def wrap_model(
+    model_wrapper_cfg: Mapping[str, Any] | None, model: nn.Module, distributed: bool, cfg: Mapping[str, Any]
+) -> nn.Module:
+    """Move the model to the device and wrap it for distributed training (MMEngine's rules).
 
-        Not distributed: SyncBatchNorm layers are reverted to BatchNorm and the model is used
-        as is. Distributed: BatchNorm layers become SyncBatchNorm when ``cfg.sync_bn='torch'``,
-        then ``MMDistributedDataParallel`` (or ``model_wrapper_cfg``'s type) wraps the model.
-        """
-        if is_model_wrapper(model):
-            if model_wrapper_cfg is not None:
-                raise TypeError(f"model is already wrapped, so model_wrapper_cfg should be None, got {model_wrapper_cfg!r}")
-            return model
-        model = model.to(device_name())
-        if not self.distributed:
-            refuse_sharding_in_one_process(model_wrapper_cfg)
-            return revert_sync_batchnorm(model)
-        model = apply_sync_bn(model, self.cfg.get("sync_bn"))
-        device_ids = [dist.get_local_rank()] if torch.cuda.is_available() else None
-        if model_wrapper_cfg is None:
-            wrapped: nn.Module = MMDistributedDataParallel(
-                module=model,
-                device_ids=device_ids,
-                broadcast_buffers=False,
-                find_unused_parameters=bool(self.cfg.get("find_unused_parameters", False)),
-            )
-            return wrapped
-        wrapper_cfg = {"type": "MMDistributedDataParallel", **model_wrapper_cfg}
-        default_args: dict[str, Any] = {"module": model}
-        wrapper_type = MODEL_WRAPPERS.resolve(wrapper_cfg["type"])
-        if isinstance(wrapper_type, type) and issubclass(wrapper_type, nn.parallel.DistributedDataParallel):
-            default_args["device_ids"] = device_ids
-        built: nn.Module = MODEL_WRAPPERS.build(wrapper_cfg, default_args=default_args)
-        return built
-
-    def build_evaluator(self, evaluator: Any) -> Any:
-        """An evaluator as given; a dict with ``metrics`` through ``EVALUATOR``; else metrics."""
-        if isinstance(evaluator, Evaluator):
-            return evaluator
-        if isinstance(evaluator, Mapping):
-            if "metrics" in evaluator:
-                return EVALUATOR.build({"type": "Evaluator", **evaluator})
-            return Evaluator(dict(evaluator))
-        if isinstance(evaluator, (list, tuple)):
-            return Evaluator(list(evaluator))
-        if callable(getattr(evaluator, "evaluate", None)):
-            return evaluator
-        raise TypeError(f"evaluator should be one of dict, list of dict, and Evaluator, but got {evaluator!r}")
-
-    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
-        """An optimizer wrapper for the model (``fengine.optim.build_optim_wrapper``) or as given."""
-        if not isinstance(optim_wrapper, Mapping) and callable(getattr(optim_wrapper, "update_params", None)):
-            return optim_wrapper
-        return build_optim_wrapper(self.model, optim_wrapper)
-
-    def scale_lr(self, optim_wrapper: Any, auto_scale_lr: Mapping[str, Any] | None = None) -> None:
-        """Scale every group's ``lr`` by ``world_size * batch_size / base_batch_size`` when enabled.
-
-        Raises:
-            KeyError: ``auto_scale_lr`` enabled without ``base_batch_size``.
-        """
-        if not auto_scale_lr or not auto_scale_lr.get("enable", False):
-            return
-        if "base_batch_size" not in auto_scale_lr:
-            raise KeyError(f"auto_scale_lr needs `base_batch_size`, got {dict(auto_scale_lr)!r}")
-        loader = self._train_dataloader
-        batch_size = loader["batch_size"] if isinstance(loader, Mapping) else loader.batch_size
-        ratio = float(self.world_size * batch_size) / float(auto_scale_lr["base_batch_size"])
-        self.logger.info(
-            f"LR is set based on batch size of {auto_scale_lr['base_batch_size']} and the current "
-            f"batch size is {self.world_size * batch_size}. Scaling the original LR by {ratio}."
+    Not distributed: SyncBatchNorm layers are reverted to BatchNorm and the model is used
+    as is. Distributed: BatchNorm layers become SyncBatchNorm when ``cfg.sync_bn='torch'``,
+    then ``MMDistributedDataParallel`` (or ``model_wrapper_cfg``'s type) wraps the model.
+    """
+    if is_model_wrapper(model):
+        if model_wrapper_cfg is not None:
+            raise TypeError(f"model is already wrapped, so model_wrapper_cfg should be None, got {model_wrapper_cfg!r}")
+        return model
+    model = model.to(device_name())
+    if not distributed:
+        refuse_sharding_in_one_process(model_wrapper_cfg)
+        return revert_sync_batchnorm(model)
+    model = apply_sync_bn(model, cfg.get("sync_bn"))
+    device_ids = [dist.get_local_rank()] if torch.cuda.is_available() else None
+    if model_wrapper_cfg is None:
+        wrapped: nn.Module = MMDistributedDataParallel(
+            module=model,
+            device_ids=device_ids,
+            broadcast_buffers=False,
+            find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
         )
-        wrappers = list(optim_wrapper.values()) if callable(getattr(optim_wrapper, "values", None)) else [optim_wrapper]
-        for wrapper in wrappers:
-            for group in wrapper.optimizer.param_groups:
-                group["lr"] = group["lr"] * ratio
+        return wrapped
+    wrapper_cfg = {"type": "MMDistributedDataParallel", **model_wrapper_cfg}
+    default_args: dict[str, Any] = {"module": model}
+    wrapper_type = MODEL_WRAPPERS.resolve(wrapper_cfg["type"])
+    if isinstance(wrapper_type, type) and issubclass(wrapper_type, nn.parallel.DistributedDataParallel):
+        default_args["device_ids"] = device_ids
+    built: nn.Module = MODEL_WRAPPERS.build(wrapper_cfg, default_args=default_args)
+    return built
 
-    def build_param_scheduler(self, scheduler: Any) -> Any:
-        """Schedulers for the built optimizer wrapper, ending with training by default."""
-        loop = self._train_loop if isinstance(self._train_loop, BaseLoop) else None
-        return build_param_schedulers(
-            self.optim_wrapper,
-            scheduler,
-            epoch_length=len(loop.dataloader) if loop is not None else None,
-            max_epochs=loop.max_epochs if loop is not None else None,
-            max_iters=loop.max_iters if loop is not None else None,
-        )
 
-    def build_train_loop(self, loop: Any) -> BaseLoop:
-        """The train loop from ``train_cfg`` (``by_epoch`` picks the loop, or a ``type``).
+def build_evaluator(evaluator: Any) -> Any:
+    """An evaluator as given; a dict with ``metrics`` through ``EVALUATOR``; else metrics."""
+    if isinstance(evaluator, Evaluator):
+        return evaluator
+    if isinstance(evaluator, Mapping):
+        if "metrics" in evaluator:
+            return EVALUATOR.build({"type": "Evaluator", **evaluator})
+        return Evaluator(dict(evaluator))
+    if isinstance(evaluator, (list, tuple)):
+        return Evaluator(list(evaluator))
+    if callable(getattr(evaluator, "evaluate", None)):
+        return evaluator
+    raise TypeError(f"evaluator should be one of dict, list of dict, and Evaluator, but got {evaluator!r}")
 
-        Raises:
-            ValueError: its dataloader yields no batch (naming ``train_dataloader``).
-        """
-        if isinstance(loop, BaseLoop):
-            return loop
-        if not isinstance(loop, Mapping):
-            raise TypeError(f"train_loop should be a Loop object or dict, but got {loop!r}")
-        cfg = copy.deepcopy(dict(loop))
-        built: BaseLoop
-        if "type" in cfg:
-            built = LOOPS.build(cfg, default_args={"runner": self, "dataloader": self._train_dataloader})
-        else:
-            by_epoch = cfg.pop("by_epoch", "max_iters" not in cfg)
-            loop_cls = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
-            built = loop_cls(runner=self, dataloader=self._train_dataloader, **cfg)
-        check_not_empty(getattr(built, "dataloader", None), "train_dataloader")
-        return built
 
-    def build_val_loop(self, loop: Any) -> BaseLoop:
-        """The validation loop from ``val_cfg``."""
-        return self._build_eval_loop(loop, ValLoop, self._val_dataloader, self._val_evaluator, "val")
+def optim_wrapper_for(model: nn.Module, optim_wrapper: Any) -> Any:
+    """An optimizer wrapper for ``model`` (``fengine.optim.build_optim_wrapper``) or as given."""
+    if not isinstance(optim_wrapper, Mapping) and callable(getattr(optim_wrapper, "update_params", None)):
+        return optim_wrapper
+    return build_optim_wrapper(model, optim_wrapper)
 
-    def build_test_loop(self, loop: Any) -> BaseLoop:
-        """The test loop from ``test_cfg``."""
-        return self._build_eval_loop(loop, TestLoop, self._test_dataloader, self._test_evaluator, "test")
 
-    def _build_eval_loop(self, loop: Any, default: type[BaseLoop], dataloader: Any, evaluator: Any, name: str) -> BaseLoop:
-        if isinstance(loop, BaseLoop):
-            return loop
-        if not isinstance(loop, Mapping):
-            raise TypeError(f"{name}_loop should be a Loop object or dict, but got {loop!r}")
-        cfg = copy.deepcopy(dict(loop))
-        defaults = {"runner": self, "dataloader": dataloader, "evaluator": evaluator}
-        built: BaseLoop = LOOPS.build(cfg, default_args=defaults) if "type" in cfg else default(**cfg, **defaults)
-        check_not_empty(getattr(built, "dataloader", None), f"{name}_dataloader")
-        return built
+def scale_lr(
+    optim_wrapper: Any, auto_scale_lr: Mapping[str, Any] | None, world_size: int, train_dataloader: Any, logger: Any
+) -> None:
+    """Scale every group's ``lr`` by ``world_size * batch_size / base_batch_size`` when enabled.
 
-    def build_log_processor(self, log_processor: Any) -> Any:
-        """A log processor as given, or built (``LogProcessor`` unless ``type`` says otherwise)."""
-        if isinstance(log_processor, LogProcessor):
-            return log_processor
-        if not isinstance(log_processor, Mapping):
-            raise TypeError(f"log processor should be a LogProcessor object or dict, but got {log_processor!r}")
-        cfg = copy.deepcopy(dict(log_processor))
-        if "type" in cfg:
-            return LOG_PROCESSORS.build(cfg)
-        return LogProcessor(**cfg)
+    Raises:
+        KeyError: ``auto_scale_lr`` enabled without ``base_batch_size``.
+    """
+    if not auto_scale_lr or not auto_scale_lr.get("enable", False):
+        return
+    if "base_batch_size" not in auto_scale_lr:
+        raise KeyError(f"auto_scale_lr needs `base_batch_size`, got {dict(auto_scale_lr)!r}")
+    loader = train_dataloader
+    batch_size = loader["batch_size"] if isinstance(loader, Mapping) else loader.batch_size
+    ratio = float(world_size * batch_size) / float(auto_scale_lr["base_batch_size"])
+    logger.info(
+        f"LR is set based on batch size of {auto_scale_lr['base_batch_size']} and the current "
+        f"batch size is {world_size * batch_size}. Scaling the original LR by {ratio}."
+    )
+    wrappers = list(optim_wrapper.values()) if callable(getattr(optim_wrapper, "values", None)) else [optim_wrapper]
+    for wrapper in wrappers:
+        for group in wrapper.optimizer.param_groups:
+            group["lr"] = group["lr"] * ratio
 
+
+def build_param_scheduler(optim_wrapper: Any, scheduler: Any, train_loop: Any) -> Any:
+    """Schedulers for the built optimizer wrapper, ending with training by default."""
+    loop = train_loop if isinstance(train_loop, BaseLoop) else None
+    return build_param_schedulers(
+        optim_wrapper,
+        scheduler,
+        epoch_length=len(loop.dataloader) if loop is not None else None,
+        max_epochs=loop.max_epochs if loop is not None else None,
+        max_iters=loop.max_iters if loop is not None else None,
+    )
+
+
+def build_train_loop(loop: Any, runner: Any, dataloader: Any) -> BaseLoop:
+    """The train loop from ``train_cfg`` (``by_epoch`` picks the loop, or a ``type``).
+
+    Raises:
+        ValueError: its dataloader yields no batch (naming ``train_dataloader``).
+    """
+    if isinstance(loop, BaseLoop):
+        return loop
+    if not isinstance(loop, Mapping):
+        raise TypeError(f"train_loop should be a Loop object or dict, but got {loop!r}")
+    cfg = copy.deepcopy(dict(loop))
+    built: BaseLoop
+    if "type" in cfg:
+        built = LOOPS.build(cfg, default_args={"runner": runner, "dataloader": dataloader})
+    else:
+        by_epoch = cfg.pop("by_epoch", "max_iters" not in cfg)
+        loop_cls = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+        built = loop_cls(runner=runner, dataloader=dataloader, **cfg)
+    check_not_empty(getattr(built, "dataloader", None), "train_dataloader")
+    return built
+
+
+def build_eval_loop(loop: Any, runner: Any, dataloader: Any, evaluator: Any, mode: str) -> BaseLoop:
+    """The ``mode`` (``'val'``/``'test'``) loop from its config (``ValLoop``/``TestLoop`` unless ``type``).
+
+    Raises:
+        ValueError: its dataloader yields no batch (naming ``<mode>_dataloader``).
+    """
+    if isinstance(loop, BaseLoop):
+        return loop
+    if not isinstance(loop, Mapping):
+        raise TypeError(f"{mode}_loop should be a Loop object or dict, but got {loop!r}")
+    cfg = copy.deepcopy(dict(loop))
+    defaults = {"runner": runner, "dataloader": dataloader, "evaluator": evaluator}
+    built: BaseLoop = LOOPS.build(cfg, default_args=defaults) if "type" in cfg else _EVAL_LOOPS[mode](**cfg, **defaults)
+    check_not_empty(getattr(built, "dataloader", None), f"{mode}_dataloader")
+    return built
+
+
+def build_log_processor(log_processor: Any) -> Any:
+    """A log processor as given, or built (``LogProcessor`` unless ``type`` says otherwise)."""
+    if isinstance(log_processor, LogProcessor):
+        return log_processor
+    if not isinstance(log_processor, Mapping):
+        raise TypeError(f"log processor should be a LogProcessor object or dict, but got {log_processor!r}")
+    cfg = copy.deepcopy(dict(log_processor))
+    if "type" in cfg:
+        return LOG_PROCESSORS.build(cfg)
+    return LogProcessor(**cfg)
+
+
+_EVAL_LOOPS: dict[str, type[BaseLoop]] = {"val": ValLoop, "test": TestLoop}

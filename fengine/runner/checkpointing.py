@@ -51,7 +51,6 @@ from fengine.core.events import Event
 from fengine.core.plain import to_plain
 from fengine.core.state import RngState
 from fengine.hooks.checkpoint_plan import CheckpointPlan
-from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.scheduler.base import _ParamScheduler
 from fengine.runner.checkpoint import (
     CheckpointError,
@@ -60,7 +59,8 @@ from fengine.runner.checkpoint import (
     write_last_checkpoint,
 )
 from fengine.runner.file_removal import FileRemoval, marker_content, removal_refusal
-from fengine.runner.hook_host import HookHostMixin
+from fengine.runner.hook_host import HookHost
+from fengine.runner.parts import Parts
 from fengine.runner.sharded_checkpoint import (
     gather_full_weights,
     is_fully_sharded,
@@ -121,32 +121,26 @@ def _disk_full(error: BaseException) -> bool:
     return False
 
 
-class CheckpointMixin(HookHostMixin):
-    """Saving (MMEngine's ``Runner.save_checkpoint``) and the checkpoints hooks request."""
+class Checkpointer:
+    """Saving (MMEngine's ``Runner.save_checkpoint``) and the checkpoints hooks request.
 
-    model: torch.nn.Module
-    optim_wrapper: Any
-    param_schedulers: Any
-    message_hub: Any
-    logger: logging.Logger
-    _open_checkpoints: list[dict[str, Any]]
-    #: Real paths of the checkpoint files this run wrote (which it may delete again).
-    _saved_files: set[str]
+    Args:
+        host: the hook host (the run's record, the hooks, the event's deferred work).
+        parts: the run's components.
+        message_hub: the run's message hub (saved with each checkpoint).
+        logger: where warnings go.
+        work_dir: the run's folder (relative checkpoint paths start there).
+        rank: this process's rank (rank 0 writes files; every rank writes its shards).
+    """
 
-    # Provided by the Runner.
-    work_dir: Any
-    rank: Any
-    seed: Any
-    experiment_name: Any
-    _train_loop: Any
-    _cfg_text: str
-
-    def _unwrapped(self) -> torch.nn.Module:
-        inner: torch.nn.Module = self.model.module if is_model_wrapper(self.model) else self.model  # type: ignore[assignment]
-        return inner
-
-    def _train_dataset_meta(self) -> Any:
-        raise NotImplementedError
+    def __init__(
+        self, host: HookHost, parts: Parts, message_hub: Any, logger: logging.Logger, work_dir: str, rank: int
+    ) -> None:
+        self._host, self._parts = host, parts
+        self._message_hub, self._logger = message_hub, logger
+        self._work_dir, self._rank = work_dir, rank
+        #: Real paths of the checkpoint files this run wrote (which it may delete again).
+        self.saved_files: set[str] = set()
 
     # -- saving --------------------------------------------------------------------------------
     def save_checkpoint(
@@ -170,85 +164,75 @@ class CheckpointMixin(HookHostMixin):
             ValueError: both ``file_client_args`` and ``backend_args``, or a non-local backend.
         """
         path = _checkpoint_path(out_dir, filename, file_client_args, backend_args)
-        self._check_losses()
-        if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
+        self._parts.check_losses()
+        if self._rank != 0 and not is_fully_sharded(self._parts.unwrapped()):
             return
-        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler) if self.rank == 0 else {}
+        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler) if self._rank == 0 else {}
         self._complete_checkpoint(checkpoint)
-        self._write_checkpoint(checkpoint, path, save_optimizer)
+        self.write(checkpoint, path, save_optimizer)
 
-    def _save_requested(self, effect: SaveCheckpoint) -> None:
+    def save_requested(self, effect: SaveCheckpoint) -> None:
         unknown = sorted(set(effect.extra) - _SAVE_EXTRA)
         if unknown:
             raise TypeError(
                 f"save_checkpoint() got unexpected keyword arguments {unknown} (from the hook's "
                 f"extra arguments); accepted: {sorted(_SAVE_EXTRA)}"
             )
-        path = os.path.join(str(self.work_dir), effect.path)
+        path = os.path.join(self._work_dir, effect.path)
         extra = dict(effect.extra)
         full = extra.pop("save_format", "sharded") == "full"
         _checkpoint_path(os.path.dirname(path), os.path.basename(path), **extra)
-        self._check_losses()
-        if self.rank != 0 and not is_fully_sharded(self._unwrapped()):
+        self._parts.check_losses()
+        if self._rank != 0 and not is_fully_sharded(self._parts.unwrapped()):
             return
         checkpoint = self._collect_checkpoint(
             dict(effect.meta), True, effect.save_optimizer, effect.save_param_scheduler
-        ) if self.rank == 0 else {}
+        ) if self._rank == 0 else {}
 
         def write() -> None:
-            if full and is_fully_sharded(self._unwrapped()):
-                gather_full_weights(self._unwrapped(), checkpoint)
+            if full and is_fully_sharded(self._parts.unwrapped()):
+                gather_full_weights(self._parts.unwrapped(), checkpoint)
             self._complete_checkpoint(checkpoint)
-            written = self._write_checkpoint(checkpoint, path, effect.save_optimizer, full)
-            if effect.update_last and self.rank == 0:
-                record = os.path.join(str(self.work_dir), "last_checkpoint")
-                with self._reporting_full_disk(record, newest=written):
-                    write_last_checkpoint(str(self.work_dir), written)
+            written = self.write(checkpoint, path, effect.save_optimizer, full)
+            if effect.update_last and self._rank == 0:
+                record = os.path.join(self._work_dir, "last_checkpoint")
+                with self.reporting_full_disk(record, newest=written):
+                    write_last_checkpoint(self._work_dir, written)
 
         # Writes go ahead of the deletions queued in this event (a hook emits RemoveFile for the
         # oldest checkpoint before saving the new one): a failed write then deletes nothing, so
         # the newest complete checkpoint always survives. A deletion of the very file being
         # written would undo the write, so it is dropped.
-        queue = self._event_end
+        queue = self._host.event_end
         queue[:] = [t for t in queue if not (isinstance(t, FileRemoval) and t.path == path)]
         first = next((i for i, t in enumerate(queue) if isinstance(t, FileRemoval)), len(queue))
         queue.insert(first, write)
 
-    def _check_losses(self) -> None:
-        """Check the train losses not checked yet (see :mod:`fengine.runner.finite_watch`).
-
-        Called before every checkpoint is collected, so none holds weights that a non-finite
-        loss has already reached.
-        """
-        watch = getattr(getattr(self, "_train_loop", None), "finite_watch", None)
-        if watch is not None:
-            watch.check()
-
-    def _write_checkpoint(
+    def write(
         self, checkpoint: dict[str, Any], path: str, save_optimizer: bool = True, full: bool = False
     ) -> str:
         """Write ``checkpoint`` to ``path`` (rank 0), or as a sharded directory (every rank); returns where.
 
         ``full``: a sharded run writes one ordinary file on rank 0 (weights gathered before).
         """
-        sharded = is_fully_sharded(self._unwrapped())
+        sharded = is_fully_sharded(self._parts.unwrapped())
         if sharded and full:
             refuse_local_shards(checkpoint, path)
-            if self.rank != 0:
+            if self._rank != 0:
                 return path
-        with self._reporting_full_disk(path):
+        with self.reporting_full_disk(path):
             if sharded and not full:
-                optimizer = self.optim_wrapper.optimizer if save_optimizer else None
+                optimizer = self._parts.optim_wrapper.optimizer if save_optimizer else None
                 tensors = ("state_dict", "optimizer", "grads", *_RECORD_TENSORS)  # DCP holds those
                 rest = {k: v for k, v in checkpoint.items() if k not in tensors}
-                path = save_sharded_checkpoint(path, self._unwrapped(), optimizer, rest, str(self.work_dir))
+                path = save_sharded_checkpoint(path, self._parts.unwrapped(), optimizer, rest, self._work_dir)
             else:
                 save_checkpoint(checkpoint, path)
-        self._saved_files.add(os.path.realpath(path))
+        self.saved_files.add(os.path.realpath(path))
         return path
 
     @contextlib.contextmanager
-    def _reporting_full_disk(self, path: str, newest: str | None = None) -> Iterator[None]:
+    def reporting_full_disk(self, path: str, newest: str | None = None) -> Iterator[None]:
         """Turn a write failing for lack of space (however torch wraps it) into :class:`DiskFullError`.
 
         ``newest``: the newest complete checkpoint, when not the one ``last_checkpoint`` names.
@@ -258,7 +242,7 @@ class CheckpointMixin(HookHostMixin):
         except Exception as error:
             if not _disk_full(error):
                 raise
-            newest = newest or find_latest_checkpoint(str(self.work_dir))
+            newest = newest or find_latest_checkpoint(self._work_dir)
             kept = (
                 f"the newest complete checkpoint is {newest!r}"
                 if newest is not None and os.path.isfile(newest)
@@ -268,33 +252,33 @@ class CheckpointMixin(HookHostMixin):
                 errno.ENOSPC, f"no space left on device (ENOSPC) while writing {path!r}; {kept}"
             ) from error
 
-    def _checkpoint_folders(self) -> list[str]:
+    def folders(self) -> list[str]:
         """Real paths of the folders this run's checkpoints go to (the work dir, hooks' ``out_dir``)."""
-        folders = [os.path.realpath(str(self.work_dir))]
+        folders = [os.path.realpath(self._work_dir)]
         for plan in self._checkpoint_plans():
-            folder = os.path.realpath(plan.directory(self._run))
+            folder = os.path.realpath(plan.directory(self._host.run))
             if folder not in folders:
                 folders.append(folder)
         return folders
 
     def _checkpoint_plans(self) -> list[CheckpointPlan]:
-        plans = (getattr(hook, "plan", None) for hook in self._hooks)
+        plans = (getattr(hook, "plan", None) for hook in self._host.hook_list)
         return [plan for plan in plans if isinstance(plan, CheckpointPlan)]
 
     def _removal_refusal(self, path: str) -> str | None:
         names = [plan.name_pattern() for plan in self._checkpoint_plans()] or [CheckpointPlan().name_pattern()]
         return removal_refusal(
-            path, self._checkpoint_folders(), self._saved_files, names, marker_content(str(self.work_dir))
+            path, self.folders(), self.saved_files, names, marker_content(self._work_dir)
         )
 
-    def _defer_removal(self, path: str) -> None:
+    def defer_removal(self, path: str) -> None:
         """Delete ``path`` at the end of the current event, after its checkpoint writes.
 
         Only this run's own checkpoints are deleted (see :mod:`fengine.runner.file_removal`).
         """
-        if is_fully_sharded(self._unwrapped()):
+        if is_fully_sharded(self._parts.unwrapped()):
             path = sharded_directory(path)
-        self._event_end.append(FileRemoval(path, self._removal_refusal, self.logger.warning))
+        self._host.event_end.append(FileRemoval(path, self._removal_refusal, self._logger.warning))
 
     def _collect_checkpoint(
         self, meta: dict[str, Any] | None, by_epoch: bool, save_optimizer: bool, save_param_scheduler: bool
@@ -303,58 +287,58 @@ class CheckpointMixin(HookHostMixin):
             meta = {}
         elif not isinstance(meta, dict):
             raise TypeError(f"save_checkpoint: `meta` should be a dict or None, but got {type(meta).__name__}")
-        run = self._run
+        run = self._host.run
         meta.setdefault("epoch", run.epoch + 1 if by_epoch else run.epoch)
         meta.setdefault("iter", run.iter if by_epoch else run.iter + 1)
         meta.update(
-            cfg=self._cfg_text,
-            seed=self.seed,
-            experiment_name=self.experiment_name,
+            cfg=run.meta["cfg"],
+            seed=run.meta["seed"],
+            experiment_name=run.meta["experiment_name"],
             time=time.strftime("%Y%m%d_%H%M%S", time.localtime()),
             fengine_version=fengine.__version__,
         )
-        dataset_meta = self._train_dataset_meta()
+        dataset_meta = self._parts.train_dataset_meta()
         if dataset_meta is not None:
             meta["dataset_meta"] = dataset_meta
         memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         checkpoint: dict[str, Any] = {
             "meta": meta,
-            "state_dict": _to_cpu(self._unwrapped().state_dict(), memo),
+            "state_dict": _to_cpu(self._parts.unwrapped().state_dict(), memo),
             "message_hub": None,  # filled when the checkpoint is completed (keeps MMEngine's key order)
         }
         if save_optimizer:
-            if not callable(getattr(self.optim_wrapper, "state_dict", None)) or isinstance(self.optim_wrapper, Mapping):
+            if not callable(getattr(self._parts.optim_wrapper, "state_dict", None)) or isinstance(self._parts.optim_wrapper, Mapping):
                 raise TypeError(
                     "save_checkpoint(save_optimizer=True) needs a built OptimWrapper, but "
-                    f"runner.optim_wrapper is {self.optim_wrapper!r}"
+                    f"runner.optim_wrapper is {self._parts.optim_wrapper!r}"
                 )
-            checkpoint["optimizer"] = _to_cpu(self.optim_wrapper.state_dict(), memo)
-        if save_param_scheduler and not _built_schedulers(self.param_schedulers):
-            if self.param_schedulers is None:
-                self.logger.warning(
+            checkpoint["optimizer"] = _to_cpu(self._parts.optim_wrapper.state_dict(), memo)
+        if save_param_scheduler and not _built_schedulers(self._parts.param_schedulers):
+            if self._parts.param_schedulers is None:
+                self._logger.warning(
                     "`save_param_scheduler` is True but `runner.param_schedulers` is None, so "
                     "parameter schedulers are not saved"
                 )
             save_param_scheduler = False
         if save_param_scheduler:
-            checkpoint["param_schedulers"] = scheduler_states(self.param_schedulers)
-        self._open_checkpoints.append(checkpoint)
+            checkpoint["param_schedulers"] = scheduler_states(self._parts.param_schedulers)
+        self._host.open_checkpoints.append(checkpoint)
         try:
-            self._fire(Event.BEFORE_SAVE_CHECKPOINT, checkpoint=checkpoint)
+            self._host.fire(Event.BEFORE_SAVE_CHECKPOINT, checkpoint=checkpoint)
         finally:
-            self._open_checkpoints.pop()
-        state = self._run.state
+            self._host.open_checkpoints.pop()
+        state = self._host.run.state
         checkpoint.update(
             params=_to_cpu(dict(state.params), memo),
             buffers=_to_cpu(dict(state.buffers), memo),
-            opt_state=_to_cpu(to_plain(_opt_state(self.optim_wrapper)), memo) if save_optimizer else None,
+            opt_state=_to_cpu(to_plain(_opt_state(self._parts.optim_wrapper)), memo) if save_optimizer else None,
         )
         return checkpoint
 
     def _complete_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.rank != 0:
+        if self._rank != 0:
             return  # a sharded save's other ranks write tensors only
-        hub = self.message_hub.state_dict()
+        hub = self._message_hub.state_dict()
         runtime_info, skipped = {}, []
         for key, value in hub["runtime_info"].items():
             try:
@@ -362,12 +346,12 @@ class CheckpointMixin(HookHostMixin):
             except TypeError:
                 skipped.append(key)
         if skipped:
-            self.logger.warning(f"message hub infos {skipped} cannot be stored as plain data; not saved")
+            self._logger.warning(f"message hub infos {skipped} cannot be stored as plain data; not saved")
         hub["runtime_info"] = runtime_info
         hub["resumed_keys"] = {k: v for k, v in hub["resumed_keys"].items() if k not in skipped}
         checkpoint["message_hub"] = hub
         hook_states = {}
-        for name, state in self.hook_states().items():
+        for name, state in self._host.hook_states().items():
             try:
                 hook_states[name] = to_plain(state)
             except TypeError as error:
@@ -375,7 +359,7 @@ class CheckpointMixin(HookHostMixin):
         meta, position = checkpoint["meta"], self._data_position(checkpoint["meta"])
         # The run's record as a resumed run starts from it: counters at the resume point, the
         # generators and every hook's state after this event.
-        record = self._run.state.replace(
+        record = self._host.run.state.replace(
             params={},
             buffers={},
             opt_state=None,
@@ -389,12 +373,12 @@ class CheckpointMixin(HookHostMixin):
         tensors = {key: checkpoint[key] for key in _RECORD_TENSORS}
         checkpoint.update(record.to_dict(), **tensors, hook_states=hook_states)
         checkpoint["data_position"] = position
-        grads = pending_grads(self._unwrapped(), self.optim_wrapper)
+        grads = pending_grads(self._parts.unwrapped(), self._parts.optim_wrapper)
         if grads:
             checkpoint["grads"] = grads
 
     def _data_position(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        loop = self._train_loop
+        loop = self._parts.train_loop
         position = getattr(loop, "data_position", None)
         base = {"epoch": meta["epoch"], "iter": meta["iter"]}
         return {**base, **position(meta["epoch"], meta["iter"])} if callable(position) else base

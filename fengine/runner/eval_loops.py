@@ -57,7 +57,7 @@ class _EvalLoop(BaseLoop):
             runner.visualizer.dataset_meta = metainfo
         self.fp16 = fp16
         self.losses: dict[str, HistoryBuffer] = {}
-        runner._set_dataloader_len(self._mode, len(self.dataloader))
+        self._set_run(dataloader_len={**self._host.run.dataloader_len, self._mode: len(self.dataloader)})
         mode = self._mode
         self._events = tuple(Event(f"{when}_{mode}{part}") for when, part in (
             ("before", ""), ("before", "_epoch"), ("before", "_iter"), ("after", "_iter"), ("after", "_epoch"), ("after", "")
@@ -65,32 +65,30 @@ class _EvalLoop(BaseLoop):
 
     def run(self) -> dict[str, Any]:
         """Run the pass; returns the metrics (``after_{mode}_epoch`` receives them too)."""
-        runner = self._runner
         before, before_epoch, _, _, after_epoch, after = self._events
-        runner._fire(before)
-        runner._fire(before_epoch)
-        runner.model.eval()
+        self.fire(before)
+        self.fire(before_epoch)
+        self._runner.model.eval()
         self.losses.clear()
         for batch_idx, data_batch in enumerate(self.dataloader):
             self.run_iter(batch_idx, data_batch)
         metrics: dict[str, Any] = self.evaluator.evaluate(len(self.dataloader.dataset))
         if self.losses:
             metrics.update(_loss_means(self.losses, self._mode))
-        runner._fire(after_epoch, metrics=metrics)
-        runner._fire(after)
+        self.fire(after_epoch, metrics=metrics)
+        self.fire(after)
         return metrics
 
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Any) -> None:
         """One batch: hooks around the model's ``val_step``/``test_step`` and the evaluator."""
-        runner = self._runner
         _, _, before_iter, after_iter, _, _ = self._events
-        runner._fire(before_iter, idx, data_batch)
+        self.fire(before_iter, idx, data_batch)
         with self._autocast():
-            outputs = getattr(runner.model, f"{self._mode}_step")(data_batch)
+            outputs = getattr(self._runner.model, f"{self._mode}_step")(data_batch)
         outputs = _split_losses(outputs, self.losses)
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
-        runner._fire(after_iter, idx, data_batch, outputs)
+        self.fire(after_iter, idx, data_batch, outputs)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.fp16:

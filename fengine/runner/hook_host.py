@@ -12,7 +12,7 @@ whose handler emitted effects, so one hook's requests (a scheduler step, a stop,
 take effect before the next hook of the event runs, as MMEngine's imperative hooks expect.
 Handlers never receive a result of an effect: what an effect produces (a checkpoint's path, the
 metrics of a validation) reaches hooks through the next event's :class:`EventInfo` or the message
-hub. Checkpoint writes and file deletions are deferred to the end of the event (``_event_end``),
+hub. Checkpoint writes and file deletions are deferred to the end of the event (:attr:`HookHost.event_end`),
 so a checkpoint holds every hook's state after the event and a failed write deletes nothing.
 """
 
@@ -47,67 +47,59 @@ _EVENT_NAMES = frozenset(e.value for e in Event)
 _INFO_KEYS = ("batch_idx", "data_batch", "outputs", "metrics", "checkpoint")
 
 
-class HookHostMixin:
-    """Hook registration, the run-state cell and event dispatch (the runner's ``HookHost``)."""
+class HookHost:
+    """The run's record cell, its hooks in call order and the dispatch of events to them.
 
-    _run: RunState
-    _hook_list: list[Hook]
-    _fn_hooks: list[FnHook[Any]]
-    _pipeline: Pipeline
-    _detached: weakref.WeakKeyDictionary[Hook, Any]
-    _event_end: list[Callable[[], None]]
-    _open_checkpoints: list[dict[str, Any]]
+    Args:
+        run: the run's record at the start.
+        owner: what hooks are bound to and receive as ``runner`` (the :class:`Runner` façade).
+        carry_out: carries out the effects of a state not carried out yet, returning the state
+            after them (the effect interpreter's :meth:`carry_out`).
+        planned_length: ``(max_epochs, max_iters)`` of the configured train loop, or ``None``
+            without one (a hook run by hand before ``train()`` sees the run this long).
+    """
 
-    def _init_hook_host(self, run: RunState) -> None:
-        self._run = run
-        self._hook_list = []
-        self._fn_hooks = []
-        self._pipeline = Pipeline.of(())
-        self._detached = weakref.WeakKeyDictionary()
+    def __init__(
+        self,
+        run: RunState,
+        owner: Any,
+        carry_out: Callable[[RunState], RunState],
+        planned_length: Callable[[], tuple[int, int] | None],
+    ) -> None:
+        #: The run's record: what hooks see; loops and effects replace it.
+        self.run = run
+        self._owner = owner
+        #: Carries out a state's pending effects (the effect interpreter's); see the module docstring.
+        self.carry_out = carry_out
+        self._planned_length = planned_length
+        self.hook_list: list[Hook] = []
+        self.fn_hooks: list[FnHook[Any]] = []
+        self.pipeline = Pipeline.of(())
+        #: States of hooks run here by hand without being registered (never checkpointed).
+        self.detached: weakref.WeakKeyDictionary[Hook, Any] = weakref.WeakKeyDictionary()
         #: Work an effect deferred to the end of the event being dispatched (checkpoint writes,
-        #: so they hold every hook's state after the event).
-        self._event_end = []
-        #: How many of ``_run.effects`` are carried out already. Effects accumulate during an
+        #: so they hold every hook's state after the event; then deletions).
+        self.event_end: list[Callable[[], None]] = []
+        #: The checkpoint dicts being saved or loaded (innermost last): ``AddToCheckpoint`` edits
+        #: the innermost.
+        self.open_checkpoints: list[dict[str, Any]] = []
+        #: How many of ``run.effects`` are carried out already. Effects accumulate during an
         #: event and are cleared once at its end: one record update per event, not per hook.
-        self._done = 0
-
-    # -- the cell --------------------------------------------------------------------------------
-    @property
-    def run_state(self) -> RunState:
-        """The current run state (what hooks see)."""
-        return self._run
-
-    @run_state.setter
-    def run_state(self, value: RunState) -> None:
-        self._run = value
+        self.done = 0
 
     # -- registration ------------------------------------------------------------------------------
     @property
-    def hooks(self) -> list[Hook]:
-        """The registered hooks in call order (a copy)."""
-        return list(self._hooks)
-
-    @property
     def hook_names(self) -> list[str]:
-        """The unique name of each hook in :attr:`hooks` (its key in states and checkpoints)."""
-        return [fn.name for fn in self._fn_hooks]
+        """The unique name of each hook in call order (its key in states and checkpoints)."""
+        return [fn.name for fn in self.fn_hooks]
 
-    @property
-    def _hooks(self) -> list[Hook]:
-        """The registered hooks in call order (MMEngine's attribute; the list itself)."""
-        return self._hook_list
-
-    @_hooks.setter
-    def _hooks(self, hooks: list[Hook]) -> None:
-        # MMEngine's tests and tools reset ``runner._hooks = []`` and register again: the
-        # pipeline and the names follow the new list.
-        hook_list: list[Hook] = []
+    def replace_hooks(self, hooks: list[Hook]) -> None:
+        """Make ``hooks`` the registered hooks, in that order (MMEngine's ``runner._hooks = [...]``)."""
         fn_hooks: list[FnHook[Any]] = []
         for hook in hooks:
             fn_hooks.append(_fn_hook(hook, _unique_name(type(hook).__name__, fn_hooks)))
-            hook_list.append(hook)
-        self._pipeline = Pipeline.of(fn_hooks)
-        self._hook_list, self._fn_hooks = hook_list, fn_hooks
+        self.pipeline = Pipeline.of(fn_hooks)
+        self.hook_list, self.fn_hooks = list(hooks), fn_hooks
 
     def register_hook(self, hook: Hook | Mapping[str, Any], priority: PriorityLike | None = None) -> None:
         """Register ``hook`` in MMEngine's order.
@@ -153,18 +145,20 @@ class HookHostMixin:
             hook.priority = priority
         value = get_priority(hook.priority)
         index = 0
-        for i in range(len(self._hooks) - 1, -1, -1):
-            if value >= get_priority(self._hooks[i].priority):
+        for i in range(len(self.hook_list) - 1, -1, -1):
+            if value >= get_priority(self.hook_list[i].priority):
                 index = i + 1
                 break
-        fn_hooks = list(self._fn_hooks)
+        fn_hooks = list(self.fn_hooks)
         fn_hooks.insert(index, _fn_hook(hook, _unique_name(type(hook).__name__, fn_hooks)))
-        self._pipeline = Pipeline.of(fn_hooks)  # checks names and owned state before any change
-        self._fn_hooks = fn_hooks
-        self._hook_list.insert(index, hook)
-        bind_runner(hook, self)
+        self.pipeline = Pipeline.of(fn_hooks)  # checks names and owned state before any change
+        self.fn_hooks = fn_hooks
+        self.hook_list.insert(index, hook)
+        bind_runner(hook, self._owner)
 
-    def register_default_hooks(self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None) -> None:
+    def register_default_hooks(
+        self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None, train_cfg: Any = None
+    ) -> None:
         """Register MMEngine's six default hooks merged with ``hooks``.
 
         A key set to ``None`` removes that default; any other value replaces the default of
@@ -172,12 +166,13 @@ class HookHostMixin:
 
         Args:
             hooks: the user's ``default_hooks``.
+            train_cfg: the train loop's config (the default checkpoint interval follows it).
 
         Raises:
             KeyError: ``None`` given for a key that is not a default hook.
             TypeError: ``hooks`` is not a dict.
         """
-        merged: dict[str, Any] = {**DEFAULT_HOOKS, "checkpoint": self._default_checkpoint_cfg()}
+        merged: dict[str, Any] = {**DEFAULT_HOOKS, "checkpoint": _default_checkpoint_cfg(train_cfg)}
         if hooks is not None:
             if not isinstance(hooks, Mapping):
                 raise TypeError(f"default_hooks must be a dict of name -> hook, got {hooks!r}")
@@ -194,20 +189,6 @@ class HookHostMixin:
         for value in merged.values():
             self.register_hook(value)
 
-    def _default_checkpoint_cfg(self) -> dict[str, Any]:
-        """The default CheckpointHook: every epoch, or with each validation of an iteration loop.
-
-        MMEngine's default ``CheckpointHook(interval=1, by_epoch=True)`` saves a single
-        ``epoch_1.pth`` at the end of an iteration-based run; fengine's hook follows the loop kind,
-        so the default saves ``iter_N.pth`` every ``val_interval`` iterations instead of every one.
-        """
-        train_cfg = getattr(self, "_train_loop", None)
-        if isinstance(train_cfg, Mapping) and (
-            train_cfg.get("by_epoch") is False or train_cfg.get("type") == "IterBasedTrainLoop"
-        ):
-            return {**DEFAULT_HOOKS["checkpoint"], "interval": int(train_cfg.get("val_interval", 1000))}
-        return dict(DEFAULT_HOOKS["checkpoint"])
-
     def register_custom_hooks(self, hooks: list[Hook | Mapping[str, Any]]) -> None:
         """Register each of ``hooks`` in list order (see :meth:`register_hook`)."""
         if not isinstance(hooks, (list, tuple)):
@@ -219,15 +200,16 @@ class HookHostMixin:
         self,
         default_hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None,
         custom_hooks: list[Hook | Mapping[str, Any]] | None = None,
+        train_cfg: Any = None,
     ) -> None:
         """Register the default hooks, then the custom ones."""
-        self.register_default_hooks(default_hooks)
+        self.register_default_hooks(default_hooks, train_cfg)
         if custom_hooks is not None:
             self.register_custom_hooks(custom_hooks)
 
     def get_hooks_info(self) -> str:
         """MMEngine's per-stage listing of hooks: ``(PRIORITY) ClassName`` lines per stage."""
-        triggered = [(hook, set(hook.get_triggered_stages())) for hook in self._hooks]
+        triggered = [(hook, set(hook.get_triggered_stages())) for hook in self.hook_list]
         blocks = []
         for stage in STAGES:
             lines = [
@@ -240,37 +222,36 @@ class HookHostMixin:
         return "\n".join(blocks)
 
     # -- dispatch ------------------------------------------------------------------------------
-    def _fire(self, event: Event, batch_idx: int | None = None, data_batch: Any = None,
-              outputs: Any = None, metrics: Any = None, checkpoint: Any = None) -> None:
-        if not self._pipeline.due(event, self._run, batch_idx):  # no handler due: no cost
+    def fire(self, event: Event, batch_idx: int | None = None, data_batch: Any = None,
+             outputs: Any = None, metrics: Any = None, checkpoint: Any = None) -> None:
+        """Dispatch ``event`` to the hooks due at it, carrying out their effects; then the event's deferred work."""
+        if not self.pipeline.due(event, self.run, batch_idx):  # no handler due: no cost
             return
-        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self)
-        mark = len(self._event_end)
+        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self._owner)
+        mark = len(self.event_end)
         try:
-            run = dispatch(self._pipeline, event, self._run, info, self._carry_out)
+            run = dispatch(self.pipeline, event, self.run, info, self.carry_out)
         except BaseException:
-            self._abandon_event(mark)
+            self.abandon_event(mark)
             raise
-        self._end_event(run, mark)
+        self.end_event(run, mark)
 
-    def _end_event(self, run: RunState, mark: int) -> None:
-        self._run = run.replace(effects=()) if run.effects else run
-        self._done = 0
-        tasks = self._event_end[mark:]
-        del self._event_end[mark:]
+    def end_event(self, run: RunState, mark: int) -> None:
+        """Take ``run`` (its effects done) as the record and run the work deferred since ``mark``."""
+        self.run = run.replace(effects=()) if run.effects else run
+        self.done = 0
+        tasks = self.event_end[mark:]
+        del self.event_end[mark:]
         for task in tasks:
             task()
 
-    def _abandon_event(self, mark: int) -> None:
+    def abandon_event(self, mark: int) -> None:
+        """Drop the work deferred since ``mark`` and the pending effects (a hook failed mid-event)."""
         # A hook failed mid-event: nothing it deferred is written, and no effect is replayed.
-        del self._event_end[mark:]
-        if self._run.effects:
-            self._run = self._run.replace(effects=())
-        self._done = 0
-
-    def _carry_out(self, run: RunState) -> RunState:
-        """Carry out ``run.effects`` not yet carried out, returning the resulting state."""
-        raise NotImplementedError
+        del self.event_end[mark:]
+        if self.run.effects:
+            self.run = self.run.replace(effects=())
+        self.done = 0
 
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
         """Call ``fn_name`` on every hook in order, as MMEngine's ``call_hook``.
@@ -287,14 +268,14 @@ class HookHostMixin:
             unknown = sorted(set(kwargs) - set(_INFO_KEYS))
             if unknown:
                 raise TypeError(f"call_hook({fn_name!r}) got unexpected keywords {unknown}; accepted {list(_INFO_KEYS)}")
-            self._fire(Event(fn_name), **kwargs)
+            self.fire(Event(fn_name), **kwargs)
             return
-        for hook in list(self._hooks):
+        for hook in list(self.hook_list):
             method = getattr(hook, fn_name, None)
             if method is None:
                 continue
             try:
-                method(self, **kwargs)
+                method(self._owner, **kwargs)
             except TypeError as error:
                 raise TypeError(f"{error} in {hook!r}") from None
 
@@ -304,52 +285,66 @@ class HookHostMixin:
         This is what built-in hooks' MMEngine-named methods call. A hook that is not registered
         keeps its state beside the run (not in it, so it never enters checkpoints).
         """
-        index = next((i for i, h in enumerate(self._hooks) if h is hook), None)
-        fn = self._fn_hooks[index] if index is not None else hook.to_fn_hook(f"{type(hook).__name__}@detached")
+        index = next((i for i, h in enumerate(self.hook_list) if h is hook), None)
+        fn = self.fn_hooks[index] if index is not None else hook.to_fn_hook(f"{type(hook).__name__}@detached")
         if event not in fn.on:
             return
-        info = attrs.evolve(info, time=info.time or time.time(), runner=info.runner if info.runner is not None else self)
+        info = attrs.evolve(info, time=info.time or time.time(), runner=info.runner if info.runner is not None else self._owner)
         single = Pipeline(hooks=(fn,), by_event={event: ((fn, fn.on[event]),)})
-        run = self._run
+        run = self.run
         if index is None:
-            run = run.replace(hook_states={**run.hook_states, fn.name: self._detached.get(hook, fn.init)})
-        bind_runner(hook, self)
-        if run.max_iters == 0 and getattr(self, "_train_loop", None) is not None:
+            run = run.replace(hook_states={**run.hook_states, fn.name: self.detached.get(hook, fn.init)})
+        bind_runner(hook, self._owner)
+        planned = self._planned_length() if run.max_iters == 0 else None
+        if planned is not None:
             # Called by hand before train(): the run is as long as the configured loop (MMEngine).
-            loop = getattr(self, "train_loop")  # noqa: B009  (a Runner property, built on first use)
-            run = run.replace(max_epochs=loop.max_epochs, max_iters=loop.max_iters)
+            run = run.replace(max_epochs=planned[0], max_iters=planned[1])
         # Called by hand with a checkpoint dict, the hook's AddToCheckpoint effects edit that dict.
         checkpoint = info.checkpoint if isinstance(info.checkpoint, dict) else None
-        opened = checkpoint is not None and not (self._open_checkpoints and self._open_checkpoints[-1] is checkpoint)
+        opened = checkpoint is not None and not (self.open_checkpoints and self.open_checkpoints[-1] is checkpoint)
         if checkpoint is not None and opened:
-            self._open_checkpoints.append(checkpoint)
-        mark = len(self._event_end)
+            self.open_checkpoints.append(checkpoint)
+        mark = len(self.event_end)
         try:
-            run = dispatch(single, event, run, info, self._carry_out)
+            run = dispatch(single, event, run, info, self.carry_out)
         except BaseException:
-            self._abandon_event(mark)
+            self.abandon_event(mark)
             raise
         finally:
             if opened:
-                self._open_checkpoints.pop()
+                self.open_checkpoints.pop()
         if index is None:
             states = dict(run.hook_states)
-            self._detached[hook] = states.pop(fn.name)
+            self.detached[hook] = states.pop(fn.name)
             run = run.replace(hook_states=states)
-        self._end_event(run, mark)
+        self.end_event(run, mark)
 
     def state_of(self, hook: Hook) -> Any:
         """The current state of ``hook``: registered here, or run here by hand (else ``None``)."""
-        index = next((i for i, h in enumerate(self._hooks) if h is hook), None)
+        index = next((i for i, h in enumerate(self.hook_list) if h is hook), None)
         if index is None:
-            return self._detached.get(hook)
-        fn = self._fn_hooks[index]
-        return self._run.hook_states.get(fn.name, fn.init)
+            return self.detached.get(hook)
+        fn = self.fn_hooks[index]
+        return self.run.hook_states.get(fn.name, fn.init)
 
     def hook_states(self) -> dict[str, Any]:
         """Every registered hook's current state, by name (initial states for untouched hooks)."""
-        states = self._run.hook_states
-        return {fn.name: states.get(fn.name, fn.init) for fn in self._fn_hooks}
+        states = self.run.hook_states
+        return {fn.name: states.get(fn.name, fn.init) for fn in self.fn_hooks}
+
+
+def _default_checkpoint_cfg(train_cfg: Any) -> dict[str, Any]:
+    """The default CheckpointHook: every epoch, or with each validation of an iteration loop.
+
+    MMEngine's default ``CheckpointHook(interval=1, by_epoch=True)`` saves a single
+    ``epoch_1.pth`` at the end of an iteration-based run; fengine's hook follows the loop kind,
+    so the default saves ``iter_N.pth`` every ``val_interval`` iterations instead of every one.
+    """
+    if isinstance(train_cfg, Mapping) and (
+        train_cfg.get("by_epoch") is False or train_cfg.get("type") == "IterBasedTrainLoop"
+    ):
+        return {**DEFAULT_HOOKS["checkpoint"], "interval": int(train_cfg.get("val_interval", 1000))}
+    return dict(DEFAULT_HOOKS["checkpoint"])
 
 
 def _unique_name(base: str, fn_hooks: list[FnHook[Any]]) -> str:

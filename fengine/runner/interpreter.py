@@ -23,8 +23,10 @@ from fengine.core import effects as fx
 from fengine.core.run import RunState
 from fengine.runner.base_loop import epoch_sampler
 from fengine.runner.checkpoint import read_checkpoint
+from fengine.runner.checkpointing import Checkpointer
+from fengine.runner.hook_host import HookHost
+from fengine.runner.parts import Parts
 from fengine.runner.profiler import ProfilerSession
-from fengine.runner.resuming import ResumeMixin
 from fengine.utils.fileio import atomic_write
 
 
@@ -75,22 +77,54 @@ def built_schedulers(schedulers: Any) -> list[Any]:
     return [s for group in groups for s in group if not isinstance(s, Mapping)]
 
 
-class EffectInterpreter(ResumeMixin):
-    """Carries out effects (``_carry_out``), one handler per effect type."""
+class EffectInterpreter:
+    """Carries out effects (:meth:`carry_out`), one handler per effect type.
 
-    visualizer: Any
-    log_processor: Any
-    timestamp: str
-    log_dir: str
-    _profiler: ProfilerSession
-    _tensorboard: Any
+    Args:
+        host: the hook host (the run's record, the event's deferred work).
+        parts: the run's components (the optimizer wrapper, the schedulers, the train loop).
+        checkpointer: writes the checkpoints hooks ask for and deletes what they let go.
+        runner: what MMEngine's log processor is handed (``get_log_after_iter(runner, ...)``).
+        logger: the run's logger.
+        message_hub: the run's message hub.
+        visualizer: the run's visualizer (scalars of log lines).
+        log_processor: formats log lines.
+        profiler: the run's profiler session.
+        rank: this process's rank (file effects act on rank 0 only).
+        log_dir: the run's log folder (``<work_dir>/<timestamp>``).
+        timestamp: the run's timestamp (names the scalar and log files).
+    """
 
-    def _carry_out(self, run: RunState) -> RunState:
-        # Effects stay in the record until the event ends (see HookHostMixin._done); an effect
-        # that dispatches an event of its own (a save) may clear them meanwhile, so the pending
-        # ones are taken first.
-        pending = run.effects[self._done :]
-        self._run, self._done = run, len(run.effects)
+    def __init__(
+        self,
+        host: HookHost,
+        parts: Parts,
+        checkpointer: Checkpointer,
+        runner: Any,
+        logger: logging.Logger,
+        message_hub: Any,
+        visualizer: Any,
+        log_processor: Any,
+        profiler: ProfilerSession,
+        rank: int,
+        log_dir: str,
+        timestamp: str,
+    ) -> None:
+        self._host, self._parts, self._checkpointer, self._runner = host, parts, checkpointer, runner
+        self._logger, self._message_hub = logger, message_hub
+        self.visualizer, self.log_processor, self.profiler = visualizer, log_processor, profiler
+        self._rank, self._log_dir, self._timestamp = rank, log_dir, timestamp
+        #: The TensorBoard writer: ``None`` until first needed, ``False`` without tensorboard.
+        self.tensorboard: Any = None
+
+    def carry_out(self, run: RunState) -> RunState:
+        """Carry out ``run.effects`` not carried out yet, in order; returns the resulting record."""
+        # Effects stay in the record until the event ends (see HookHost.done); an effect that
+        # dispatches an event of its own (a save) may clear them meanwhile, so the pending ones
+        # are taken first.
+        host = self._host
+        pending = run.effects[host.done :]
+        host.run, host.done = run, len(run.effects)
         for effect in pending:
             handler = _HANDLERS.get(type(effect))
             if handler is None:
@@ -99,14 +133,17 @@ class EffectInterpreter(ResumeMixin):
                     f"{', '.join(t.__name__ for t in _HANDLERS)}"
                 )
             handler(self, effect)
-        return self._run
+        return host.run
 
     # -- checkpoints and files -------------------------------------------------------------------
+    def _save(self, effect: fx.SaveCheckpoint) -> None:
+        self._checkpointer.save_requested(effect)
+
     def _publish(self, effect: fx.PublishCheckpoint) -> None:
-        if self.rank != 0:
+        if self._rank != 0:
             return
         if not os.path.exists(effect.src):  # saved earlier in this very event: write it first
-            tasks, self._event_end[:] = list(self._event_end), []
+            tasks, self._host.event_end[:] = list(self._host.event_end), []
             for task in tasks:
                 task()
         checkpoint = read_checkpoint(effect.src, decode=False)  # copied as it is stored
@@ -114,30 +151,30 @@ class EffectInterpreter(ResumeMixin):
         for key in removed:
             checkpoint.pop(key)
         if removed:
-            self.logger.warning(f"Key {removed} will be removed because they are not found in published_keys.")
+            self._logger.warning(f"Key {removed} will be removed because they are not found in published_keys.")
         checkpoint.get("meta", {}).pop("checksum", None)
         digest = hashlib.sha256(pickle.dumps(checkpoint)).hexdigest()
         target = f"{os.path.splitext(effect.src)[0]}-{digest[:8]}.pth"
-        self._write_checkpoint(checkpoint, target)
-        self.logger.info(f"The checkpoint ({effect.src}) is published to {target}.")
+        self._checkpointer.write(checkpoint, target)
+        self._logger.info(f"The checkpoint ({effect.src}) is published to {target}.")
 
     def _remove(self, effect: fx.RemoveFile) -> None:
         # Carried out at the end of the event, and only for this run's own checkpoints inside its
         # folders: a path that came from a checkpoint may point anywhere.
-        if self.rank != 0:
+        if self._rank != 0:
             return
-        self._defer_removal(os.path.join(str(self.work_dir), effect.path))
+        self._checkpointer.defer_removal(os.path.join(self._host.run.work_dir, effect.path))
 
     def _add_to_checkpoint(self, effect: fx.AddToCheckpoint) -> None:
-        if not self._open_checkpoints:
+        if not self._host.open_checkpoints:
             raise ValueError(
                 f"AddToCheckpoint({effect.key!r}) was emitted outside before_save_checkpoint / "
                 "after_load_checkpoint, where there is no checkpoint to add to"
             )
-        self._open_checkpoints[-1][effect.key] = effect.value
+        self._host.open_checkpoints[-1][effect.key] = effect.value
 
     def _export_logs(self, effect: fx.ExportLogs) -> None:
-        if self.rank != 0:
+        if self._rank != 0:
             return
         copied = []
         for folder, _, files in os.walk(effect.src_dir):
@@ -148,84 +185,84 @@ class EffectInterpreter(ResumeMixin):
                     with open(source, "rb") as handle:
                         atomic_write(target, handle.read())
                     copied.append(source)
-        self.logger.info(f"The log files under {effect.src_dir} are copied to {effect.dst_dir}.")
+        self._logger.info(f"The log files under {effect.src_dir} are copied to {effect.dst_dir}.")
         if not effect.keep_local:
-            for handler in list(self.logger.handlers):
+            for handler in list(self._logger.handlers):
                 if isinstance(handler, logging.FileHandler):
                     handler.close()
-                    self.logger.removeHandler(handler)
+                    self._logger.removeHandler(handler)
             for source in copied:
                 os.remove(source)
 
     # -- logging ---------------------------------------------------------------------------------
     def _log_text(self, effect: fx.LogText) -> None:
-        self.logger.log(effect.level, effect.message)
+        self._logger.log(effect.level, effect.message)
 
     def _log_step(self, effect: fx.LogStep) -> None:
         if effect.mode == "train":
-            self._check_losses()
+            self._parts.check_losses()
         if effect.kind == "iter":
-            tag, line = self.log_processor.get_log_after_iter(self, effect.batch_idx, effect.mode)
+            tag, line = self.log_processor.get_log_after_iter(self._runner, effect.batch_idx, effect.mode)
         elif effect.kind == "epoch":
             tag, line = self.log_processor.get_log_after_epoch(
-                self, effect.batch_idx + 1, effect.mode, with_non_scalar=effect.mode == "test"
+                self._runner, effect.batch_idx + 1, effect.mode, with_non_scalar=effect.mode == "test"
             )
         else:
             raise ValueError(f"LogStep.kind must be 'iter' or 'epoch', got {effect.kind!r}")
-        self.logger.info(line)
+        self._logger.info(line)
         if not effect.scalars:
             return
         if effect.mode == "test" and effect.kind == "epoch":
             # MMEngine's LoggerHook dumps the test summary to one JSON file instead of the backends.
-            if self.rank == 0:
+            if self._rank == 0:
                 data = json.dumps(_serialisable(tag))
-                atomic_write(os.path.join(self.log_dir, f"{self.timestamp}.json"), data.encode())
+                atomic_write(os.path.join(self._log_dir, f"{self._timestamp}.json"), data.encode())
             return
-        self.visualizer.add_scalars(tag, step=effect.step, file_path=f"{self.timestamp}.json")
+        self.visualizer.add_scalars(tag, step=effect.step, file_path=f"{self._timestamp}.json")
 
     def _update_scalars(self, effect: fx.UpdateScalars) -> None:
-        update = self.message_hub.update_scalar
+        update = self._message_hub.update_scalar
         for key, value in effect.values.items():
             update(key, value)
 
     def _update_info(self, effect: fx.UpdateInfo) -> None:
         for key, value in effect.values.items():
-            self.message_hub.update_info(key, value)
+            self._message_hub.update_info(key, value)
         for key in effect.pop:
-            self.message_hub.pop_info(key)
+            self._message_hub.pop_info(key)
 
     def _record_optimizer_scalars(self, effect: fx.RecordOptimizerScalars) -> None:
-        rates = self.optim_wrapper.get_lr()
+        rates = self._parts.optim_wrapper.get_lr()
         if not isinstance(rates, dict):
             raise TypeError(
                 f"`runner.optim_wrapper.get_lr()` should return a dict of learning rates, got {rates!r}"
             )
-        update = self.message_hub.update_scalar
+        update = self._message_hub.update_scalar
         for name, values in rates.items():
             update(f"train/{name}", values[0])
 
     def _write_tensorboard(self, effect: fx.WriteTensorboard) -> None:
-        if self.rank != 0:
+        if self._rank != 0:
             return
-        if self._tensorboard is None:
+        if self.tensorboard is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                self.logger.debug("tensorboard is not installed; TensorBoard scalars are not written")
-                self._tensorboard = False
+                self._logger.debug("tensorboard is not installed; TensorBoard scalars are not written")
+                self.tensorboard = False
                 return
-            self._tensorboard = SummaryWriter(os.path.join(self.log_dir, "vis_data"))
-        if self._tensorboard is not False:
+            self.tensorboard = SummaryWriter(os.path.join(self._log_dir, "vis_data"))
+        if self.tensorboard is not False:
             for key, value in effect.values.items():
-                self._tensorboard.add_scalar(key, float(value), effect.step)
+                self.tensorboard.add_scalar(key, float(value), effect.step)
 
     # -- training control ------------------------------------------------------------------------
     def _stop_training(self, effect: fx.StopTraining) -> None:
-        self._run = attrs.evolve(self._run, stop_training=True)
+        self._host.run = attrs.evolve(self._host.run, stop_training=True)
 
     def _step_schedulers(self, effect: fx.StepSchedulers) -> None:
         stepped = False
-        for scheduler in built_schedulers(self.param_schedulers):
+        for scheduler in built_schedulers(self._parts.param_schedulers):
             if scheduler.by_epoch != effect.by_epoch:
                 continue
             if effect.metrics is None:
@@ -235,12 +272,12 @@ class EffectInterpreter(ResumeMixin):
                 scheduler.step(effect.metrics)
                 stepped = True
         # The schedulers wrote ``param_groups``: the run's record takes the new hyper-parameters.
-        opt_state = getattr(getattr(self.optim_wrapper, "optimizer", None), "opt_state", None) if stepped else None
+        opt_state = getattr(getattr(self._parts.optim_wrapper, "optimizer", None), "opt_state", None) if stepped else None
         if opt_state is not None:
-            self._run = self._run.replace(state=self._run.state.replace(opt_state=opt_state))
+            self._host.run = self._host.run.replace(state=self._host.run.state.replace(opt_state=opt_state))
 
     def _set_sampler_epoch(self, effect: fx.SetSamplerEpoch) -> None:
-        sampler = epoch_sampler(getattr(self._train_loop, "dataloader", None))
+        sampler = epoch_sampler(getattr(self._parts.train_loop, "dataloader", None))
         if sampler is not None:
             sampler.set_epoch(effect.epoch)
 
@@ -251,11 +288,11 @@ class EffectInterpreter(ResumeMixin):
 
     def _sync_buffers(self, effect: fx.SyncBuffers) -> None:
         if dist.is_distributed():
-            for buffer in self.model.buffers():
+            for buffer in self._parts.model.buffers():
                 dist.all_reduce(buffer, op="mean")
 
     def _load_weights(self, effect: fx.LoadWeights) -> None:
-        live = {**self._run.params, **self._run.buffers}
+        live = {**self._host.run.params, **self._host.run.buffers}
         unknown = sorted(set(effect.tensors) - set(live))
         if unknown:
             raise KeyError(f"LoadWeights names tensors the model does not have: {unknown}")
@@ -264,11 +301,11 @@ class EffectInterpreter(ResumeMixin):
                 live[name].copy_(tensor)
 
     def _profile(self, effect: fx.ProfilerAction) -> None:
-        self._profiler.apply(effect.action, effect.options)
+        self.profiler.apply(effect.action, effect.options)
 
 
 _HANDLERS: Mapping[type, Callable[[Any, Any], None]] = {
-    fx.SaveCheckpoint: EffectInterpreter._save_requested,
+    fx.SaveCheckpoint: EffectInterpreter._save,
     fx.PublishCheckpoint: EffectInterpreter._publish,
     fx.RemoveFile: EffectInterpreter._remove,
     fx.AddToCheckpoint: EffectInterpreter._add_to_checkpoint,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fengine.core.events import Event
@@ -67,9 +67,14 @@ class _TrainLoop(BaseLoop):
         self.check_finite = check_finite
         #: The losses not checked yet (``check_finite=True``: read at the check points only).
         self.finite_watch = FiniteWatch()
-        #: ``step(state, data_batch) -> (state, outputs)``, set by the runner when training
-        #: starts (:func:`fengine.runner.train_step.runner_train_step`).
+        # What the runner hands the loop when training starts (Runner.train):
+        #: ``step(state, data_batch) -> (state, outputs)``
+        #: (:func:`fengine.runner.train_step.runner_train_step`).
         self.train_step: RunnerStep = _not_started
+        #: Runs the validation loop, or ``None`` without one.
+        self.validate: Callable[[], Any] | None = None
+        #: The generators' states and data position of a resumed checkpoint, taken once.
+        self.resume_point: tuple[RngState | None, Mapping[str, Any] | None] = (None, None)
         self._validated_at: int | None = None
         self._epoch_start_rng: RngState | None = None
         metainfo = getattr(getattr(self.dataloader, "dataset", None), "metainfo", None)
@@ -92,10 +97,10 @@ class _TrainLoop(BaseLoop):
     def _validate_if_due(self) -> bool:
         count = self._position()
         last = self.max_epochs if isinstance(self, EpochBasedTrainLoop) else self.max_iters
-        if self._runner._val_loop is None or not self.schedule.due(count, last):
+        if self.validate is None or not self.schedule.due(count, last):
             return False
         self._validated_at = count
-        self._runner.val_loop.run()
+        self.validate()
         return True
 
     def data_position(self, epoch: int, iteration: int) -> dict[str, Any]:
@@ -139,25 +144,30 @@ class _TrainLoop(BaseLoop):
             f"was kept; newest complete checkpoint: {where}"
         )
 
+    def _take_resume_point(self) -> tuple[RngState | None, Mapping[str, Any] | None]:
+        point, self.resume_point = self.resume_point, (None, None)
+        return point
+
     def _run_iter(self, batch_idx: int, data_batch: Any) -> None:
-        runner = self._runner
-        runner._fire(Event.BEFORE_TRAIN_ITER, batch_idx, data_batch)
+        host = self._host
+        self.fire(Event.BEFORE_TRAIN_ITER, batch_idx, data_batch)
         if self.check_finite == "skip":
+            runner = self._runner
             guard = NonFiniteGuard(runner.optim_wrapper)
             outputs = runner.model.train_step(data_batch, optim_wrapper=guard)
-            runner._run = runner._run.replace(state=follow_module(runner._run.state, runner.optim_wrapper))
+            host.run = run = host.run.replace(state=follow_module(host.run.state, runner.optim_wrapper))
             if guard.skipped:
-                check_finite_loss(outputs, runner, batch_idx, skipped=True)
+                check_finite_loss(outputs, run, runner.logger, batch_idx, skipped=True)
         else:
-            state, outputs = self.train_step(runner._run.state, data_batch)
-            runner._run = run = runner._run.replace(state=state)
+            state, outputs = self.train_step(host.run.state, data_batch)
+            host.run = run = host.run.replace(state=state)
             if self.check_finite == "eager":
-                check_finite_loss(outputs, runner, batch_idx)
+                check_finite_loss(outputs, run, None, batch_idx)
             elif self.check_finite:
                 self.finite_watch.add(outputs, run.iter, run.epoch, batch_idx)
-        runner._fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
-        run = runner._run
-        runner._run = run.replace(iter=run.iter + 1)
+        self.fire(Event.AFTER_TRAIN_ITER, batch_idx, data_batch, outputs)
+        run = host.run
+        host.run = run.replace(iter=run.iter + 1)
 
 
 @LOOPS.register_module()
@@ -197,7 +207,7 @@ class EpochBasedTrainLoop(_TrainLoop):
             max_epochs=int(max_epochs),
             max_iters=int(max_epochs) * length,
             train_by_epoch=True,
-            dataloader_len={**runner._run.dataloader_len, "train": length},
+            dataloader_len={**self._host.run.dataloader_len, "train": length},
         )
         self._epoch_start_iter = self._iter
         self._skip = 0
@@ -216,9 +226,8 @@ class EpochBasedTrainLoop(_TrainLoop):
 
     def run(self) -> Any:
         """Train until ``max_epochs`` (or a stop request); returns the model."""
-        runner = self._runner
-        runner._fire(Event.BEFORE_TRAIN)
-        rng, position = runner._take_resume_point()
+        self.fire(Event.BEFORE_TRAIN)
+        rng, position = self._take_resume_point()
         self._restore_position(position)
         inner = int(position.get("inner_iter", 0)) if position else self._inner_from_counters()
         if inner:
@@ -237,14 +246,13 @@ class EpochBasedTrainLoop(_TrainLoop):
         except KeyboardInterrupt:
             self._interrupted()
             raise
-        runner._fire(Event.AFTER_TRAIN)
-        return runner.model
+        self.fire(Event.AFTER_TRAIN)
+        return self._runner.model
 
     def run_epoch(self) -> None:
         """One epoch: ``before_train_epoch``, the iterations, ``after_train_epoch``, ``epoch += 1``."""
-        runner = self._runner
-        runner._fire(Event.BEFORE_TRAIN_EPOCH)
-        runner.model.train()
+        self.fire(Event.BEFORE_TRAIN_EPOCH)
+        self._runner.model.train()
         skip, (start_rng, saved_rng) = self._skip, self._skip_rng
         self._skip, self._skip_rng = 0, (None, None)
         if start_rng is not None:
@@ -258,10 +266,10 @@ class EpochBasedTrainLoop(_TrainLoop):
         for batch_idx, data_batch in enumerate(batches, start=skip):
             self.run_iter(batch_idx, data_batch)
         self.finite_watch.check()
-        runner._fire(Event.AFTER_TRAIN_EPOCH)
-        run = runner._run
-        runner._run = run.replace(epoch=run.epoch + 1)
-        self._epoch_start_iter = runner._run.iter
+        self.fire(Event.AFTER_TRAIN_EPOCH)
+        run = self._host.run
+        self._host.run = run.replace(epoch=run.epoch + 1)
+        self._epoch_start_iter = run.iter
 
     def run_iter(self, idx: int, data_batch: Any) -> None:
         """One iteration: hooks around ``model.train_step``, then ``iter += 1``."""
@@ -346,7 +354,7 @@ class IterBasedTrainLoop(_TrainLoop):
             max_epochs=1,
             max_iters=int(max_iters),
             train_by_epoch=False,
-            dataloader_len={**runner._run.dataloader_len, "train": len(self.dataloader)},
+            dataloader_len={**self._host.run.dataloader_len, "train": len(self.dataloader)},
         )
         self.dataloader_iterator = _InfiniteIterator(self.dataloader, self)
 
@@ -362,10 +370,9 @@ class IterBasedTrainLoop(_TrainLoop):
 
     def run(self) -> Any:
         """Train until ``max_iters`` (or a stop request); returns the model."""
-        runner = self._runner
-        runner._fire(Event.BEFORE_TRAIN)
-        runner._fire(Event.BEFORE_TRAIN_EPOCH)
-        rng, position = runner._take_resume_point()
+        self.fire(Event.BEFORE_TRAIN)
+        self.fire(Event.BEFORE_TRAIN_EPOCH)
+        rng, position = self._take_resume_point()
         self._restore_position(position)
         if isinstance(position, Mapping) and "pass" in position:
             # Re-create the saved pass of the dataloader, after its trained batches only.
@@ -379,7 +386,7 @@ class IterBasedTrainLoop(_TrainLoop):
             rng.restore()
         if not (isinstance(position, Mapping) and position.get("validated")):
             self._validate_if_due()
-        model = runner.model
+        model = self._runner.model
         try:
             while self._iter < self.max_iters and not self.stop_training:
                 if not model.training:  # validation (or a hook) left it in eval mode
@@ -391,9 +398,9 @@ class IterBasedTrainLoop(_TrainLoop):
             self._interrupted()
             raise
         self.finite_watch.check()
-        runner._fire(Event.AFTER_TRAIN_EPOCH)
-        runner._fire(Event.AFTER_TRAIN)
-        return runner.model
+        self.fire(Event.AFTER_TRAIN_EPOCH)
+        self.fire(Event.AFTER_TRAIN)
+        return self._runner.model
 
     def run_iter(self, data_batch: Any) -> None:
         """One iteration with ``batch_idx = runner.iter``."""

@@ -9,6 +9,7 @@ data position to the train loop, which restores them where the saved run stood.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -26,7 +27,9 @@ from fengine.runner.checkpoint import (
     apply_state_dict,
     revise_keys_of,
 )
-from fengine.runner.checkpointing import CheckpointMixin, restore_grads
+from fengine.runner.checkpointing import Checkpointer, restore_grads
+from fengine.runner.hook_host import HookHost
+from fengine.runner.parts import Parts
 from fengine.runner.resume_checks import counter_problem, optimizer_mismatch, weights_mismatch
 from fengine.runner.resume_selection import select_resume_checkpoint
 from fengine.runner.sharded_checkpoint import (
@@ -37,28 +40,51 @@ from fengine.runner.sharded_checkpoint import (
 _LENIENT = "resume with Runner(..., resume=dict(strict=False)) to load what fits, as MMEngine does"
 
 
-class ResumeMixin(CheckpointMixin):
-    """Loading and resuming (MMEngine's ``Runner`` methods of the same names)."""
+class Resumer:
+    """Loading and resuming (MMEngine's ``Runner`` methods of the same names).
 
-    _resume_point: dict[str, Any] | None
-    _has_loaded: bool
-    _load_from: str | None
-    _resume: bool
-    _randomness_cfg: dict[str, Any]
-    #: Whether resuming requires the checkpoint's hook states to match the registered hooks.
-    strict_hook_states: bool = True
-    #: Whether resuming requires the checkpoint to fit the run (weights, optimizer, counters);
-    #: ``Runner(resume=dict(strict=False))`` turns it off.
-    resume_strict: bool = True
+    Args:
+        host: the hook host (the run's record, the hooks).
+        parts: the run's components.
+        checkpointer: the run's checkpointer (its folders are where resuming looks).
+        message_hub: the run's message hub (restored from the checkpoint).
+        logger: where warnings and progress go.
+        work_dir: the run's folder.
+        rebuild: builds a component from its config again (``'optim_wrapper'``,
+            ``'param_schedulers'``), as MMEngine builds them before loading their states.
+        reseed: seeds the run again (``None``: the configured seed), when a checkpoint's differs.
+        configured_seed: the seed the run was configured with (``None`` for a random one).
+        load_from: ``Runner(load_from=...)``.
+        resume: ``Runner(resume=...)`` (a bool).
+        strict: ``Runner(resume=dict(strict=...))``.
+    """
 
-    def _build_optim_wrapper(self) -> Any:
-        raise NotImplementedError
-
-    def _build_param_schedulers(self) -> Any:
-        raise NotImplementedError
-
-    def _set_randomness(self, seed: int | None) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        host: HookHost,
+        parts: Parts,
+        checkpointer: Checkpointer,
+        message_hub: Any,
+        logger: logging.Logger,
+        work_dir: str,
+        rebuild: Callable[[str], Any],
+        reseed: Callable[[int | None], None],
+        configured_seed: Callable[[], int | None],
+        load_from: str | None,
+        resume: bool,
+        strict: bool,
+    ) -> None:
+        self._host, self._parts, self._checkpointer = host, parts, checkpointer
+        self._message_hub, self._logger, self._work_dir = message_hub, logger, work_dir
+        self._rebuild, self._reseed, self._configured_seed = rebuild, reseed, configured_seed
+        self._load_from, self._resume = load_from, resume
+        #: Whether resuming requires the checkpoint to fit the run (weights, optimizer, counters).
+        self.resume_strict = strict
+        #: Whether resuming requires the checkpoint's hook states to match the registered hooks.
+        self.strict_hook_states = True
+        #: Whether a checkpoint was loaded or resumed (``load_or_resume`` acts once).
+        self.has_loaded = False
+        self._resume_point: dict[str, Any] | None = None
 
     def load_checkpoint(
         self,
@@ -87,7 +113,7 @@ class ResumeMixin(CheckpointMixin):
             CheckpointError: a missing, unreadable or damaged file, or a strict mismatch.
             UntrustedCheckpointError: the file names a type that is not registered.
         """
-        checkpoint = read_checkpoint_or_directory(filename, map_location, self._unwrapped())
+        checkpoint = read_checkpoint_or_directory(filename, map_location, self._parts.unwrapped())
         self._apply_checkpoint(checkpoint, filename, strict, revise_keys)
         return checkpoint
 
@@ -99,19 +125,19 @@ class ResumeMixin(CheckpointMixin):
         revise_keys: Any = None,
         resume_strict: bool | None = None,
     ) -> None:
-        self._open_checkpoints.append(checkpoint)
+        self._host.open_checkpoints.append(checkpoint)
         try:
-            self._fire(Event.AFTER_LOAD_CHECKPOINT, checkpoint=checkpoint)
+            self._host.fire(Event.AFTER_LOAD_CHECKPOINT, checkpoint=checkpoint)
         finally:
-            self._open_checkpoints.pop()
+            self._host.open_checkpoints.pop()
         state_dict = checkpoint.get("state_dict", checkpoint)
         rules = [(r"^module\.", "")] if revise_keys is None else revise_keys
         revised = revise_keys_of(state_dict, rules)
         if resume_strict:
             self._check_weights(revised, filename)
-        apply_state_dict(self._unwrapped(), revised, strict, filename, self.logger.warning, bool(resume_strict))
-        self._has_loaded = True
-        self.logger.info(f"Load checkpoint from {filename}")
+        apply_state_dict(self._parts.unwrapped(), revised, strict, filename, self._logger.warning, bool(resume_strict))
+        self.has_loaded = True
+        self._logger.info(f"Load checkpoint from {filename}")
 
     def resume(
         self,
@@ -157,8 +183,8 @@ class ResumeMixin(CheckpointMixin):
             UntrustedCheckpointError: the file names a type that is not registered.
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
-        optimizer = self.optim_wrapper if resume_optimizer and callable(getattr(self.optim_wrapper, "state_dict", None)) else None
-        checkpoint = read_checkpoint_or_directory(filename, device, self._unwrapped(), optimizer)
+        optimizer = self._parts.optim_wrapper if resume_optimizer and callable(getattr(self._parts.optim_wrapper, "state_dict", None)) else None
+        checkpoint = read_checkpoint_or_directory(filename, device, self._parts.unwrapped(), optimizer)
         self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states, strict)
 
     def _resume_from(
@@ -175,50 +201,50 @@ class ResumeMixin(CheckpointMixin):
             raise CheckpointError(f"cannot resume from {filename!r}: its `meta` has no `epoch`/`iter` counters")
         fit = self.resume_strict if strict is None else strict
         self._check_counters(meta, filename, fit)
-        self._run = attrs.evolve(self._run, resumed=True)
+        self._host.run = attrs.evolve(self._host.run, resumed=True)
         self._apply_checkpoint(checkpoint, filename, resume_strict=fit)
         step: Any = checkpoint.get("step", meta["iter"])
-        self._run = self._run.replace(
-            state=self._run.state.replace(epoch=int(meta["epoch"]), iter=int(meta["iter"]), step=int(step))
+        self._host.run = self._host.run.replace(
+            state=self._host.run.state.replace(epoch=int(meta["epoch"]), iter=int(meta["iter"]), step=int(step))
         )
-        saved_seed, configured = meta.get("seed"), self._randomness_cfg.get("seed")
+        saved_seed, configured = meta.get("seed"), self._configured_seed()
         if saved_seed is not None and saved_seed != configured:
             if configured is not None:
-                self.logger.warning(
+                self._logger.warning(
                     f'The value of random seed in the checkpoint "{saved_seed}" is different from '
                     f'the value in `randomness` config "{configured}"'
                 )
-            self._set_randomness(saved_seed)
-        if pickle.dumps(meta.get("dataset_meta")) != pickle.dumps(self._train_dataset_meta()):
-            self.logger.warning(
+            self._reseed(saved_seed)
+        if pickle.dumps(meta.get("dataset_meta")) != pickle.dumps(self._parts.train_dataset_meta()):
+            self._logger.warning(
                 "The dataset metainfo from the resumed checkpoint is different from the current "
                 "training dataset, please check the correctness of the checkpoint or the training dataset."
             )
         if "message_hub" in checkpoint:
-            self.message_hub.load_state_dict(checkpoint["message_hub"])
+            self._message_hub.load_state_dict(checkpoint["message_hub"])
         if "optimizer" in checkpoint and resume_optimizer:
-            self.optim_wrapper = self._build_optim_wrapper()
+            self._parts.optim_wrapper = self._rebuild("optim_wrapper")
             if self._optimizer_fits(checkpoint["optimizer"], filename, fit):
-                self.optim_wrapper.load_state_dict(checkpoint["optimizer"])
-        if resume_param_scheduler and self.param_schedulers is None:
-            self.logger.warning(
+                self._parts.optim_wrapper.load_state_dict(checkpoint["optimizer"])
+        if resume_param_scheduler and self._parts.param_schedulers is None:
+            self._logger.warning(
                 "`resume_param_scheduler` is True but `runner.param_schedulers` is None, so "
                 "parameter schedulers are not resumed"
             )
         elif "param_schedulers" in checkpoint and resume_param_scheduler:
-            self.param_schedulers = self._build_param_schedulers()
-            _load_schedulers(self.param_schedulers, checkpoint["param_schedulers"], filename, self.logger.info)
-        restore_grads(self._unwrapped(), checkpoint.get("grads"), filename)
+            self._parts.param_schedulers = self._rebuild("param_schedulers")
+            _load_schedulers(self._parts.param_schedulers, checkpoint["param_schedulers"], filename, self._logger.info)
+        restore_grads(self._parts.unwrapped(), checkpoint.get("grads"), filename)
         strict = self.strict_hook_states if strict_hook_states is None else strict_hook_states
         self._restore_hook_states(checkpoint, filename, strict)
         self._confine_checkpoint_records(filename)
         self._resume_point = {"rng": checkpoint.get("rng"), "data_position": checkpoint.get("data_position")}
-        self._has_loaded = True
-        self.logger.info(f"resumed epoch: {self._run.epoch}, iter: {self._run.iter}")
+        self.has_loaded = True
+        self._logger.info(f"resumed epoch: {self._host.run.epoch}, iter: {self._host.run.iter}")
 
     # -- what a resumed checkpoint must satisfy (fengine.runner.resume_checks) ----------------------
     def _check_counters(self, meta: Mapping[str, Any], filename: str, strict: bool) -> None:
-        invalid, inconsistent = counter_problem(meta, self._train_loop)
+        invalid, inconsistent = counter_problem(meta, self._parts.train_loop)
         if invalid is not None:
             raise CheckpointError(f"cannot resume from {filename!r}: {invalid}")
         if inconsistent is None:
@@ -226,48 +252,48 @@ class ResumeMixin(CheckpointMixin):
         message = f"{filename!r} does not fit the configured training: {inconsistent}"
         if strict:
             raise CheckpointError(f"cannot resume: {message}; fix the config, or {_LENIENT}")
-        self.logger.warning(f"{message}; resuming anyway (strict=False)")
+        self._logger.warning(f"{message}; resuming anyway (strict=False)")
 
     def _check_weights(self, state_dict: Mapping[str, Any], filename: str) -> None:
-        problem = weights_mismatch(self._unwrapped(), state_dict)
+        problem = weights_mismatch(self._parts.unwrapped(), state_dict)
         if problem is not None:
             raise CheckpointError(
-                f"cannot resume from {filename!r}: its weights do not fit {type(self._unwrapped()).__name__} "
+                f"cannot resume from {filename!r}: its weights do not fit {type(self._parts.unwrapped()).__name__} "
                 f"({problem}); resume the model that saved it, load its weights with load_from, or {_LENIENT}"
             )
 
     def _optimizer_fits(self, saved: Any, filename: str, strict: bool) -> bool:
-        problem = optimizer_mismatch(self.optim_wrapper, saved)
+        problem = optimizer_mismatch(self._parts.optim_wrapper, saved)
         if problem is None:
             return True
         message = f"the optimizer state in {filename!r} does not fit the configured optimizer: {problem}"
         if strict:
             raise CheckpointError(f"cannot resume: {message}; configure the optimizer that saved it, or {_LENIENT}")
-        self.logger.warning(f"{message}; the optimizer starts afresh (strict=False)")
+        self._logger.warning(f"{message}; the optimizer starts afresh (strict=False)")
         return False
 
     def _confine_checkpoint_records(self, filename: str) -> None:
         # Paths restored into CheckpointHook states (best and last checkpoints, kept steps) are
         # data from the file: those that are not this run's own checkpoints are dropped now, so
         # nothing outside the run's folders is ever deleted or overwritten because of them.
-        states = self.hook_states()
-        mark = len(self._event_end)
-        for hook, fn in zip(self._hooks, self._fn_hooks):
+        states = self._host.hook_states()
+        mark = len(self._host.event_end)
+        for hook, fn in zip(self._host.hook_list, self._host.fn_hooks):
             plan, state = getattr(hook, "plan", None), states.get(fn.name)
             if not isinstance(plan, CheckpointPlan) or not isinstance(state, CheckpointState):
                 continue
-            confined, effects = plan.confine(self._run, state, filename, os.path.realpath)
+            confined, effects = plan.confine(self._host.run, state, filename, os.path.realpath)
             if effects:
-                run = self._run.replace(hook_states={**self._run.hook_states, fn.name: confined})
-                self._end_event(self._carry_out(run.emit(*effects)), mark)
+                run = self._host.run.replace(hook_states={**self._host.run.hook_states, fn.name: confined})
+                self._host.end_event(self._host.carry_out(run.emit(*effects)), mark)
 
     def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str, strict: bool) -> None:
         # ``hooks``: the key of checkpoints written before the record's field was ``hook_states``.
         saved = checkpoint.get("hook_states", checkpoint.get("hooks"))
-        current = self.hook_states()
+        current = self._host.hook_states()
         if saved is None:
             if any(state is not None for state in current.values()):
-                self.logger.warning(f"{filename!r} holds no hook states; hooks start from their initial states")
+                self._logger.warning(f"{filename!r} holds no hook states; hooks start from their initial states")
             return
         missing = [n for n, s in current.items() if s is not None and n not in saved]
         unknown = [n for n, s in saved.items() if s is not None and n not in current]
@@ -281,9 +307,9 @@ class ResumeMixin(CheckpointMixin):
                     f"{message}; register the same hooks as the run that saved it, or resume with "
                     "strict_hook_states=False to start those hooks afresh"
                 )
-            self.logger.warning(f"{message}; the missing hooks start from their initial states, the unknown states are ignored")
+            self._logger.warning(f"{message}; the missing hooks start from their initial states, the unknown states are ignored")
         states = {n: s for n, s in saved.items() if n in current}
-        self._run = self._run.replace(hook_states={**self._run.hook_states, **states})
+        self._host.run = self._host.run.replace(hook_states={**self._host.run.hook_states, **states})
 
     def load_or_resume(self) -> None:
         """Resume or load weights as configured, once (``resume``/``load_from``, MMEngine's rules).
@@ -294,29 +320,29 @@ class ResumeMixin(CheckpointMixin):
         with a warning); without one, training starts afresh. ``resume=True, load_from=path``
         resumes from ``path``; ``load_from`` alone loads weights only.
         """
-        if self._has_loaded:
+        if self.has_loaded:
             return
-        sharded = latest_sharded_checkpoint(str(self.work_dir)) if self._resume else None
+        sharded = latest_sharded_checkpoint(self._work_dir) if self._resume else None
         if sharded is not None and self._load_from is None:
             self.resume(sharded)
         elif self._resume and self._load_from is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
             found = select_resume_checkpoint(
-                str(self.work_dir), self.logger.warning, device,
-                folders=self._checkpoint_folders(),
+                self._work_dir, self._logger.warning, device,
+                folders=self._checkpointer.folders(),
             )
             if found is None:
-                self.logger.info(f"no checkpoint to resume from in {self.work_dir}; training starts from the beginning")
+                self._logger.info(f"no checkpoint to resume from in {self._work_dir}; training starts from the beginning")
                 return
             path, checkpoint = found
-            self.logger.info(f"Auto resumed from the latest checkpoint {path}.")
+            self._logger.info(f"Auto resumed from the latest checkpoint {path}.")
             self._resume_from(checkpoint, path)
         elif self._resume:
             self.resume(str(self._load_from))
         elif self._load_from is not None:
             self.load_checkpoint(self._load_from)
 
-    def _take_resume_point(self) -> tuple[RngState | None, Mapping[str, Any] | None]:
+    def take_resume_point(self) -> tuple[RngState | None, Mapping[str, Any] | None]:
         """The saved generators and data position, handed to the train loop once."""
         point, self._resume_point = self._resume_point, None
         if point is None:

@@ -1,7 +1,18 @@
-"""``Runner``: MMEngine's runner API as the imperative shell over fengine's run state and hooks.
+"""``Runner``: MMEngine's runner API as a short façade over the shell's four rooms.
 
-The run's state (counters, hook states, ...) lives in one :class:`~fengine.core.run.RunState`
-cell; loops evolve it, hooks see it, the effects interpreter carries out what hooks ask for.
+The runner owns, each built here with explicit arguments:
+
+* a :class:`~fengine.runner.hook_host.HookHost`: the run's one record
+  (:class:`~fengine.core.run.RunState` over the :class:`~fengine.core.state.TrainState`), the
+  hooks in call order and the dispatch of events;
+* an :class:`~fengine.runner.interpreter.EffectInterpreter`: carries out what hooks ask for;
+* a :class:`~fengine.runner.checkpointing.Checkpointer` and a
+  :class:`~fengine.runner.resuming.Resumer`: saving, loading and resuming;
+* the run's components in one :class:`~fengine.runner.parts.Parts` (model, optimizer wrapper,
+  schedulers, loops).
+
+MMEngine's attributes and methods are forwarded to the room that answers them (the ``_Via``
+table below). Loops get their step, their validation and the resume point from ``train()``.
 Components are given as objects or config dicts; configs are checked at construction (before
 anything is built or trained) and built lazily in MMEngine's order (model and hooks at
 construction; loops, optimizer wrapper and schedulers when ``train``/``val``/``test`` start), so
@@ -15,8 +26,8 @@ import logging
 import os
 import pprint
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 import torch
@@ -27,18 +38,23 @@ from fengine.config_source import given_arguments, write_config_copy
 from fengine.core.events import Event
 from fengine.core.run import RunState
 from fengine.core.state import TrainState
+from fengine.hooks.hook import Hook
 from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.logging import MessageHub, MMLogger
 from fengine.registry import RUNNERS, VISUALIZERS, init_default_scope
+from fengine.runner import builders
 from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
-from fengine.runner.builders import BuildMixin
+from fengine.runner.checkpointing import Checkpointer
 from fengine.runner.distributed import check_launch_settings, setup_process_group
 from fengine.runner.history_bound import history_length
+from fengine.runner.hook_host import HookHost
 from fengine.runner.interpreter import EffectInterpreter, built_schedulers
+from fengine.runner.parts import Parts
 from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
+from fengine.runner.resuming import Resumer
 from fengine.runner.train_step import runner_train_step
 from fengine.runner.work_dir_lock import WorkDirLock
 from fengine.utils.fileio import remove_stale_temporaries
@@ -53,12 +69,31 @@ _FROM_CFG = (
 )
 
 
+T = TypeVar("T")
+
+
 class MissingLoopError(ValueError, RuntimeError):
     """``train``/``val``/``test`` called on a runner built without that stage's components."""
 
 
+class _Via(Generic[T]):
+    """A runner attribute (or method) that is ``attribute`` of the runner's room ``room``."""
+
+    def __init__(self, room: str, attribute: str) -> None:
+        self._room, self._attribute = room, attribute
+
+    def __get__(self, runner: Any, owner: Any = None) -> T:
+        if runner is None:
+            return self  # type: ignore[return-value]  # the descriptor itself, on the class
+        value: T = getattr(getattr(runner, self._room), self._attribute)
+        return value
+
+    def __set__(self, runner: Any, value: T) -> None:
+        setattr(getattr(runner, self._room), self._attribute, value)
+
+
 @RUNNERS.register_module()
-class Runner(BuildMixin, EffectInterpreter):
+class Runner:
     """Build a run from objects or configs and train, validate or test it (MMEngine's ``Runner``).
 
     Arguments are MMEngine's. Differences: ``work_dir=None`` uses a fresh folder under
@@ -150,12 +185,7 @@ class Runner(BuildMixin, EffectInterpreter):
         self.cfg: dict[str, Any] = copy.deepcopy(dict(cfg)) if cfg is not None else {}
         self._cfg_text = pprint.pformat(self.cfg, sort_dicts=False) if self.cfg else ""
         self._train_dataloader, self._val_dataloader, self._test_dataloader = train_dataloader, val_dataloader, test_dataloader
-        self._train_loop: Any = train_cfg
-        self._val_loop: Any = val_cfg
-        self._test_loop: Any = test_cfg
         self._val_evaluator, self._test_evaluator = val_evaluator, test_evaluator
-        self.optim_wrapper = optim_wrapper
-        self.param_schedulers = param_scheduler
         self.auto_scale_lr = auto_scale_lr
         self._launcher = launcher
         self.distributed = launcher != "none"
@@ -184,7 +214,6 @@ class Runner(BuildMixin, EffectInterpreter):
         self.log_dir = os.path.join(self.work_dir, self.timestamp)
         os.makedirs(self.log_dir, exist_ok=True)
         self.default_scope = default_scope
-        self.log_processor = self.build_log_processor({} if log_processor is None else log_processor)
         self.logger: logging.Logger = MMLogger.get_instance(
             name=self.experiment_name,
             log_file=os.path.join(self.log_dir, f"{self.timestamp}.log"),
@@ -194,34 +223,131 @@ class Runner(BuildMixin, EffectInterpreter):
         self.message_hub = MessageHub.get_instance(self.experiment_name)
         if stale:
             self.logger.info(f"removed temporary files of interrupted writes: {stale}")
-        self.visualizer = self._build_visualizer(visualizer)
 
-        self._load_from, self._resume, self._has_loaded = load_from, resume, False
-        self.resume_strict = resume_strict
         if isinstance(model, Mapping) and data_preprocessor is not None:
             model = {"data_preprocessor": data_preprocessor, **model}
-        self.model = self.wrap_model(self.cfg.get("model_wrapper_cfg"), self.build_model(model))
-        self.model_name = type(self._unwrapped()).__name__
-        self._open_checkpoints = []
-        self._saved_files = set()
-        self._resume_point = None
-        self._profiler = ProfilerSession(self.log_dir, self.logger)
-        self._tensorboard = None
-        self._init_hook_host(
-            RunState(
-                work_dir=self.work_dir,
-                log_dir=self.log_dir,
-                rank=self.rank,
-                world_size=self.world_size,
-                meta={"experiment_name": self.experiment_name, "seed": self.seed, "cfg": self._cfg_text},
-                resumed=resume,
-            )
+        built = builders.wrap_model(self.cfg.get("model_wrapper_cfg"), builders.build_model(model), self.distributed, self.cfg)
+        self._parts = Parts(built, optim_wrapper, param_scheduler, train_cfg, val_cfg, test_cfg)
+        self.model_name = type(self._parts.unwrapped()).__name__
+        run = RunState(
+            work_dir=self.work_dir,
+            log_dir=self.log_dir,
+            rank=self.rank,
+            world_size=self.world_size,
+            meta={"experiment_name": self.experiment_name, "seed": self.seed, "cfg": self._cfg_text},
+            resumed=resume,
+        )
+        self._host = HookHost(run, self, lambda run: self._effects.carry_out(run), self._planned_length)
+        self._checkpointer = Checkpointer(self._host, self._parts, self.message_hub, self.logger, self.work_dir, self.rank)
+        self._effects = EffectInterpreter(
+            self._host, self._parts, self._checkpointer, self, self.logger, self.message_hub,
+            self._build_visualizer(visualizer),
+            builders.build_log_processor({} if log_processor is None else log_processor),
+            ProfilerSession(self.log_dir, self.logger), self.rank, self.log_dir, self.timestamp,
+        )
+        self._resumer = Resumer(
+            self._host, self._parts, self._checkpointer, self.message_hub, self.logger, self.work_dir,
+            self._rebuild, self._set_randomness, lambda: self._randomness_cfg.get("seed"),
+            load_from, resume, resume_strict,
         )
         self._refresh_model_refs()
         self.register_hooks(default_hooks, custom_hooks)
         self.logger.info(f"Hooks will be executed in the following order:\n{self.get_hooks_info()}")
         self._settings = self.cfg or given_arguments(Runner.__init__, locals())
         write_config_copy(self.work_dir, self.timestamp, self._settings, self.rank)
+
+    # -- what each room answers --------------------------------------------------------------------
+    model: _Via[nn.Module] = _Via("_parts", "model")
+    optim_wrapper: _Via[Any] = _Via("_parts", "optim_wrapper")
+    param_schedulers: _Via[Any] = _Via("_parts", "param_schedulers")
+    _train_loop: _Via[Any] = _Via("_parts", "train_loop")
+    _val_loop: _Via[Any] = _Via("_parts", "val_loop")
+    _test_loop: _Via[Any] = _Via("_parts", "test_loop")
+    #: The run's record and what hooks see (a new frozen record after every event that changes it).
+    run_state: _Via[RunState] = _Via("_host", "run")
+    _run: _Via[RunState] = _Via("_host", "run")
+    hook_names: _Via[list[str]] = _Via("_host", "hook_names")
+    register_hook = _Via[Callable[..., None]]("_host", "register_hook")
+    register_custom_hooks = _Via[Callable[..., None]]("_host", "register_custom_hooks")
+    get_hooks_info = _Via[Callable[[], str]]("_host", "get_hooks_info")
+    call_hook = _Via[Callable[..., None]]("_host", "call_hook")
+    run_hook = _Via[Callable[..., None]]("_host", "run_hook")
+    state_of = _Via[Callable[[Hook], Any]]("_host", "state_of")
+    hook_states = _Via[Callable[[], dict[str, Any]]]("_host", "hook_states")
+    _fire = _Via[Callable[..., None]]("_host", "fire")
+    save_checkpoint = _Via[Callable[..., None]]("_checkpointer", "save_checkpoint")
+    load_checkpoint = _Via[Callable[..., Any]]("_resumer", "load_checkpoint")
+    resume = _Via[Callable[..., None]]("_resumer", "resume")
+    load_or_resume = _Via[Callable[[], None]]("_resumer", "load_or_resume")
+    resume_strict: _Via[bool] = _Via("_resumer", "resume_strict")
+    strict_hook_states: _Via[bool] = _Via("_resumer", "strict_hook_states")
+    visualizer: _Via[Any] = _Via("_effects", "visualizer")
+    log_processor: _Via[Any] = _Via("_effects", "log_processor")
+    build_dataloader = staticmethod(builders.dataloader_of)
+    build_model = staticmethod(builders.build_model)
+    build_evaluator = staticmethod(builders.build_evaluator)
+    build_log_processor = staticmethod(builders.build_log_processor)
+
+    @property
+    def hook_host(self) -> HookHost:
+        """The run's record cell, hooks and dispatch (what loops drive)."""
+        return self._host
+
+    @property
+    def hooks(self) -> list[Hook]:
+        """The registered hooks in call order (a copy)."""
+        return list(self._host.hook_list)
+
+    @property
+    def _hooks(self) -> list[Hook]:
+        """The registered hooks in call order (MMEngine's attribute: the list itself)."""
+        return self._host.hook_list
+
+    @_hooks.setter
+    def _hooks(self, hooks: list[Hook]) -> None:
+        # MMEngine's tests and tools reset ``runner._hooks = []`` and register again.
+        self._host.replace_hooks(hooks)
+
+    def register_default_hooks(self, hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None) -> None:
+        """Register MMEngine's six default hooks merged with ``hooks`` (:meth:`HookHost.register_default_hooks`)."""
+        self._host.register_default_hooks(hooks, self._parts.train_loop)
+
+    def register_hooks(
+        self,
+        default_hooks: Mapping[str, Hook | Mapping[str, Any] | None] | None = None,
+        custom_hooks: list[Hook | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Register the default hooks, then the custom ones."""
+        self._host.register_hooks(default_hooks, custom_hooks, self._parts.train_loop)
+
+    # -- MMEngine's build_* methods (fengine.runner.builders) ----------------------------------------
+    def wrap_model(self, model_wrapper_cfg: Mapping[str, Any] | None, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device and wrap it for distributed training (MMEngine's rules)."""
+        return builders.wrap_model(model_wrapper_cfg, model, self.distributed, self.cfg)
+
+    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
+        """An optimizer wrapper for the model from its config, or as given."""
+        return builders.optim_wrapper_for(self.model, optim_wrapper)
+
+    def scale_lr(self, optim_wrapper: Any, auto_scale_lr: Mapping[str, Any] | None = None) -> None:
+        """Scale every group's ``lr`` by ``world_size * batch_size / base_batch_size`` when enabled."""
+        builders.scale_lr(optim_wrapper, auto_scale_lr, self.world_size, self._train_dataloader, self.logger)
+
+    def build_param_scheduler(self, scheduler: Any) -> Any:
+        """Schedulers for the built optimizer wrapper, ending with training by default."""
+        return builders.build_param_scheduler(self.optim_wrapper, scheduler, self._parts.train_loop)
+
+    def build_train_loop(self, loop: Any) -> BaseLoop:
+        """The train loop from ``train_cfg`` (``by_epoch`` picks the loop, or a ``type``)."""
+        return builders.build_train_loop(loop, self, self._train_dataloader)
+
+    def build_val_loop(self, loop: Any) -> BaseLoop:
+        """The validation loop from ``val_cfg``."""
+        return builders.build_eval_loop(loop, self, self._val_dataloader, self._val_evaluator, "val")
+
+    def build_test_loop(self, loop: Any) -> BaseLoop:
+        """The test loop from ``test_cfg``."""
+        return builders.build_eval_loop(loop, self, self._test_dataloader, self._test_evaluator, "test")
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> Runner:
@@ -255,7 +381,7 @@ class Runner(BuildMixin, EffectInterpreter):
         self._seed = set_random_seed(
             seed, self._deterministic, bool(self._randomness_cfg.get("diff_rank_seed", False))
         )
-        if hasattr(self, "_run"):
+        if hasattr(self, "_host"):
             self._run = attrs.evolve(self._run, meta={**self._run.meta, "seed": self._seed})
 
     def _build_visualizer(self, visualizer: Any) -> Any:
@@ -268,7 +394,7 @@ class Runner(BuildMixin, EffectInterpreter):
         return visualizer
 
     def _refresh_model_refs(self) -> None:
-        model = self._unwrapped()
+        model = self._parts.unwrapped()
         names = {name for name, _ in model.named_parameters()}
         tensors = model.state_dict(keep_vars=True)
         self._run = self._run.replace(
@@ -276,13 +402,16 @@ class Runner(BuildMixin, EffectInterpreter):
             buffers={k: v for k, v in tensors.items() if k not in names},
         )
 
-    def _set_dataloader_len(self, mode: str, length: int) -> None:
-        self._run = attrs.evolve(self._run, dataloader_len={**self._run.dataloader_len, mode: length})
+    def _planned_length(self) -> tuple[int, int] | None:
+        """``(max_epochs, max_iters)`` of the configured train loop (built on first use), or ``None``."""
+        loop = self.train_loop
+        return None if loop is None else (loop.max_epochs, loop.max_iters)
 
-    def _train_dataset_meta(self) -> Any:
-        loop = self._train_loop
-        dataset = getattr(getattr(loop, "dataloader", None), "dataset", None) if isinstance(loop, BaseLoop) else None
-        return getattr(dataset, "metainfo", None)
+    def _rebuild(self, part: str) -> Any:
+        """``part`` (``'optim_wrapper'``/``'param_schedulers'``) built, as resuming needs it."""
+        if part == "optim_wrapper":
+            return self.build_optim_wrapper(self.optim_wrapper)
+        return self.build_param_scheduler(self.param_schedulers)
 
     def _maybe_compile(self) -> None:
         """Put the model's forward under ``torch.compile`` when ``compile``/``cfg.compile`` asks.
@@ -294,19 +423,14 @@ class Runner(BuildMixin, EffectInterpreter):
         if self._compile is False:
             return
         options = dict(self._compile) if isinstance(self._compile, Mapping) else {}
-        self._unwrapped().compile(**options)
+        self._parts.unwrapped().compile(**options)
         self.logger.info('Model has been "compiled". The first few iterations will be slow, please be patient.')
 
     def _bound_history(self) -> None:
         """Keep as many message-hub records per key as the log windows read (history_bound)."""
-        length = history_length(self.log_processor, self._train_loop, self._val_loop, self._test_loop)
+        parts = self._parts
+        length = history_length(self.log_processor, parts.train_loop, parts.val_loop, parts.test_loop)
         self.message_hub.set_history_length(length)
-
-    def _build_optim_wrapper(self) -> Any:
-        return self.build_optim_wrapper(self.optim_wrapper)
-
-    def _build_param_schedulers(self) -> Any:
-        return self.build_param_scheduler(self.param_schedulers)
 
     # -- running ---------------------------------------------------------------------------------
     def train(self) -> nn.Module:
@@ -324,26 +448,29 @@ class Runner(BuildMixin, EffectInterpreter):
             return self._train()
 
     def _train(self) -> nn.Module:
-        model = self._unwrapped()
-        if self._train_loop is None:
+        parts = self._parts
+        model = parts.unwrapped()
+        if parts.train_loop is None:
             raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner (the train loop should not be None)")
-        for method, needed in (("train_step", True), ("val_step", self._val_loop is not None)):
+        for method, needed in (("train_step", True), ("val_step", parts.val_loop is not None)):
             if needed and not callable(getattr(model, method, None)):
                 raise TypeError(f"{type(model).__name__} has no `{method}`; train() needs it")
-        self._train_loop = self.build_train_loop(self._train_loop)
-        self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
-        self.scale_lr(self.optim_wrapper, self.auto_scale_lr)
-        if self.param_schedulers is not None:
-            self.param_schedulers = self.build_param_scheduler(self.param_schedulers)
-        by_iteration = any(not s.by_epoch for s in built_schedulers(self.param_schedulers))
-        self._run = self._run.replace(meta={**self._run.meta, ITERATION_SCHEDULERS: by_iteration})
-        if self._val_loop is not None:
-            self._val_loop = self.build_val_loop(self._val_loop)
+        loop: Any = self.build_train_loop(parts.train_loop)
+        parts.train_loop = loop
+        parts.optim_wrapper = self.build_optim_wrapper(parts.optim_wrapper)
+        self.scale_lr(parts.optim_wrapper, self.auto_scale_lr)
+        if parts.param_schedulers is not None:
+            parts.param_schedulers = self.build_param_scheduler(parts.param_schedulers)
+        by_iteration = any(not s.by_epoch for s in built_schedulers(parts.param_schedulers))
+        meta = {**self._run.meta, ITERATION_SCHEDULERS: by_iteration}
+        dataset_meta = parts.train_dataset_meta()
+        if dataset_meta is not None:
+            meta["dataset_meta"] = dataset_meta
+        self._run = self._run.replace(meta=meta)
+        if parts.val_loop is not None:
+            parts.val_loop = self.build_val_loop(parts.val_loop)
         self._bound_history()
         self._refresh_model_refs()
-        dataset_meta = self._train_dataset_meta()
-        if dataset_meta is not None:
-            self._run = attrs.evolve(self._run, meta={**self._run.meta, "dataset_meta": dataset_meta})
         self.visualizer.add_config(self._settings)
         self._fire(Event.BEFORE_RUN)
         init_weights = getattr(model, "init_weights", None)
@@ -352,11 +479,13 @@ class Runner(BuildMixin, EffectInterpreter):
             for tensor in model.state_dict().values():
                 dist.broadcast(tensor)
         self.load_or_resume()
-        self.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
+        parts.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
         self._maybe_compile()
         self._refresh_model_refs()
-        loop = self._train_loop
-        loop.train_step = runner_train_step(self.model, self.optim_wrapper, loop.check_finite, self._compile is not False)
+        # What the loop is handed: its step, its validation and where a resumed run stood.
+        loop.train_step = runner_train_step(self.model, parts.optim_wrapper, loop.check_finite, self._compile is not False)
+        loop.validate = parts.val_loop.run if parts.val_loop is not None else None
+        loop.resume_point = self._resumer.take_resume_point()
         result: nn.Module = loop.run()
         self._fire(Event.AFTER_RUN)
         self.visualizer.close()
@@ -373,7 +502,7 @@ class Runner(BuildMixin, EffectInterpreter):
             return self._evaluate("test")
 
     def _evaluate(self, mode: str) -> dict[str, Any]:
-        if getattr(self, f"_{mode}_loop") is None:
+        if getattr(self._parts, f"{mode}_loop") is None:
             raise MissingLoopError(
                 f"{mode}() needs {mode}_dataloader, {mode}_cfg and {mode}_evaluator given to the Runner "
                 f"(the {mode} loop should not be None)"

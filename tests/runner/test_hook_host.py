@@ -132,7 +132,7 @@ def test_a_refused_hook_leaves_the_registration_unchanged(tmp_path: Any) -> None
     with pytest.raises(ValueError, match="'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict'"):
         runner.register_hook(EMAHook(momentum=0.5))
     assert (runner.hooks, runner.hook_names) == before
-    assert len(runner._pipeline.hooks) == len(before[0])
+    assert len(runner.hook_host.pipeline.hooks) == len(before[0])
 
 
 class Exclusive(Hook):
@@ -141,7 +141,7 @@ class Exclusive(Hook):
 
 def test_owned_state_is_data_on_any_hook_class(tmp_path: Any) -> None:
     runner = Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=[Exclusive(), H3(), H3()])
-    assert runner._fn_hooks[runner.hook_names.index("Exclusive")].owns == Exclusive.owns
+    assert runner.hook_host.fn_hooks[runner.hook_names.index("Exclusive")].owns == Exclusive.owns
     with pytest.raises(ValueError, match="hooks 'Exclusive' and 'Exclusive#2' would both own the run's lucky number"):
         runner.register_hook(Exclusive())
     assert Hook.owns == IterTimerHook.owns == frozenset()
@@ -154,7 +154,7 @@ DEFAULT_ORDER_KEYS = ("runtime_info", "timer", "sampler_seed", "logger", "param_
 @given(st.lists(st.one_of(st.integers(0, 100), st.sampled_from(list(Priority)), st.sampled_from(["high", "LOW", "normal"])), max_size=8))
 def test_call_order_is_a_stable_sort_by_priority(priorities: list[Any]) -> None:
     runner = _BARE_RUNNER
-    runner._init_hook_host(runner.run_state)
+    runner._hooks = []
     hooks = [H3() for _ in priorities]
     for hook, priority in zip(hooks, priorities):
         runner.register_hook(hook, priority=priority)
@@ -248,4 +248,4 @@ def test_run_hook_for_registered_and_detached_hooks(tmp_path: Any) -> None:
     assert runner.hook_states()["IterTimerHook"] is state
     assert "IterTimerHook@detached" not in runner.run_state.hook_states
     runner.run_hook(detached, Event.BEFORE_TRAIN_EPOCH, EventInfo(time=5.0))
-    assert runner._detached[detached] is not None
+    assert runner.hook_host.detached[detached] is not None

@@ -33,8 +33,8 @@ def _runner(tmp_path: Any, **overrides: Any) -> Runner:
 
 def _apply(runner: Runner, *effects: Any) -> RunState:
     """Carry ``effects`` out as if one hook of an event emitted them, then end the event."""
-    mark = len(runner._event_end)
-    runner._end_event(runner._carry_out(runner.run_state.emit(*effects)), mark)
+    mark = len(runner.hook_host.event_end)
+    runner.hook_host.end_event(runner.hook_host.carry_out(runner.run_state.emit(*effects)), mark)
     return runner.run_state
 
 
@@ -179,7 +179,7 @@ def test_tensorboard_values_are_read_only_when_written(tmp_path: Any) -> None:
         def add_scalar(self, key: str, value: Any, step: int) -> None:
             written.append((key, value, step))
 
-    runner._tensorboard = Writer()
+    runner._effects.tensorboard = Writer()
     _apply(runner, fx.WriteTensorboard({"train/loss": torch.tensor(0.25), "train/n": 3}, step=7))
     assert written == [("train/loss", 0.25, 7), ("train/n", 3.0, 7)]
     assert all(type(value) is float for _, value, _ in written)
@@ -198,10 +198,10 @@ def test_profiler_session(tmp_path: Any) -> None:
     runner = _runner(tmp_path)
     trace = str(tmp_path / "trace.json")
     _apply(runner, fx.ProfilerAction("start", {"activities": ["cpu"], "record_shapes": True, "json_trace_path": trace}))
-    assert runner._profiler.active
+    assert runner._effects.profiler.active
     ToyModel()(torch.randn(3, 2))
     _apply(runner, fx.ProfilerAction("step"), fx.ProfilerAction("export"))
-    assert not runner._profiler.active and json.loads(Path(trace).read_text())["traceEvents"]
+    assert not runner._effects.profiler.active and json.loads(Path(trace).read_text())["traceEvents"]
     with pytest.raises(ValueError, match="unknown options"):
         _apply(runner, fx.ProfilerAction("start", {"with_modulez": True}))
     with pytest.raises(ValueError, match="'start', 'step' or 'export'"):

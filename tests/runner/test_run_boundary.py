@@ -333,10 +333,10 @@ def test_only_the_runs_own_files_are_deleted(tmp_path: Path) -> None:
     (tmp_path / "iter_7.pth").symlink_to(outside / "iter_1.pth")  # a checkpoint name, but a link out
     escapes = [tmp_path / ".." / outside.name / "iter_1.pth", outside / "iter_1.pth", tmp_path / "iter_7.pth"]
     runner.save_checkpoint(str(tmp_path), "custom_name.pth", save_optimizer=False, save_param_scheduler=False)  # saved by the run: deletable
-    mark = len(runner._event_end)
+    mark = len(runner.hook_host.event_end)
     effects = [fx.RemoveFile(str(p)) for p in (own_dir, foreign_dir, wrong_marker, tmp_path / "notes.pth", tmp_path / "custom_name.pth", tmp_path / "never.pth", *escapes)]
     warnings = _Warnings(runner)
-    runner._end_event(runner._carry_out(runner.run_state.emit(*effects)), mark)
+    runner.hook_host.end_event(runner.hook_host.carry_out(runner.run_state.emit(*effects)), mark)
     assert not own_dir.exists() and not (tmp_path / "custom_name.pth").exists()
     assert (foreign_dir / "part0").exists() and (wrong_marker / "part0").exists() and (tmp_path / "notes.pth").exists()
     assert (outside / "iter_1.pth").read_bytes() == b"outside" and os.path.islink(tmp_path / "iter_7.pth")
