@@ -6,7 +6,7 @@ Imports torch, attrs, typing_extensions and nothing else of fengine. ``import fe
 from fengine.core import cadence, effects, ema, optim, plain, schedule, tree
 from fengine.core.events import STAGES, Event
 from fengine.core.losses import parse_losses
-from fengine.core.optim import GradientTransform, Transform
+from fengine.core.optim import GradientTransform
 from fengine.core.pipeline import FnHook, Handler, HookError, Pipeline, dispatch
 from fengine.core.plain import UntrustedCheckpointError
 from fengine.core.priority import Priority, PriorityLike, get_priority
@@ -30,7 +30,6 @@ __all__ = [
     "RunState",
     "StepOutput",
     "TrainState",
-    "Transform",
     "UntrustedCheckpointError",
     "cadence",
     "dispatch",

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
-from fengine.core.optim import Transform
+from fengine.core.optim import GradientTransform
 from fengine.core.state import TrainState
 from fengine.core.step import (
     EvalStep,
@@ -86,7 +86,7 @@ def _load_shards(own: Mapping[str, nn.Parameter], params: Mapping[str, Tensor]) 
 def make_sharded_train_step(
     model: nn.Module,
     loss_fn: LossFn,
-    tx: Transform[Any],
+    tx: GradientTransform[Any],
     *,
     compile: bool | Mapping[str, Any] = False,
 ) -> TrainStep:

@@ -26,7 +26,7 @@ from fengine.core import plain
 
 if TYPE_CHECKING:
     from fengine.core.ema import Averager, EMAState
-    from fengine.core.optim import Transform
+    from fengine.core.optim import GradientTransform
 
 __all__ = ["RngState", "TrainState"]
 
@@ -138,7 +138,7 @@ class TrainState(Generic[OptState]):
 
     @classmethod
     def create(
-        cls, model: torch.nn.Module, tx: Transform[S], *, averager: Averager | None = None
+        cls, model: torch.nn.Module, tx: GradientTransform[S], *, averager: Averager | None = None
     ) -> TrainState[S]:
         """Copy the tensors out of ``model`` and initialise the optimizer (and EMA) state.
 
@@ -147,7 +147,7 @@ class TrainState(Generic[OptState]):
 
         Args:
             model: the module whose tensors start the run.
-            tx: an optimizer transform (``fengine.core.optim.Transform``); ``tx.init(params)``
+            tx: an optimizer transform (``fengine.core.optim.GradientTransform``); ``tx.init(params)``
                 makes the optimizer state.
             averager: an EMA averager (``fengine.core.ema``); when given, ``ema`` starts as
                 ``averager.init(params, buffers)``.

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from fengine.core.losses import parse_losses
-from fengine.core.optim import Transform, grad_norm
+from fengine.core.optim import GradientTransform, grad_norm
+from fengine.core.optim.base import require_optimizer
 from fengine.core.state import TrainState
 
 __all__ = [
@@ -232,7 +233,7 @@ def _check_model(model: object) -> None:
 def make_train_step(
     model: torch.nn.Module,
     loss_fn: LossFn,
-    tx: Transform[Any],
+    tx: GradientTransform[Any],
     *,
     grad_reducer: GradReducer | None = None,
     compile: bool | Mapping[str, Any] = False,
@@ -276,7 +277,7 @@ def make_train_step(
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``loss_fn`` is not callable, ``tx`` has no
-            ``update``, or ``compile`` is neither a bool nor a mapping.
+            ``update`` or is a gradient stage, or ``compile`` is neither a bool nor a mapping.
         ValueError: a ``grad_reducer`` for a sharded model (FSDP reduces the gradients itself).
     """
     _check_model(model)
@@ -284,6 +285,8 @@ def make_train_step(
         raise TypeError(f"loss_fn must be callable as loss_fn(model_view, batch), got {loss_fn!r}")
     if not callable(getattr(tx, "update", None)):
         raise TypeError(f"tx must be an optimizer transform with init/update, got {tx!r}")
+    if getattr(tx, "returns", "params") != "params":
+        require_optimizer(tx, "make_train_step's tx")
     if not isinstance(compile, bool | Mapping):
         raise TypeError(
             f"compile must be a bool or a mapping of torch.compile options, got {compile!r}"

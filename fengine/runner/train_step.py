@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from fengine.core.optim import Transform
+from fengine.core.optim import GradientTransform
 from fengine.core.state import TrainState
 from fengine.core.step import ModelView, make_train_step
 from fengine.model.base_model.base_model import BaseModel
@@ -72,7 +72,7 @@ def compat_reason(model: Any, optim_wrapper: Any, check_finite: bool | str, comp
 
 
 class _WrapperTransform:
-    """The optimizer wrapper as a :class:`~fengine.core.optim.Transform` over parameter names.
+    """The optimizer wrapper as a :class:`~fengine.core.optim.GradientTransform` over parameter names.
 
     ``update`` clips the gradients as the wrapper does and steps the optimizer's record with its
     pure transform, donated (the parameters are the module's, updated in place); the record stays
@@ -146,7 +146,7 @@ def runner_train_step(model: Any, optim_wrapper: Any, check_finite: bool | str, 
 
     tx = _WrapperTransform(optim_wrapper, model)
     forward = _loss_of(model)
-    pure = make_train_step(model, forward, Transform(tx.init, tx.update))
+    pure = make_train_step(model, forward, GradientTransform(tx.init, tx.update))
 
     def step(state: TrainState[Any], data_batch: Any) -> tuple[TrainState[Any], Any]:
         new_state, out = pure(state, data_batch, donate=True)

@@ -100,7 +100,7 @@ def train_states(*, max_params: int = 3, max_dims: int = 3, max_side: int = 4) -
         params = {name: draw(_tensor(max_dims, max_side)) for name in names}
         buffers = {"bn.running_mean": draw(_tensor(1, max_side))}
         lr = draw(st.floats(1e-4, 1.0))
-        tx: optim.Transform[Any] = optim.sgd(lr, momentum=0.9) if draw(st.booleans()) else optim.adam(lr)
+        tx: optim.GradientTransform[Any] = optim.sgd(lr, momentum=0.9) if draw(st.booleans()) else optim.adam(lr)
         opt_state = tx.init(params)
         if draw(st.booleans()):  # a state past its first step holds momentum / moments
             generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))

@@ -58,7 +58,7 @@ def adam_hparams(draw: st.DrawFn) -> dict[str, Any]:
                 amsgrad=draw(st.booleans()), maximize=draw(st.booleans()))
 
 
-KINDS: dict[str, tuple[type[torch.optim.Optimizer], Callable[..., fc.Transform[Any]], Any]] = {
+KINDS: dict[str, tuple[type[torch.optim.Optimizer], Callable[..., fc.GradientTransform[Any]], Any]] = {
     "sgd": (torch.optim.SGD, fo.sgd, sgd_hparams()),
     "adam": (torch.optim.Adam, fo.adam, adam_hparams()),
     "adamw": (torch.optim.AdamW, fo.adamw, adam_hparams()),
@@ -80,7 +80,7 @@ def run_torch(kind: str, prob: Problem, hps: list[dict[str, Any]], foreach: bool
     return params, opt
 
 
-def core_tx(kind: str, prob: Problem, hps: list[dict[str, Any]]) -> fc.Transform[Any]:
+def core_tx(kind: str, prob: Problem, hps: list[dict[str, Any]]) -> fc.GradientTransform[Any]:
     names = list(prob["init"])
     cut = prob["split"]
     specs = [{"params": names[:cut], **hps[0]}] + ([{"params": names[cut:], **hps[1]}] if names[cut:] else [])
@@ -95,7 +95,7 @@ def state_tensors(state: Any) -> dict[str, torch.Tensor | None]:
     return out
 
 
-def run_core(tx: fc.Transform[Any], prob: Problem, donate: bool) -> tuple[dict[str, torch.Tensor], Any]:
+def run_core(tx: fc.GradientTransform[Any], prob: Problem, donate: bool) -> tuple[dict[str, torch.Tensor], Any]:
     params = {k: v.clone() for k, v in prob["init"].items()}
     state = tx.init(params)
     for grads in prob["stream"]:

@@ -49,7 +49,8 @@ def test_clip_grad_norm_matches_torch(grads: dict[str, torch.Tensor | None], max
         assert versions(grads) == before
     assert torch.equal(state.total_norm, total)  # type: ignore[arg-type]
     assert fo.grad_norm(state) is state.total_norm
-    for got, want in zip(out.values(), expected):
+    assert list(out) == [n for n, g in grads.items() if g is not None]  # no gradient, no entry
+    for got, want in zip(map(out.get, grads), expected):
         assert (got is None and want is None) or torch.equal(got, want)  # type: ignore[arg-type]
 
 
@@ -61,7 +62,8 @@ def test_clip_grad_value_matches_torch(grads: dict[str, torch.Tensor | None], va
     out, _ = fo.clip_grad_value(value).update(grads, None, {}, donate=donate)
     if not donate:
         assert versions(grads) == before
-    for got, want in zip(out.values(), expected):
+    assert list(out) == [n for n, g in grads.items() if g is not None]  # no gradient, no entry
+    for got, want in zip(map(out.get, grads), expected):
         assert (got is None and want is None) or torch.equal(got, want)  # type: ignore[arg-type]
 
 
@@ -120,10 +122,15 @@ def test_accumulate_sums_every_n_then_steps(average: bool, donate: bool) -> None
 
 
 def test_transform_errors_are_clear() -> None:
-    with pytest.raises(TypeError, match=r"must end with an optimizer"):
+    with pytest.raises(TypeError, match=r"must end with an optimizer such as sgd\(\.\.\.\), got nothing"):
+        fo.chain()
+    with pytest.raises(TypeError, match=r"last argument of chain\(\.\.\.\) must be an optimizer.*"
+                       r"got a gradient stage \(returns='grads'\)"):
         fo.chain(fo.clip_grad_norm(1.0))
-    with pytest.raises(TypeError, match=r"argument 0 is a Transform"):
+    with pytest.raises(TypeError, match=r"argument 0 is an optimizer; only the last"):
         fo.chain(fo.sgd(0.1), fo.sgd(0.1))
+    with pytest.raises(TypeError, match=r"accumulate\(tx\) must be an optimizer.*returns='grads'"):
+        fo.accumulate(fo.clip_grad_value(1.0), every=2)
     with pytest.raises(ValueError, match=r"every must be an int >= 1, got every=0"):
         fo.accumulate(fo.sgd(0.1), every=0)
     with pytest.raises(ValueError, match=r"max_norm must be >= 0"):
@@ -156,3 +163,10 @@ def test_states_round_trip_through_a_weights_only_checkpoint(tmp_path: Path) -> 
     expected, _ = tx.update(grads, state, params)
     got, _ = tx.update(grads, loaded, params)
     assert all(torch.equal(expected[k], got[k]) for k in params)
+
+
+def test_a_train_step_refuses_a_gradient_stage_as_its_optimizer() -> None:
+    from fengine.core.step import make_train_step
+
+    with pytest.raises(TypeError, match=r"make_train_step's tx must be an optimizer.*returns='grads'"):
+        make_train_step(torch.nn.Linear(2, 1), lambda view, batch: view(batch).sum(), fo.clip_grad_norm(1.0))

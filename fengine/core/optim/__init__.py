@@ -1,5 +1,6 @@
 """Optimizers as pure ``init``/``update`` transforms, bit-identical to ``torch.optim``.
 
+Each is a :class:`GradientTransform` ``(init, update)``, after optax:
 ``tx = chain(clip_grad_norm(1.0), sgd(0.1, momentum=0.9))``; ``state = tx.init(params)``;
 ``params, state = tx.update(grads, state, params)``. Parameters, gradients and states are flat
 ``dict[str, Tensor]`` trees. Hyper-parameters live in the state (per param group) and are read
@@ -8,7 +9,7 @@ returning a new state.
 """
 
 from fengine.core.optim.adam import AdamHyper, AdamState, adam, adamw
-from fengine.core.optim.base import GradientTransform, Grads, ParamGroup, Transform
+from fengine.core.optim.base import GradientTransform, Grads, ParamGroup
 from fengine.core.optim.clip import ClipNormState, clip_grad_norm, clip_grad_value
 from fengine.core.optim.compose import AccumState, ChainState, accumulate, chain
 from fengine.core.optim.hyperparams import grad_norm, hyperparams, set_hyperparams
@@ -25,7 +26,6 @@ __all__ = [
     "ParamGroup",
     "SGDHyper",
     "SGDState",
-    "Transform",
     "accumulate",
     "adam",
     "adamw",

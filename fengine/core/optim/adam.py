@@ -11,10 +11,10 @@ from torch import Tensor
 
 from fengine.core import plain
 from fengine.core.optim.base import (
+    GradientTransform,
     Grads,
     ParamGroup,
     Tensors,
-    Transform,
     build_groups,
     check_nonnegative,
     gather,
@@ -183,7 +183,7 @@ def _update(
     return new_params, new_state
 
 
-def _adam(default: AdamHyper, param_groups: Sequence[Mapping[str, Any]] | None) -> Transform[AdamState]:
+def _adam(default: AdamHyper, param_groups: Sequence[Mapping[str, Any]] | None) -> GradientTransform[AdamState]:
     _check(default)
     specs = None if param_groups is None else [dict(spec) for spec in param_groups]
 
@@ -193,7 +193,7 @@ def _adam(default: AdamHyper, param_groups: Sequence[Mapping[str, Any]] | None) 
         empty: tuple[Tensor | None, ...] = (None,) * len(names)
         return AdamState(names, groups, (0,) * len(names), empty, empty, empty)
 
-    return Transform(init, _update)
+    return GradientTransform(init, _update)
 
 
 def adam(
@@ -205,7 +205,7 @@ def adam(
     maximize: bool = False,
     *,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
-) -> Transform[AdamState]:
+) -> GradientTransform[AdamState]:
     """Adam (Kingma & Ba, 2015) with L2 weight decay and AMSGrad, as ``torch.optim.Adam``.
 
     Per parameter at its step ``t`` with gradient ``g`` (negated if ``maximize``, plus
@@ -225,7 +225,7 @@ def adam(
         param_groups: optional torch-style groups, ``[{'params': [names...], 'lr': ...}]``.
 
     Returns:
-        The :class:`Transform`; its state is an :class:`AdamState`.
+        The optimizer (a :class:`GradientTransform`); its state is an :class:`AdamState`.
 
     Raises:
         ValueError: a negative ``lr``, ``eps`` or ``weight_decay``, or a beta outside [0, 1).
@@ -242,7 +242,7 @@ def adamw(
     maximize: bool = False,
     *,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
-) -> Transform[AdamState]:
+) -> GradientTransform[AdamState]:
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay, as ``torch.optim.AdamW``.
 
     As :func:`adam`, except that the decay does not enter the gradient: each step first scales
@@ -258,7 +258,7 @@ def adamw(
         param_groups: optional torch-style groups, ``[{'params': [names...], 'lr': ...}]``.
 
     Returns:
-        The :class:`Transform`; its state is an :class:`AdamState`.
+        The optimizer (a :class:`GradientTransform`); its state is an :class:`AdamState`.
 
     Raises:
         ValueError: a negative ``lr``, ``eps`` or ``weight_decay``, or a beta outside [0, 1).

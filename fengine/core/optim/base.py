@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from operator import is_
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar
 
 import attrs
 import torch
@@ -35,55 +35,57 @@ Grads = Mapping[str, "Tensor | None"]
 
 
 class UpdateFn(Protocol[S]):
-    """``update(grads, state, params, *, donate=False) -> (new_params, new_state)``."""
+    """``update(grads, state, params, *, donate=False) -> (new_params or new_grads, new_state)``."""
 
     def __call__(
         self, grads: Grads, state: S, params: Mapping[str, Tensor], *, donate: bool = False
     ) -> tuple[dict[str, Tensor], S]: ...
 
 
-class GradUpdateFn(Protocol[S]):
-    """``update(grads, state, params, *, donate=False) -> (new_grads, new_state)``."""
-
-    def __call__(
-        self, grads: Grads, state: S, params: Mapping[str, Tensor], *, donate: bool = False
-    ) -> tuple[dict[str, Tensor | None], S]: ...
-
-
-@attrs.frozen
-class Transform(Generic[S]):
-    """An optimizer: ``init(params) -> state`` and ``update(grads, state, params) -> (params, state)``.
-
-    ``update`` returns the *new parameters* (computed in ``torch.optim``'s own op order, so they
-    are bit-identical to it) and the new state. With ``donate=False`` (the default) nothing it
-    was handed is written: parameters, gradients and state tensors keep their ``_version``. With
-    ``donate=True`` the caller gives up all three; parameters and state tensors are then updated
-    in place (the returned mapping holds the very tensors passed in) and gradients may be
-    overwritten. Both paths give bit-identical numbers.
-
-    Attributes:
-        init: builds the state record from the parameters.
-        update: one optimisation step.
-    """
-
-    init: Callable[[Mapping[str, Tensor]], S]
-    update: UpdateFn[S]
+#: What a :class:`GradientTransform`'s ``update`` returns besides the state.
+Returns = Literal["params", "grads"]
 
 
 @attrs.frozen
 class GradientTransform(Generic[S]):
-    """A gradient-to-gradient stage (clipping, ...) that runs in front of a :class:`Transform`.
+    """A stage of an optimizer as two pure functions, after optax's ``GradientTransformation``.
 
-    Same contract as :class:`Transform`, except that ``update`` returns new gradients (``None``
-    entries stay ``None``). With ``donate=True`` gradients are changed in place.
+    ``init(params) -> state`` and ``update(grads, state, params, *, donate=False) -> (out,
+    state)``. An optimizer (``sgd``, ``adam``, ``chain``, ``accumulate``; ``returns='params'``)
+    returns the *new parameters*, computed in ``torch.optim``'s own op order so that they are
+    bit-identical to it (where optax returns updates to add). A gradient stage (the clippers;
+    ``returns='grads'``) returns new gradients, leaving out the names that had none;
+    :func:`~fengine.core.optim.chain` puts such stages in front of one optimizer.
+
+    With ``donate=False`` (the default) nothing ``update`` was handed is written: parameters,
+    gradients and state tensors keep their ``_version``. With ``donate=True`` the caller gives
+    up all three; they may then be updated in place (an optimizer's returned mapping holds the
+    very parameter tensors passed in). Both paths give bit-identical numbers.
 
     Attributes:
         init: builds the state record from the parameters.
-        update: transforms one set of gradients.
+        update: one step.
+        returns: ``'params'`` for an optimizer, ``'grads'`` for a gradient stage.
     """
 
     init: Callable[[Mapping[str, Tensor]], S]
-    update: GradUpdateFn[S]
+    update: UpdateFn[S]
+    returns: Returns = "params"
+
+
+def require_optimizer(tx: object, where: str) -> None:
+    """Raise ``TypeError`` unless ``tx`` is an optimizer (a transform returning parameters).
+
+    Args:
+        tx: the transform received.
+        where: what received it, for the message (``'chain(...) argument 0'``).
+    """
+    if getattr(tx, "returns", None) != "params" or not callable(getattr(tx, "update", None)):
+        kind = f"a gradient stage (returns={tx.returns!r})" if isinstance(tx, GradientTransform) else repr(tx)
+        raise TypeError(
+            f"{where} must be an optimizer, a GradientTransform with returns='params' such as "
+            f"sgd(...), got {kind}"
+        )
 
 
 @plain.register("optim.ParamGroup")

@@ -47,7 +47,8 @@ def clip_grad_norm(
         error_if_nonfinite: raise if the total norm is NaN or infinite (costs a host sync).
 
     Returns:
-        The :class:`GradientTransform`; its state is a :class:`ClipNormState`.
+        A gradient stage (``returns='grads'``; names without a gradient are left out); its
+        state is a :class:`ClipNormState`.
 
     Raises:
         ValueError: a negative or NaN ``max_norm``.
@@ -61,9 +62,9 @@ def clip_grad_norm(
 
     def update(
         grads: Grads, state: ClipNormState, params: Mapping[str, Tensor], *, donate: bool = False
-    ) -> tuple[dict[str, Tensor | None], ClipNormState]:
+    ) -> tuple[dict[str, Tensor], ClipNormState]:
         names, gs = _present(grads)
-        out: dict[str, Tensor | None] = dict(grads)
+        out = dict(zip(names, gs))
         with torch.no_grad():
             total = global_norm(gs, norm_type)
             if not gs:
@@ -87,7 +88,7 @@ def clip_grad_norm(
                 out.update((names[i], t) for i, t in zip(bucket, part))
         return out, ClipNormState(total)
 
-    return GradientTransform(init, update)
+    return GradientTransform(init, update, returns="grads")
 
 
 def clip_grad_value(clip_value: float) -> GradientTransform[None]:
@@ -100,7 +101,7 @@ def clip_grad_value(clip_value: float) -> GradientTransform[None]:
         clip_value: the bound.
 
     Returns:
-        The :class:`GradientTransform`.
+        A gradient stage (``returns='grads'``; names without a gradient are left out).
     """
     clip_value = float(clip_value)
 
@@ -109,9 +110,9 @@ def clip_grad_value(clip_value: float) -> GradientTransform[None]:
 
     def update(
         grads: Grads, state: None, params: Mapping[str, Tensor], *, donate: bool = False
-    ) -> tuple[dict[str, Tensor | None], None]:
+    ) -> tuple[dict[str, Tensor], None]:
         names, gs = _present(grads)
-        out: dict[str, Tensor | None] = dict(grads)
+        out = dict(zip(names, gs))
         with torch.no_grad():
             for bucket in group_by_device_dtype(gs):
                 part = take(gs, bucket)
@@ -123,4 +124,4 @@ def clip_grad_value(clip_value: float) -> GradientTransform[None]:
                 out.update((names[i], t) for i, t in zip(bucket, part))
         return out, None
 
-    return GradientTransform(init, update)
+    return GradientTransform(init, update, returns="grads")

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from fengine.core import plain
-from fengine.core.optim.base import GradientTransform, Grads, Transform
+from fengine.core.optim.base import GradientTransform, Grads, require_optimizer
 
 S = TypeVar("S")
 
@@ -23,31 +23,33 @@ class ChainState:
     states: tuple[Any, ...]
 
 
-def chain(*transforms: GradientTransform[Any] | Transform[Any]) -> Transform[ChainState]:
+def chain(*transforms: GradientTransform[Any]) -> GradientTransform[ChainState]:
     """Run gradient stages, then an optimizer: ``chain(clip_grad_norm(1.0), sgd(0.1))``.
 
-    Each :class:`GradientTransform` maps the gradients on to the next stage; the last stage, a
-    :class:`Transform`, turns them into new parameters. ``donate`` is passed to every stage.
+    Each gradient stage (``returns='grads'``) maps the gradients on to the next stage; the last
+    stage, an optimizer (``returns='params'``), turns them into new parameters. ``donate`` is
+    passed to every stage.
 
     Args:
         *transforms: zero or more gradient stages followed by exactly one optimizer.
 
     Returns:
-        A :class:`Transform` whose state is a :class:`ChainState`.
+        An optimizer whose state is a :class:`ChainState`.
 
     Raises:
         TypeError: no stages, a last stage that is not an optimizer, or an optimizer before the
             last position.
     """
-    if not transforms or not isinstance(transforms[-1], Transform):
-        last = type(transforms[-1]).__name__ if transforms else "nothing"
-        raise TypeError(f"chain(...) must end with an optimizer (a Transform such as sgd(...)), got {last}")
+    if not transforms:
+        raise TypeError("chain(...) must end with an optimizer such as sgd(...), got nothing")
+    require_optimizer(transforms[-1], "the last argument of chain(...)")
     stages = transforms[:-1]
     for k, stage in enumerate(stages):
-        if not isinstance(stage, GradientTransform):
+        if not isinstance(stage, GradientTransform) or stage.returns != "grads":
+            kind = "an optimizer" if isinstance(stage, GradientTransform) else f"a {type(stage).__name__}"
             raise TypeError(
-                f"chain(...) argument {k} is a {type(stage).__name__}; only the last argument may "
-                "be an optimizer, the others must be gradient transforms such as clip_grad_norm"
+                f"chain(...) argument {k} is {kind}; only the last argument may be an optimizer, "
+                "the others must be gradient stages (returns='grads') such as clip_grad_norm"
             )
     optimizer = transforms[-1]
 
@@ -65,7 +67,7 @@ def chain(*transforms: GradientTransform[Any] | Transform[Any]) -> Transform[Cha
         new_states.append(last_state)
         return new_params, ChainState(tuple(new_states))
 
-    return Transform(init, update)
+    return GradientTransform(init, update)
 
 
 @plain.register("optim.AccumState")
@@ -103,7 +105,7 @@ def _add(acc: Mapping[str, Tensor] | None, grads: Grads, donate: bool) -> dict[s
     return out
 
 
-def accumulate(tx: Transform[S], every: int, *, average: bool = True) -> Transform[AccumState[S]]:
+def accumulate(tx: GradientTransform[S], every: int, *, average: bool = True) -> GradientTransform[AccumState[S]]:
     """Sum the gradients of ``every`` micro-steps, then take one step of ``tx``.
 
     The first ``every - 1`` calls only accumulate (the returned parameters are the input
@@ -118,11 +120,13 @@ def accumulate(tx: Transform[S], every: int, *, average: bool = True) -> Transfo
         average: divide the summed gradients by ``every`` (the mean gradient) before the step.
 
     Returns:
-        A :class:`Transform` whose state is an :class:`AccumState`.
+        An optimizer whose state is an :class:`AccumState`.
 
     Raises:
+        TypeError: ``tx`` is not an optimizer.
         ValueError: ``every`` < 1.
     """
+    require_optimizer(tx, "accumulate(tx)")
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got every={every!r}")
 
@@ -144,4 +148,4 @@ def accumulate(tx: Transform[S], every: int, *, average: bool = True) -> Transfo
         new_params, inner = tx.update(summed, state.inner, params, donate=donate)
         return new_params, AccumState(0, None, inner)
 
-    return Transform(init, update)
+    return GradientTransform(init, update)

@@ -11,10 +11,10 @@ from torch import Tensor
 
 from fengine.core import plain
 from fengine.core.optim.base import (
+    GradientTransform,
     Grads,
     ParamGroup,
     Tensors,
-    Transform,
     build_groups,
     check_nonnegative,
     gather,
@@ -162,7 +162,7 @@ def sgd(
     maximize: bool = False,
     *,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
-) -> Transform[SGDState]:
+) -> GradientTransform[SGDState]:
     """SGD with momentum, dampening, Nesterov, L2 weight decay and maximize, as ``torch.optim.SGD``.
 
     Per parameter with gradient ``g`` (negated if ``maximize``): ``g += weight_decay * p``;
@@ -184,7 +184,7 @@ def sgd(
             exactly one group.
 
     Returns:
-        The :class:`Transform`; its state is an :class:`SGDState`.
+        The optimizer (a :class:`GradientTransform`); its state is an :class:`SGDState`.
 
     Raises:
         ValueError: a negative ``lr``, ``momentum`` or ``weight_decay``, or Nesterov without
@@ -199,4 +199,4 @@ def sgd(
         groups = build_groups(names, params, default, specs, _check)
         return SGDState(names, groups, (None,) * len(names))
 
-    return Transform(init, _update)
+    return GradientTransform(init, _update)

@@ -80,7 +80,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     _torch_base: type[torch.optim.Optimizer]
     #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
-    _transform: fo.Transform[Any]
+    _transform: fo.GradientTransform[Any]
     _complex_ok = True
     #: Every group key that :meth:`_hyper_of` and :func:`torch_only` read.
     _group_keys: tuple[str, ...]
