@@ -100,7 +100,7 @@ class _WrapperTransform:
             names = self._names
             glist = [grads.get(names.get(id(p), "")) for p in flat]
             if optimizer.step_record(glist, self._clip if wrapper.clip_grad_kwargs else None):
-                return dict(params), optimizer.record
+                return dict(params), optimizer.opt_state
         # Only torch's own step fits: the gradients go where ``backward`` would have put them.
         params_by_name = self._params
         for name, grad in grads.items():
@@ -109,7 +109,7 @@ class _WrapperTransform:
                 param.grad = grad if param.grad is None else param.grad.add_(grad)
         wrapper.step()
         wrapper.zero_grad()
-        return dict(params), optimizer.record if isinstance(optimizer, PureStepOptimizer) else None
+        return dict(params), optimizer.opt_state if isinstance(optimizer, PureStepOptimizer) else None
 
     def _clip(self, grads: list[Tensor | None]) -> None:
         """The wrapper's clipping on ``grads`` (aligned with the optimizer's parameters)."""
@@ -169,7 +169,7 @@ def follow_module(state: TrainState[Any], optim_wrapper: Any) -> TrainState[Any]
     Returns:
         The new record.
     """
-    record = getattr(getattr(optim_wrapper, "optimizer", None), "record", None)
+    record = getattr(getattr(optim_wrapper, "optimizer", None), "opt_state", None)
     return state.replace(step=state.step + 1, opt_state=record)
 
 

@@ -76,9 +76,9 @@ def test_every_option_matches_torch_and_its_state_dict(kind: str, index: int) ->
     for a, b in zip(ours_model.parameters(), torch_model.parameters()):
         assert torch.equal(a, b)
     torch_only = options.get("foreach") is False or options.get("fused") or isinstance(options.get("lr"), torch.Tensor)
-    assert (ours.record is None) == bool(torch_only)  # which implementation stepped
+    assert (ours.opt_state is None) == bool(torch_only)  # which implementation stepped
     same_state(ours.state_dict(), ref.state_dict())
-    assert (ours.record is None) == bool(torch_only)  # reading the state keeps the record the truth
+    assert (ours.opt_state is None) == bool(torch_only)  # reading the state keeps the record the truth
 
 
 @settings(max_examples=20, deadline=None)

@@ -1,8 +1,8 @@
-"""fengine.optim.optimizer.pure_step: the cached step plan of SGD/Adam/AdamW against torch.optim.
+"""fengine.optim.optimizer.pure_step: SGD/Adam/AdamW stepping their record, against torch.optim.
 
-Each step reuses the group records built at an earlier step unless a value the optimizer reads or
-a group's parameters changed. Whatever happens between steps (schedulers, edits of the groups or
-of their parameter lists, state edits, hooks, in-place zeroing), every step must equal torch's.
+The groups are views of the record, and a change of a group's parameter list is found at the next
+step. Whatever happens between steps (schedulers, edits of the groups or of their parameter lists,
+state edits, hooks, in-place zeroing), every step must equal torch's.
 """
 
 from __future__ import annotations

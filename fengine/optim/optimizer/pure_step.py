@@ -1,11 +1,23 @@
-"""The machinery shared by fengine's ``torch.optim`` subclasses: the record, its torch view, the step.
+"""The machinery shared by fengine's ``torch.optim`` subclasses: one record, torch's views of it, the step.
 
-Between steps the optimizer state lives in one record of ``fengine.core.optim`` that each step
-donates to the transform; torch's per-parameter ``state`` dict is produced from it whenever
-someone reads it. Each step reuses the group records of an earlier step unless a value the
-optimizer reads is no longer the very object it was built from, or a group's parameters changed
-(a scheduler's new ``lr`` takes effect at once). torch's step hooks and profiler ranges run as
-for ``torch.optim``; with none of them active the step skips torch's hook runner.
+The optimizer's whole state is one record of ``fengine.core.optim`` (:attr:`opt_state`): each
+group's hyper-parameters and every parameter's state. torch's ``param_groups`` and ``state`` are
+views of it (:mod:`fengine.optim.optimizer.record_views`): ``opt.param_groups[0]['lr'] = 0.05``
+(what schedulers do) changes the record at once, and ``opt.opt_state = record`` changes what the
+groups hold at once. Keys the record does not know (``params``, ``foreach``, ``initial_lr``, ...)
+stay in the group dicts. A step donates the record to the transform and keeps the new one.
+
+Only a change of the groups' parameter lists (edited in place, as torch allows) is found by
+looking: each step compares them with the record's layout and, when they differ, lays the record
+out again, each parameter keeping its state.
+
+When torch's own ``step`` must run (options no transform covers, sparse gradients, complex Adam
+parameters, step hooks or the profiler), it runs on torch's per-parameter dict exported from the
+record, which is read back into the record right after (:meth:`PureStepOptimizer._torch_step`, the
+one place torch's dict flows back): the record stays the truth. ``state_dict``, pickling and
+``load_state_dict`` pass through the same torch-format dict. For ``capturable``/``fused`` Adam this
+means fresh ``step`` tensors every step, so capturing the step in a CUDA graph needs
+``torch.optim``'s own class.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from torch.optim import optimizer as torch_optimizer
 
 from fengine.core import optim as fo
 from fengine.core.optim.base import ParamGroup, build_groups
+from fengine.optim.optimizer.record_views import ParamGroupView, StateView
 
 #: torch's step hooks for every optimizer (empty dicts unless someone registered one). Should a
 #: later torch move them, a non-empty stand-in sends every step through torch's hook runner.
@@ -43,20 +56,16 @@ def _undecorated(name: str) -> Callable[..., Any]:
 
 
 _ADD_PARAM_GROUP, _STATE_DICT, _LOAD_STATE_DICT = map(_undecorated, ("add_param_group", "state_dict", "load_state_dict"))
-#: Values whose identity shows they did not change: immutable scalars (and tuples of them).
-_IMMUTABLE = (int, float, str, type(None))
-#: Group keys that decide whether torch's own implementation must step a group (with ``lr``).
-TORCH_ONLY_KEYS = ("foreach", "fused", "differentiable", "capturable")
-
-#: Per param group, what the cached step plan was built from: the values of the group's keys
-#: that the optimizer reads, and its parameters.
-_Plan = tuple[tuple[tuple[Any, ...], tuple[Tensor, ...]], ...]
 
 
-def _immutable(value: object) -> bool:
-    return isinstance(value, _IMMUTABLE) or (
-        type(value) is tuple and all(isinstance(v, _IMMUTABLE) for v in value)
-    )
+@attrs.frozen(eq=False)
+class _Layout:
+    """Where the record's parameters come from: names, tensors, and each group's list."""
+
+    keys: tuple[str, ...]
+    flat: list[Tensor]
+    params: dict[str, Tensor]
+    groups: tuple[tuple[Tensor, ...], ...]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -76,198 +85,239 @@ def _torch_step(cls: type[torch.optim.Optimizer]) -> Callable[..., Any]:
 
 
 class PureStepOptimizer(torch.optim.Optimizer):
-    """Shared machinery: the state record, its torch-format view, and the donated step."""
+    """Shared machinery: the state record, torch's views of it, and the donated step."""
 
     _torch_base: type[torch.optim.Optimizer]
     #: Only ``update`` is used: hyper-parameters come from the record, not from the factory.
     _transform: fo.GradientTransform[Any]
+    #: The record's per-group hyper-parameters (``SGDHyper``, ``AdamHyper``).
+    _hyper_type: type
+    _hyper_keys: frozenset[str]
     _complex_ok = True
-    #: Every group key that :meth:`_hyper_of` and :func:`torch_only` read.
-    _group_keys: tuple[str, ...]
+    #: Whether every group can be stepped by the transform (``None``: not known since a write).
+    _steppable: bool | None
 
-    def _hyper_of(self, group: Mapping[str, Any]) -> Any | None:
-        """The group's hyper-parameter record, or ``None`` if only torch can step this group."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_hyper_type" in vars(cls):
+            cls._hyper_keys = frozenset(attrs.fields_dict(cls._hyper_type))
+
+    def _torch_only_group(self, group: Mapping[str, Any]) -> bool:
+        """Whether only torch's implementation can step ``group`` (see :func:`torch_only`)."""
         raise NotImplementedError
 
     def _empty_record(self, names: tuple[str, ...], groups: tuple[ParamGroup[Any], ...]) -> Any:
         raise NotImplementedError
 
-    def _import(self, record: Any, states: list[dict[str, Any]]) -> Any:
-        """``record`` filled with torch-format per-parameter states (aligned with ``names``)."""
+    def _import(self, record: Any, entries: Mapping[int, Mapping[str, Any]]) -> Any:
+        """``record`` with parameter ``i``'s state replaced by torch-format ``entries[i]``."""
         raise NotImplementedError
 
-    def _export(self, record: Any, i: int) -> dict[str, Any]:
-        """Parameter ``i``'s torch-format state from ``record`` (empty if it has none)."""
+    def _export(self, record: Any, i: int, on_device: bool) -> dict[str, Any]:
+        """Parameter ``i``'s torch-format state from ``record`` (empty if it has none).
+
+        ``on_device``: its group is ``fused`` or ``capturable`` (torch keeps counters on the device).
+        """
         raise NotImplementedError
 
-    @property
-    def record(self) -> Any | None:
-        """The pure state record, if the last step ran the transform.
+    # -- the record and its layout ---------------------------------------------------------------
+    def _adopt(self, groups: list[dict[str, Any]], state: Mapping[Tensor, Mapping[str, Any]]) -> None:
+        """Make torch-format ``groups`` and per-parameter ``state`` the optimizer's record.
 
-        ``None`` before the first step, after torch's own implementation stepped (torch's dict
-        is then the truth until the next pure step), and after ``load_state_dict``.
+        Groups that already are this optimizer's views stay the same objects.
         """
-        return self.__dict__.get("_record")
+        flat = [p for g in groups for p in g["params"]]
+        keys = tuple(map(str, range(len(flat))))
+        params = dict(zip(keys, flat))
+        hypers = [self._hyper_from(g, i) for i, g in enumerate(groups)]
+        specs, start = [], 0
+        for group, hyper in zip(groups, hypers):
+            specs.append({"params": keys[start : start + len(group["params"])], **attrs.asdict(hyper, recurse=False)})
+            start += len(group["params"])
+        built = build_groups(keys, params, hypers[0], specs, _no_check) if groups else ()
+        record = self._empty_record(keys, built)
+        record = self._import(record, {i: state[p] for i, p in enumerate(flat) if p in state})
+        views = []
+        for i, group in enumerate(groups):
+            if isinstance(group, ParamGroupView) and group._owner() is self:
+                group._index = i
+            else:
+                group = ParamGroupView(self, i, group)
+            views.append(group)
+        self.__dict__.update(
+            param_groups=views, _record=record, _steppable=None, _torch_dict=None,
+            _layout=_Layout(keys, flat, params, tuple(tuple(g["params"]) for g in groups)),
+        )
 
-    # -- torch's ``state`` as a view of the record ---------------------------------------------
-    @property
-    def state(self) -> defaultdict[Tensor, Any]:
-        """torch's per-parameter state dict, materialised from the record on access.
+    def _hyper_from(self, group: Mapping[str, Any], index: int) -> Any:
+        missing = sorted(self._hyper_keys - group.keys())
+        if missing:
+            raise KeyError(
+                f"param_groups[{index}] lacks {missing}; a {type(self).__name__} group holds "
+                f"{sorted(self._hyper_keys)}"
+            )
+        return self._hyper_type(**{k: group[k] for k in self._hyper_keys})
 
-        The record stays the truth: the next step reads it unless an entry of the dict handed
-        out was replaced meanwhile (then the dict is imported back; see :attr:`opt_state`).
-        """
-        record = self.__dict__.get("_record")
-        if record is not None and self.__dict__.get("_view_of") is not record:
-            flat = self.__dict__["_layout"][1]
-            view: defaultdict[Tensor, Any] = defaultdict(dict)
-            for i, p in enumerate(flat):
-                entry = self._export(record, i)
+    def _torch_format(self) -> defaultdict[Tensor, Any]:
+        """torch's per-parameter dict, exported from the record (the tensors are the record's)."""
+        out: defaultdict[Tensor, Any] = defaultdict(dict)
+        record, flat = self.__dict__["_record"], self.__dict__["_layout"].flat
+        start = 0
+        for group, members in zip(self.param_groups, self.__dict__["_layout"].groups):
+            on_device = bool(group.get("fused") or group.get("capturable"))
+            for i in range(start, start + len(members)):
+                entry = self._export(record, i, on_device)
                 if entry:
-                    view[p] = entry
-            self.__dict__["_torch_state"] = view
-            self.__dict__["_view_of"] = record
-        return self.__dict__["_torch_state"]  # type: ignore[no-any-return]
+                    out[flat[i]] = entry
+            start += len(members)
+        return out
+
+    def _check_layout(self) -> None:
+        """Lay the record out again if a group's parameter list changed (torch allows edits)."""
+        groups, layout = self.param_groups, self.__dict__["_layout"]
+        if len(groups) != len(layout.groups) or not all(
+            map(_same, (g["params"] for g in groups), layout.groups)
+        ):
+            self._adopt(groups, self._torch_format())
+
+    def _group_written(self, index: int, key: str, value: Any) -> None:
+        """A group's ``key`` was set: a hyper-parameter goes into the record."""
+        self.__dict__["_steppable"] = None
+        if key == "params" or key not in self._hyper_keys:
+            return
+        record = self.__dict__.get("_record")
+        if record is None or index >= len(record.groups):
+            return  # a group torch is still adding: the record is built from it next
+        group = record.groups[index]
+        if getattr(group.hyper, key) is value:
+            return
+        new = ParamGroup(group.indices, group.buckets, attrs.evolve(group.hyper, **{key: value}))
+        groups = (*record.groups[:index], new, *record.groups[index + 1 :])
+        self.__dict__["_record"] = attrs.evolve(record, groups=groups)
+
+    def _position_of(self, param: object) -> int | None:
+        for i, p in enumerate(self.flat_params):
+            if p is param:
+                return i
+        return None
+
+    def _export_entry(self, index: int) -> dict[str, Any]:
+        return self._export(self.__dict__["_record"], index, False)
+
+    def _import_entry(self, index: int, entry: Mapping[str, Any], strict: bool) -> None:
+        if strict:
+            known = set(self._export_keys)
+            unknown = sorted(set(entry) - known)
+            if unknown:
+                raise KeyError(
+                    f"{type(self).__name__}'s record holds {sorted(known)} per parameter, got {unknown}"
+                )
+        self.__dict__["_record"] = self._import(self.__dict__["_record"], {index: entry})
+
+    #: The keys of one parameter's torch-format state.
+    _export_keys: tuple[str, ...] = ()
+
+    # -- torch's ``state`` -----------------------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        """torch's per-parameter state: a view of the record (writes reach it).
+
+        While torch's own code runs on this optimizer (its step, ``state_dict``,
+        ``load_state_dict``), a plain torch-format dict exported from the record instead.
+        """
+        plain = self.__dict__.get("_torch_dict")
+        if plain is not None or "_record" not in self.__dict__:
+            return plain if plain is not None else defaultdict(dict)
+        return StateView(self)
 
     @state.setter
-    def state(self, value: defaultdict[Tensor, Any]) -> None:
-        self.__dict__["_torch_state"] = value
-        self.__dict__["_record"] = None
-        self.__dict__["_view_of"] = None
+    def state(self, value: Mapping[Tensor, Any]) -> None:
+        if "_layout" in self.__dict__:
+            self._adopt(self.param_groups, value)
+        # Before the first group exists (torch's ``__init__``) there is nothing to hold.
 
-    def _torch_owns_state(self) -> None:
-        """Make torch's dict the truth (before torch's own step or a change of layout)."""
-        _ = self.state
-        self.__dict__["_record"] = None
-
-    def _view_replaced(self, record: Any) -> bool:
-        """Whether an entry of the dict handed out for ``record`` no longer is the record's."""
-        view = self.__dict__["_torch_state"]
-        for i, p in enumerate(self.__dict__["_layout"][1]):
-            ours, theirs = self._export(record, i), view.get(p, {})
-            if ours.keys() != theirs.keys():
-                return True
-            for key, value in ours.items():
-                other = theirs[key]
-                if other is value:
-                    continue
-                # Exported scalars (Adam's step) are made afresh: compare their values.
-                if not (isinstance(other, Tensor) and isinstance(value, Tensor) and value.numel() == 1
-                        and other.numel() == 1 and float(other) == float(value)):
-                    return True
-        return False
+    def __getstate__(self) -> dict[str, Any]:
+        return {"defaults": self.defaults, "state": self._torch_format(),
+                "param_groups": [dict(g) for g in self.param_groups]}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch's ``__setstate__`` (and Adam's, which reads ``self.state``) runs on plain data;
+        # the record is then built from it.
         state = dict(state)
-        # Route ``state`` through the property (torch's ``__setstate__`` writes ``__dict__``
-        # directly, and Adam's reads ``self.state`` while it runs).
-        self.__dict__["_layout"] = None
-        self.state = state.pop("state", None) or defaultdict(dict)
-        super().__setstate__(state)
+        plain = state.pop("state", None) or defaultdict(dict)
+        state["param_groups"] = [dict(g) for g in state.get("param_groups", [])]
+        replaced = self.__dict__.get("param_groups", [])
+        self.__dict__["_torch_dict"] = plain
+        try:
+            super().__setstate__(state)
+        finally:
+            self.__dict__["_torch_dict"] = None
+        self._adopt(self.__dict__["param_groups"], plain)
+        for group in replaced:  # (``load_state_dict``) plain dicts from now on, as torch's old ones
+            if isinstance(group, ParamGroupView):
+                group.detach()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's ``add_param_group``; the record is rebuilt on the next step."""
-        self._torch_owns_state()
+        """torch's ``add_param_group``; the record is laid out again with the new group."""
+        state = self._torch_format() if "_layout" in self.__dict__ else {}
         _ADD_PARAM_GROUP(self, param_group)  # see _undecorated
-        self.__dict__["_layout"] = None
+        self._adopt(self.param_groups, state)
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's ``state_dict`` (without TorchDynamo's wrapper: see :func:`_undecorated`)."""
-        state: dict[str, Any] = _STATE_DICT(self)
+        """torch's ``state_dict`` of the record (without TorchDynamo's wrapper: see :func:`_undecorated`)."""
+        self.__dict__["_torch_dict"] = self._torch_format()
+        try:
+            state: dict[str, Any] = _STATE_DICT(self)
+        finally:
+            self.__dict__["_torch_dict"] = None
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict`` (without TorchDynamo's wrapper: see :func:`_undecorated`)."""
         _LOAD_STATE_DICT(self, state_dict)
 
-    def _record_for(self, hypers: list[Any]) -> Any:
-        layout = self.__dict__.get("_layout")
-        if layout is not None and not _same(layout[1], [p for g in self.param_groups for p in g["params"]]):
-            self._torch_owns_state()  # the record is laid out by the old parameter list
-            layout = None
-        if layout is None:
-            flat = [p for g in self.param_groups for p in g["params"]]
-            keys = tuple(str(i) for i in range(len(flat)))
-            layout = self.__dict__["_layout"] = (keys, flat, dict(zip(keys, flat)))
-        record = self.__dict__.get("_record")
-        keys, flat, params = layout
-        if record is None:
-            specs, start = [], 0
-            for group, hyper in zip(self.param_groups, hypers):
-                specs.append({"params": keys[start : start + len(group["params"])], **attrs.asdict(hyper, recurse=False)})
-                start += len(group["params"])
-            groups = build_groups(keys, params, hypers[0], specs, _no_check)
-            torch_state = self.__dict__["_torch_state"]
-            return self._import(self._empty_record(keys, groups), [torch_state.get(p, {}) for p in flat])
-        if any(h != g.hyper for h, g in zip(hypers, record.groups)):
-            groups = tuple(attrs.evolve(g, hyper=h) for h, g in zip(hypers, record.groups))
-            record = attrs.evolve(record, groups=groups)
-        return record
-
-    def _eligible(self) -> list[Any] | None:
-        hypers = [self._hyper_of(g) for g in self.param_groups]
-        if any(h is None for h in hypers):
-            return None
-        if not self._complex_ok and any(p.is_complex() for g in self.param_groups for p in g["params"]):
-            return None
-        return hypers
-
-    def _plan_holds(self, plan: _Plan) -> bool:
-        """Whether no group's read values (by identity) nor parameters changed since ``plan``."""
-        groups = self.param_groups
-        if len(groups) != len(plan):
-            return False
-        keys = self._group_keys
-        for group, (values, params) in zip(groups, plan):
-            if not all(map(is_, map(group.get, keys), values)) or not _same(group["params"], params):
-                return False
-        return True
-
-    def _plan_now(self) -> _Plan | None:
-        """What :meth:`_plan_holds` compares against; ``None`` if a value may change in place."""
-        plan = []
-        for group in self.param_groups:
-            values = tuple(map(group.get, self._group_keys))
-            if not all(map(_immutable, values)):
-                return None
-            plan.append((values, tuple(group["params"])))
-        return tuple(plan)
-
+    # -- the record ------------------------------------------------------------------------------
     @property
     def opt_state(self) -> Any | None:
-        """The optimizer's state as one pure record, hyper-parameters as the groups hold them now.
+        """The optimizer's state as one pure record, hyper-parameters included.
 
-        A scheduler's (or a user's) new ``param_groups`` value is in the record returned. ``None``
-        when only torch's own implementation can step the groups (see :func:`torch_only`).
-        Assigning a record (from :attr:`transform`'s ``update``) makes it the optimizer's state.
+        ``None`` when only torch's own implementation can step the groups (see
+        :func:`torch_only`). Assigning a record (say from ``set_hyperparams`` or the transform's
+        ``update``) makes it the optimizer's state; ``param_groups`` hold its values at once.
         """
         state = self.__dict__
-        record, plan = state.get("_record"), state.get("_plan")
-        if record is not None and state.get("_view_of") is record:
-            state["_view_of"] = None
-            if self._view_replaced(record):  # someone wrote into the dict handed out
-                record = state["_record"] = None
-        if (record is None or plan is None or not self._plan_holds(plan)
-                # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
-                or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"][1])))):
-            state["_plan"] = None
-            hypers = self._eligible()
-            if hypers is None:
-                return None
-            record = state["_record"] = self._record_for(hypers)
-            state["_plan"] = self._plan_now()
-        return record
+        self._check_layout()
+        steppable = state["_steppable"]
+        if steppable is None:
+            steppable = state["_steppable"] = not any(map(self._torch_only_group, self.param_groups))
+        # A parameter's dtype may change in place (``p.data = ...``): recheck each step.
+        if not steppable or (not self._complex_ok and any(map(Tensor.is_complex, state["_layout"].flat))):
+            return None
+        return state["_record"]
 
     @opt_state.setter
     def opt_state(self, record: Any) -> None:
+        self._check_layout()
+        current = self.__dict__["_record"]
+        if type(record) is not type(current) or record.names != current.names or [
+            g.indices for g in record.groups
+        ] != [g.indices for g in current.groups]:
+            raise ValueError(
+                f"opt_state must be a {type(current).__name__} laid out as this optimizer's "
+                f"({len(current.names)} parameters in groups of "
+                f"{[len(g.indices) for g in current.groups]}), got {type(record).__name__}"
+            )
         self.__dict__["_record"] = record
+        self.__dict__["_steppable"] = None
+        for view, group in zip(self.param_groups, record.groups):
+            dict.update(view, attrs.asdict(group.hyper, recurse=False))
 
     @property
     def flat_params(self) -> list[Tensor]:
         """The parameters the record stands for, in ``param_groups`` order (the order of
         :meth:`step_record`'s gradients). Valid after :attr:`opt_state` was read.
         """
-        flat: list[Tensor] = self.__dict__["_layout"][1]
+        flat: list[Tensor] = self.__dict__["_layout"].flat
         return flat
 
     def step_hooks_active(self) -> bool:
@@ -290,24 +340,29 @@ class PureStepOptimizer(torch.optim.Optimizer):
         """
         state = self.__dict__
         if any(g is not None and g.is_sparse for g in grads):
-            state["_plan"] = None
             return False
         if prepare is not None:
             prepare(grads)
-        keys, _, params = state["_layout"]
-        _, state["_record"] = self._transform.update(dict(zip(keys, grads)), state["_record"], params, donate=True)
+        params = state["_layout"].params
+        _, state["_record"] = self._transform.update(dict(zip(params, grads)), state["_record"], params, donate=True)
         return True
 
     def _pure_step(self) -> bool:
-        """Step with the transform; ``False`` (nothing done) if only torch can step now.
-
-        The record carries each group's hyper-parameters. It is rebuilt from the groups only
-        when a value this optimizer reads is no longer the very object it was built from, or
-        the parameters changed; a scheduler writing a new ``lr`` thus takes effect at once.
-        """
+        """Step with the transform; ``False`` (nothing done) if only torch can step now."""
         if self.opt_state is None:
             return False
         return self.step_record([p.grad for p in self.flat_params])
+
+    def _torch_step(self) -> None:
+        """torch's own step, on torch's dict exported from the record; the record then reads it back."""
+        self._check_layout()
+        plain = self.__dict__["_torch_dict"] = self._torch_format()
+        try:
+            _torch_step(self._torch_base)(self)
+        finally:
+            self.__dict__["_torch_dict"] = None
+            flat = self.flat_params
+            self.__dict__["_record"] = self._import(self.__dict__["_record"], {i: plain.get(p, {}) for i, p in enumerate(flat)})
 
     def _step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
@@ -315,8 +370,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if not self._pure_step():
-            self._torch_owns_state()
-            _torch_step(self._torch_base)(self)
+            self._torch_step()
         return loss
 
     def step(self, *args: Any, **kwargs: Any) -> float | None:  # type: ignore[override]
@@ -341,8 +395,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
             # A subclass's own ``step`` (which torch wrapped with the hooks) called this one.
             return self._step(*args, **kwargs)
         if not self._pure_step():
-            self._torch_owns_state()
-            _torch_step(self._torch_base)(self)
+            self._torch_step()
         return None
 
     # torch wraps the ``step`` of each optimizer class with its hook runner unless it is
