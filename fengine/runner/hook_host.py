@@ -109,10 +109,11 @@ class HookHost:
         right after the last registered hook whose priority value is lower or equal, so hooks of
         equal priority run in registration order. Any number of hooks of one class may be
         registered (as in MMEngine); each gets a unique name, the key of its state in checkpoints:
-        its class name, then ``#2``, ``#3`` ... for the second, third ... registered, so a run
-        built the same way names its hooks the same way. Two hooks that own the same state
-        (:attr:`~fengine.hooks.Hook.owns`, e.g. two ``EMAHook`` s) are an error. (Unlike MMEngine,
-        a config dict is not modified.)
+        its class name, then ``_1``, ``_2`` ... for the second, third ... registered (e.g.
+        ``IterTimerHook_1``), so a run built the same way names its hooks the same way and a
+        checkpoint of it resumes each hook's state into the hook registered in the same place.
+        Two hooks that own the same state (:attr:`~fengine.hooks.Hook.owns`, e.g. two
+        ``EMAHook`` s) are an error. (Unlike MMEngine, a config dict is not modified.)
 
         Args:
             hook: a :class:`~fengine.hooks.Hook` or a config dict built through ``HOOKS``.
@@ -348,13 +349,23 @@ def _default_checkpoint_cfg(train_cfg: Any) -> dict[str, Any]:
 
 
 def _unique_name(base: str, fn_hooks: list[FnHook[Any]]) -> str:
-    """``base``, or ``base#n`` for the smallest ``n >= 2`` no hook in ``fn_hooks`` is named."""
+    """``base``, or ``base_n`` for the smallest ``n >= 1`` no hook in ``fn_hooks`` is named."""
     taken = {fn.name for fn in fn_hooks}
-    name, n = base, 1
+    name, n = base, 0
     while name in taken:
         n += 1
-        name = f"{base}#{n}"
+        name = f"{base}_{n}"
     return name
+
+
+def current_hook_name(saved: str) -> str:
+    """A hook's name as registration gives it today, for a name read from a checkpoint.
+
+    Checkpoints written before hooks of one class were named ``Class_1``, ``Class_2`` ... named
+    them ``Class#2``, ``Class#3`` ...; those names map onto today's, other names are unchanged.
+    """
+    base, sep, number = saved.rpartition("#")
+    return f"{base}_{int(number) - 1}" if sep and number.isdigit() and int(number) >= 2 else saved
 
 
 def _fn_hook(hook: Hook, name: str) -> FnHook[Any]:

@@ -28,7 +28,7 @@ from fengine.runner.checkpoint import (
     revise_keys_of,
 )
 from fengine.runner.checkpointing import Checkpointer, restore_grads
-from fengine.runner.hook_host import HookHost
+from fengine.runner.hook_host import HookHost, current_hook_name
 from fengine.runner.parts import Parts
 from fengine.runner.resume_checks import counter_problem, optimizer_mismatch, weights_mismatch
 from fengine.runner.resume_selection import select_resume_checkpoint
@@ -289,12 +289,13 @@ class Resumer:
 
     def _restore_hook_states(self, checkpoint: Mapping[str, Any], filename: str, strict: bool) -> None:
         # ``hooks``: the key of checkpoints written before the record's field was ``hook_states``.
-        saved = checkpoint.get("hook_states", checkpoint.get("hooks"))
+        found = checkpoint.get("hook_states", checkpoint.get("hooks"))
         current = self._host.hook_states()
-        if saved is None:
+        if found is None:
             if any(state is not None for state in current.values()):
                 self._logger.warning(f"{filename!r} holds no hook states; hooks start from their initial states")
             return
+        saved = {current_hook_name(name): state for name, state in found.items()}
         missing = [n for n, s in current.items() if s is not None and n not in saved]
         unknown = [n for n, s in saved.items() if s is not None and n not in current]
         if missing or unknown:

@@ -180,9 +180,9 @@ BAD: list[Case] = [
     ("custom-hooks-not-a-list", {"custom_hooks": {"type": "EMAHook"}}, TypeError, "custom_hooks must be a list of hooks or hook configs"),
     ("ema-momentum", {"custom_hooks": [{"type": "EMAHook", "momentum": 2}]}, ValueError, r"momentum must be in range \(0.0, 1.0\) \(open\), got 2"),
     ("early-stopping-without-monitor", {"custom_hooks": [{"type": "EarlyStoppingHook"}]}, TypeError, "EarlyStoppingHook .* missing a required argument: 'monitor'"),
-    ("two-ema-hooks", {"custom_hooks": [{"type": "EMAHook"}, {"type": "EMAHook", "momentum": 0.01}]}, ValueError, "hooks 'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict' and the model's weights"),
-    ("two-scheduler-hooks", {"custom_hooks": [{"type": "ParamSchedulerHook"}]}, ValueError, "hooks 'ParamSchedulerHook' and 'ParamSchedulerHook#2' would both own the stepping of the runner's parameter schedulers"),
-    ("two-runtime-info-hooks", {"default_hooks": {"extra": {"type": "RuntimeInfoHook"}}}, ValueError, "hooks 'RuntimeInfoHook' and 'RuntimeInfoHook#2' would both own the message hub's runtime info"),
+    ("two-ema-hooks", {"custom_hooks": [{"type": "EMAHook"}, {"type": "EMAHook", "momentum": 0.01}]}, ValueError, "hooks 'EMAHook' and 'EMAHook_1' would both own the checkpoint's 'ema_state_dict' and the model's weights"),
+    ("two-scheduler-hooks", {"custom_hooks": [{"type": "ParamSchedulerHook"}]}, ValueError, "hooks 'ParamSchedulerHook' and 'ParamSchedulerHook_1' would both own the stepping of the runner's parameter schedulers"),
+    ("two-runtime-info-hooks", {"default_hooks": {"extra": {"type": "RuntimeInfoHook"}}}, ValueError, "hooks 'RuntimeInfoHook' and 'RuntimeInfoHook_1' would both own the message hub's runtime info"),
     ("hook-priority-name", {"custom_hooks": [{"type": "EMAHook", "priority": "SUPER"}]}, KeyError, "unknown priority name 'SUPER'; accepted"),
     # dataloaders
     ("loader-without-sampler", {"train_dataloader": {"dataset": {"type": "ResumeData"}, "batch_size": 4}}, KeyError, "needs a `sampler`"),

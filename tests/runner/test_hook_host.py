@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runner_toys import ToyModel, toy_kwargs
+from runner_toys import ToyMetric, ToyModel, toy_kwargs
 
 from fengine.core.events import Event
 from fengine.core.priority import Priority, get_priority
 from fengine.core.run import EventInfo
 from fengine.hooks import EMAHook, Hook, IterTimerHook
 from fengine.registry import HOOKS
+from fengine.runner.hook_host import current_hook_name
 from fengine.runner.runner import Runner
 
 DEFAULT_ORDER = ["RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "LoggerHook", "ParamSchedulerHook", "CheckpointHook"]
@@ -49,7 +50,7 @@ def test_a1_order_ties_and_stored_priorities(tmp_path: Any) -> None:
     by_name = dict(zip(runner.hook_names, runner.hooks))
     assert by_name["H1"].priority == "HIGHEST"
     assert by_name["H2"].priority == 55
-    assert by_name["H3#2"].priority is Priority.NORMAL
+    assert by_name["H3_1"].priority is Priority.NORMAL
     assert by_name["H3"] is h3 and h3.priority == "NORMAL"
 
 
@@ -91,7 +92,7 @@ def test_priority_precedence_and_config_left_alone(tmp_path: Any) -> None:
     runner.register_hook(H2())
     assert cfg == {"type": "H1", "priority": "LOW"}
     assert [h.priority for h in runner.hooks] == [5, 55, "LOW"]
-    assert runner.hook_names == ["H1#2", "H2", "H1"]
+    assert runner.hook_names == ["H1_1", "H2", "H1"]
 
 
 def test_hooks_of_one_class_are_allowed_with_stable_unique_names(tmp_path: Any) -> None:
@@ -102,12 +103,52 @@ def test_hooks_of_one_class_are_allowed_with_stable_unique_names(tmp_path: Any) 
         return Runner(**toy_kwargs(tmp_path / folder, custom_hooks=[IterTimerHook(), {"type": "IterTimerHook", "priority": "LOW"}]))
 
     runner = build("a")
-    names = ["RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "IterTimerHook#2", "LoggerHook", "ParamSchedulerHook", "IterTimerHook#3", "CheckpointHook"]
+    names = ["RuntimeInfoHook", "IterTimerHook", "DistSamplerSeedHook", "IterTimerHook_1", "LoggerHook", "ParamSchedulerHook", "IterTimerHook_2", "CheckpointHook"]
     assert runner.hook_names == names
     assert build("b").hook_names == names
     runner.train()
     states = runner.hook_states()
-    assert all(states[n].train_iters == runner.iter > 0 for n in ("IterTimerHook", "IterTimerHook#2", "IterTimerHook#3"))
+    assert all(states[n].train_iters == runner.iter > 0 for n in ("IterTimerHook", "IterTimerHook_1", "IterTimerHook_2"))
+
+
+def test_two_hooks_of_one_class_resume_into_their_own_states(tmp_path: Any) -> None:
+    """The second hook of a class is ``Class_1``; a checkpoint holds each state under its name and
+    a runner built the same way resumes each state into the hook in the same place."""
+
+    def build(folder: str, values: list[float], **kwargs: Any) -> Runner:
+        hooks = [
+            {"type": "EarlyStoppingHook", "monitor": "acc", "rule": "greater", "patience": 9},
+            {"type": "EarlyStoppingHook", "monitor": "acc", "rule": "less", "patience": 9},
+        ]
+        return Runner(**toy_kwargs(tmp_path / folder, custom_hooks=hooks, val_evaluator=ToyMetric(values), **kwargs))
+
+    runner = build("a", [0.5, 0.75], train_cfg={"by_epoch": True, "max_epochs": 2, "val_interval": 1})
+    assert [n for n in runner.hook_names if n.startswith("EarlyStopping")] == ["EarlyStoppingHook", "EarlyStoppingHook_1"]
+    runner.train()
+    saved = {n: runner.hook_states()[n] for n in ("EarlyStoppingHook", "EarlyStoppingHook_1")}
+    assert (saved["EarlyStoppingHook"].best_score, saved["EarlyStoppingHook_1"].best_score) == (0.75, 0.5)
+    resumed = build("b", [0.25], train_cfg={"by_epoch": True, "max_epochs": 3, "val_interval": 1},
+                    load_from=str(tmp_path / "a" / "epoch_2.pth"), resume=True)
+    resumed.load_or_resume()
+    for name, state in saved.items():
+        got = resumed.hook_states()[name]
+        assert (got.best_score, got.wait_count, got.best_epoch) == (state.best_score, state.wait_count, state.best_epoch)
+    resumed.train()  # the third evaluation (0.25) is a new best for the 'less' hook only
+    states = resumed.hook_states()
+    assert (states["EarlyStoppingHook"].best_score, states["EarlyStoppingHook"].wait_count) == (0.75, 1)
+    assert (states["EarlyStoppingHook_1"].best_score, states["EarlyStoppingHook_1"].wait_count) == (0.25, 0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(count=st.integers(1, 6))
+def test_names_of_older_checkpoints_map_onto_todays(tmp_path_factory: Any, count: int) -> None:
+    """Checkpoints written when the n-th hook of a class was ``Class#n`` resume under today's names."""
+    runner = Runner(ToyModel(), work_dir=str(tmp_path_factory.mktemp("w")), default_hooks={k: None for k in DEFAULT_ORDER_KEYS})
+    for _ in range(count):
+        runner.register_hook(H3())
+    older = ["H3"] + [f"H3#{n}" for n in range(2, count + 1)]
+    assert [current_hook_name(name) for name in older] == runner.hook_names == ["H3"] + [f"H3_{n}" for n in range(1, count)]
+    assert current_hook_name("H3_1") == "H3_1" and current_hook_name("Odd#name") == "Odd#name"
 
 
 def test_mmengine_reset_of_hooks_then_register_again(tmp_path: Any) -> None:
@@ -123,13 +164,13 @@ def test_mmengine_reset_of_hooks_then_register_again(tmp_path: Any) -> None:
     assert _names(runner) == DEFAULT_ORDER and runner.hook_names == DEFAULT_ORDER
     timer = IterTimerHook()
     runner._hooks = [timer, IterTimerHook()]
-    assert runner.hook_names == ["IterTimerHook", "IterTimerHook#2"] and runner.hooks[0] is timer
+    assert runner.hook_names == ["IterTimerHook", "IterTimerHook_1"] and runner.hooks[0] is timer
 
 
 def test_a_refused_hook_leaves_the_registration_unchanged(tmp_path: Any) -> None:
     runner = Runner(**toy_kwargs(tmp_path, custom_hooks=[EMAHook()]))
     before = (runner.hooks, runner.hook_names)
-    with pytest.raises(ValueError, match="'EMAHook' and 'EMAHook#2' would both own the checkpoint's 'ema_state_dict'"):
+    with pytest.raises(ValueError, match="'EMAHook' and 'EMAHook_1' would both own the checkpoint's 'ema_state_dict'"):
         runner.register_hook(EMAHook(momentum=0.5))
     assert (runner.hooks, runner.hook_names) == before
     assert len(runner.hook_host.pipeline.hooks) == len(before[0])
@@ -142,7 +183,7 @@ class Exclusive(Hook):
 def test_owned_state_is_data_on_any_hook_class(tmp_path: Any) -> None:
     runner = Runner(ToyModel(), work_dir=str(tmp_path), custom_hooks=[Exclusive(), H3(), H3()])
     assert runner.hook_host.fn_hooks[runner.hook_names.index("Exclusive")].owns == Exclusive.owns
-    with pytest.raises(ValueError, match="hooks 'Exclusive' and 'Exclusive#2' would both own the run's lucky number"):
+    with pytest.raises(ValueError, match="hooks 'Exclusive' and 'Exclusive_1' would both own the run's lucky number"):
         runner.register_hook(Exclusive())
     assert Hook.owns == IterTimerHook.owns == frozenset()
 
