@@ -153,7 +153,7 @@ class DumpResults(BaseMetric):
     ) -> None:
         super().__init__(collect_device=collect_device, collect_dir=collect_dir)
         if not out_file_path.endswith((".pkl", ".pickle")):
-            raise ValueError(f"DumpResults: the output must be a .pkl file, got {out_file_path!r}")
+            raise ValueError(f"DumpResults: The output file must be a pkl file, got {out_file_path!r}")
         self.out_file_path = out_file_path
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:

@@ -3,7 +3,8 @@
 While a top-level ``init_weights`` runs, every submodule carries the same table
 ``_params_init_info``: parameter → :class:`ParamInitInfo`. An initialiser that ran calls
 :func:`update_init_info`, which credits it for every parameter whose mean value changed since the
-last entry. The table is dumped to the ``'fengine'`` logger and removed at the end.
+last entry. The table is dumped to the current :class:`~fengine.logging.MMLogger` (on rank 0) and
+removed at the end.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import logging
 import attrs
 from torch import Tensor, nn
 
+from fengine.dist import get_rank
+from fengine.logging.logger import MMLogger
+
 #: The attribute every submodule carries while a top-level ``init_weights`` runs.
 INIT_INFO_ATTR = "_params_init_info"
-
-logger = logging.getLogger("fengine")
-
 
 @attrs.frozen(eq=False)
 class ParamInitInfo:
@@ -55,8 +56,9 @@ def start_init_info(module: nn.Module) -> ParamInitTable:
 def end_init_info(module: nn.Module, table: ParamInitTable) -> None:
     """Log ``name - shape: init_info`` for every parameter and detach the table from submodules.
 
-    MMEngine's layout: written straight to the streams of the logger's file handlers when it has
-    some (so the long list stays out of the console), else logged at INFO.
+    MMEngine's layout, on rank 0 only: written straight to the streams of the file handlers of
+    the current :class:`~fengine.logging.MMLogger` (the latest created, e.g. the runner's) when
+    it has some (so the long list stays out of the console), else logged to it at INFO.
 
     Args:
         module: the top-level module.
@@ -67,6 +69,15 @@ def end_init_info(module: nn.Module, table: ParamInitTable) -> None:
         for name, param in module.named_parameters()
         if param in table
     ]
+    if get_rank() == 0:
+        _dump(lines)
+    for sub in module.modules():
+        if INIT_INFO_ATTR in sub.__dict__:
+            object.__delattr__(sub, INIT_INFO_ATTR)
+
+
+def _dump(lines: list[str]) -> None:
+    logger = MMLogger.get_current_instance()
     file_handlers = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
     for handler in file_handlers:
         if handler.stream is None:  # a FileHandler opened with delay=True
@@ -77,9 +88,6 @@ def end_init_info(module: nn.Module, table: ParamInitTable) -> None:
     if not file_handlers:
         for line in lines:
             logger.info(line)
-    for sub in module.modules():
-        if INIT_INFO_ATTR in sub.__dict__:
-            object.__delattr__(sub, INIT_INFO_ATTR)
 
 
 def update_init_info(module: nn.Module, init_info: str) -> None:

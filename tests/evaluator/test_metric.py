@@ -138,5 +138,5 @@ def test_dump_results_writes_the_predictions(tmp_path):
     assert metric.evaluate(2) == {}
     loaded = pickle.loads(path.read_bytes())
     assert [x["pred"].item() for x in loaded] == [1.0, 2.0]
-    with pytest.raises(ValueError, match=r"\.pkl"):
+    with pytest.raises(ValueError, match=r"The output file must be a pkl file, got '.*preds\.json'"):
         DumpResults(str(tmp_path / "preds.json"))

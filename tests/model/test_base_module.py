@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from fengine.logging import MMLogger
 from fengine.model import BaseModule, ModuleDict, ModuleList, Sequential, update_init_info
 
 
@@ -51,17 +53,32 @@ class Net(BaseModule):
         self.user = UserInit()
 
 
-@pytest.fixture
-def log_file(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "init.log"
-    logger = logging.getLogger("fengine")
-    handler = logging.FileHandler(path, delay=True)
-    logger.addHandler(handler)
+@contextlib.contextmanager
+def logger_file(path: Path) -> Iterator[Path]:
+    """A new MMLogger (so the current one) writing to ``path``, dropped afterwards."""
+    logger = MMLogger.get_instance(f"init-info-{path.name}-{id(path)}", log_file=str(path))
     try:
         yield path
     finally:
-        logger.removeHandler(handler)
-        handler.close()
+        for handler in logger.handlers:
+            handler.close()
+        MMLogger._instance_dict.pop(logger.instance_name)
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Iterator[Path]:
+    """The log file of the current MMLogger, where ``init_weights`` dumps its table."""
+    with logger_file(tmp_path / "init.log") as path:
+        yield path
+
+
+def test_init_info_goes_to_the_current_logger_file_only(tmp_path: Path) -> None:
+    """MMEngine's rule: the table is written to the file of the latest MMLogger, not of older ones."""
+    with logger_file(tmp_path / "older.log") as older, logger_file(tmp_path / "current.log") as current:
+        Net().init_weights()
+        assert current.read_text().startswith("Name of parameter - Initialization information\n")
+        assert "\nreg.bias - torch.Size([1]): \nConstantInit: val=3, bias=4 \n" in current.read_text()
+        assert not older.exists() or older.read_text() == ""
 
 
 def test_a25_values_and_plain_container(log_file: Path) -> None:

@@ -11,6 +11,10 @@ from torch import nn
 from fengine.optim.optimizer.optimizer_wrapper import OptimWrapper
 
 
+class OptimWrapperDictTypeError(TypeError, AssertionError):
+    """A value of :class:`OptimWrapperDict` that is not an :class:`OptimWrapper` (an assertion in MMEngine)."""
+
+
 class OptimWrapperDict(OptimWrapper):
     """A name → :class:`OptimWrapper` container that saves, loads and reports them together.
 
@@ -23,14 +27,15 @@ class OptimWrapperDict(OptimWrapper):
         **optim_wrappers: the wrappers by name.
 
     Raises:
-        TypeError: a value that is not an :class:`OptimWrapper`.
+        OptimWrapperDictTypeError: a value that is not an :class:`OptimWrapper` (a ``TypeError``,
+            and an ``AssertionError`` as MMEngine raises).
     """
 
     def __init__(self, **optim_wrappers: OptimWrapper) -> None:
         for name, wrapper in optim_wrappers.items():
             if not isinstance(wrapper, OptimWrapper):
-                raise TypeError(
-                    f"OptimWrapperDict only accepts OptimWrapper instances, got {name}={type(wrapper).__name__}"
+                raise OptimWrapperDictTypeError(
+                    f"`OptimWrapperDict` only accepts OptimWrapper instances, got {name}={type(wrapper).__name__}"
                 )
         self.optim_wrappers = optim_wrappers
 
