@@ -1,5 +1,8 @@
 """``load`` and ``dump``: JSON, YAML and pickle files by their extension (MMEngine's ``mmengine.fileio``).
 
+Also MMEngine's local-disk storage objects, :class:`FileClient`, :class:`LocalBackend` and
+:func:`get_file_backend` (:mod:`fengine.file_client`).
+
 Writes are atomic (:func:`fengine.utils.fileio.atomic_write`). ``load`` never unpickles: a pickle
 file can run any code when loaded, and nothing fengine reads may (checkpoints have their own safe
 decoder, :func:`fengine.runner.load_checkpoint`); unpickle a file you trust with ``pickle`` itself.
@@ -13,9 +16,10 @@ import os
 import pickle
 from typing import Any
 
+from fengine.file_client import FileClient, LocalBackend, get_file_backend
 from fengine.utils.fileio import atomic_write
 
-__all__ = ["dump", "load"]
+__all__ = ["FileClient", "LocalBackend", "dump", "get_file_backend", "load"]
 
 _FORMATS = {"json": "json", "yaml": "yaml", "yml": "yaml", "pkl": "pickle", "pickle": "pickle"}
 

@@ -8,7 +8,7 @@ from fengine.hooks.hook import Hook, HookHost, adapt_class_hook, triggered_event
 from fengine.hooks.iter_timer_hook import IterTimerHook
 from fengine.hooks.logger_hook import LoggerHook
 from fengine.hooks.param_scheduler_hook import ParamSchedulerHook
-from fengine.hooks.profiler_hook import ProfilerHook
+from fengine.hooks.profiler_hook import NPUProfilerHook, ProfilerHook
 from fengine.hooks.runtime_info_hook import RuntimeInfoHook
 from fengine.hooks.sampler_seed_hook import DistSamplerSeedHook
 from fengine.hooks.sync_buffers_hook import SyncBuffersHook
@@ -24,6 +24,7 @@ __all__ = [
     "HookHost",
     "IterTimerHook",
     "LoggerHook",
+    "NPUProfilerHook",
     "ParamSchedulerHook",
     "PrepareTTAHook",
     "ProfilerHook",

@@ -11,11 +11,12 @@ import os
 import string
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import PriorityLike
+from fengine.file_client import storage_of
 from fengine.hooks.builtin import BuiltinHook
 from fengine.hooks.checkpoint_plan import CheckpointPlan
 from fengine.hooks.checkpoint_state import CheckpointState
@@ -51,9 +52,11 @@ def _str_list(name: str, value: object) -> list[str] | None:
     return list(items)
 
 
-def _keys(name: str, value: object, default: tuple[str, ...]) -> tuple[str, ...]:
-    listed = _str_list(name, [value] if isinstance(value, str) else value)
-    return default if listed is None else tuple(listed)
+def _keys(name: str, value: object, default: tuple[str, ...]) -> Sequence[str]:
+    """The keys as MMEngine keeps them: a str as a 1-tuple, a sequence as given (checked)."""
+    if _str_list(name, value) is None:
+        return default
+    return (value,) if isinstance(value, str) else cast(Sequence[str], value)
 
 
 def _resolve_rules(
@@ -120,13 +123,16 @@ class CheckpointHook(BuiltinHook):
         rule: ``'greater'``, ``'less'``, ``None`` (infer from the metric's name), or one per key.
         greater_keys: names inferred as higher-is-better (replace the defaults; a str is wrapped).
         less_keys: names inferred as lower-is-better (replace the defaults; a str is wrapped).
-        file_client_args: accepted for compatibility (local files only).
+        file_client_args: MMEngine's storage arguments; only the local disk is accepted
+            (``backend='disk'``/``'local'``): :attr:`file_client` is built from them.
         published_keys: after training, publish copies of the last and best checkpoints that keep
             only these top-level keys.
         filename_tmpl: template of regular names with exactly one field for the step number,
             e.g. ``'ckpt_{:03d}.pth'``.
         save_begin: the first epoch (iteration) counted by ``interval``.
-        backend_args: accepted for compatibility (local files only).
+        backend_args: MMEngine's storage arguments; only the local disk is accepted:
+            :attr:`file_backend` is built from them (or is :attr:`file_client` when
+            ``file_client_args`` is given).
         **kwargs: passed to the runner's ``save_checkpoint`` for regular and best checkpoints;
             ``save_format='full'`` makes a sharded (FSDP) run write one ordinary ``.pth`` of the
             gathered weights on rank 0 instead of its DCP directories (``'sharded'``).
@@ -197,7 +203,8 @@ class CheckpointHook(BuiltinHook):
                 _check_type(name, args, dict, "a dict or None")
         if file_client_args is not None and backend_args is not None:
             raise ValueError(
-                "CheckpointHook: file_client_args and backend_args cannot both be set; use backend_args"
+                'CheckpointHook: "file_client_args" and "backend_args" cannot be set at the same time; '
+                "use backend_args"
             )
         if interval == 0 or interval < -1:
             raise CheckpointArgumentError(
@@ -221,7 +228,8 @@ class CheckpointHook(BuiltinHook):
         self.greater_keys = _keys("greater_keys", greater_keys, DEFAULT_GREATER_KEYS)
         self.less_keys = _keys("less_keys", less_keys, DEFAULT_LESS_KEYS)
         rule_list: list[str | None] = list(rule) if isinstance(rule, list) else [rule]
-        rules = _resolve_rules(best or [], rule_list, self.greater_keys, self.less_keys) if best else []
+        greater, less = tuple(self.greater_keys), tuple(self.less_keys)
+        rules = _resolve_rules(best or [], rule_list, greater, less) if best else []
         published = _str_list("published_keys", published_keys)
         self.interval, self.by_epoch, self.max_keep_ckpts = interval, by_epoch, max_keep_ckpts
         self.save_optimizer, self.save_param_scheduler = save_optimizer, save_param_scheduler
@@ -229,6 +237,9 @@ class CheckpointHook(BuiltinHook):
         self.save_last, self.save_begin, self.filename_tmpl = save_last, save_begin, filename_tmpl
         self.save_best, self.key_indicators, self.rule, self.rules = best, list(best or []), rule, rules
         self.file_client_args, self.backend_args = file_client_args, backend_args
+        #: MMEngine's storage objects over the local disk (fengine writes through its own atomic
+        #: helpers; these serve code that joins and tests paths through them).
+        self.file_client, self.file_backend = storage_of(self.out_dir, file_client_args, backend_args)
         self.published_keys, self.args = published, kwargs
         self.plan = CheckpointPlan(
             interval=interval,
@@ -240,8 +251,8 @@ class CheckpointHook(BuiltinHook):
             save_last=save_last,
             save_best=tuple(best or ()),
             rules=tuple(rules),
-            greater_keys=self.greater_keys,
-            less_keys=self.less_keys,
+            greater_keys=greater,
+            less_keys=less,
             filename_tmpl=filename_tmpl,
             published_keys=None if published is None else tuple(published),
             save_begin=save_begin,

@@ -21,6 +21,7 @@ Façade: :class:`LoggerHook`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -33,7 +34,9 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
+from fengine.file_client import storage_of
 from fengine.hooks.builtin import BuiltinHook
+from fengine.logging.logger import print_log
 from fengine.registry import HOOKS
 
 
@@ -194,15 +197,18 @@ class LoggerHook(BuiltinHook):
         out_dir: copy log files to ``<out_dir>/<basename of work_dir>`` after the run.
         out_suffix: endings of the files to copy.
         keep_local: keep the local log files after copying.
-        file_client_args: accepted for compatibility (local files only); needs ``out_dir``.
+        file_client_args: MMEngine's storage arguments (deprecated there, with a warning);
+            local disk only; needs ``out_dir``.
         log_metric_by_epoch: step of validation scalars: ``epoch`` (``True``) or ``iter``
             (``False``); default: ``epoch`` in epoch-based runs, ``iter`` in iteration-based ones.
-        backend_args: accepted for compatibility (local files only).
+        backend_args: MMEngine's storage arguments; local disk only. With ``out_dir``, the
+            hook has MMEngine's ``file_client`` and ``file_backend`` built from these.
 
     Raises:
         TypeError: an argument of the wrong type (named in the message).
         ValueError: ``interval`` or ``interval_exp_name`` not positive, ``file_client_args``
-            without ``out_dir``, or both ``file_client_args`` and ``backend_args``.
+            without ``out_dir``, both ``file_client_args`` and ``backend_args``, or a remote
+            storage backend.
     """
 
     handles: ClassVar[Mapping[Event, str]] = {
@@ -256,9 +262,16 @@ class LoggerHook(BuiltinHook):
             raise ValueError(
                 "LoggerHook: file_client_args needs out_dir, got out_dir=None; drop it or set out_dir"
             )
+        if file_client_args is not None:
+            print_log(
+                'LoggerHook: "file_client_args" will be deprecated in future. Please use "backend_args" instead',
+                logger="current",
+                level=logging.WARNING,
+            )
         if file_client_args is not None and backend_args is not None:
             raise ValueError(
-                "LoggerHook: file_client_args and backend_args cannot both be set; use backend_args"
+                'LoggerHook: "file_client_args" and "backend_args" cannot be set at the same time; '
+                "use backend_args"
             )
         self.interval = interval
         self.ignore_last = ignore_last
@@ -270,6 +283,9 @@ class LoggerHook(BuiltinHook):
         self.keep_local = keep_local
         self.file_client_args = file_client_args
         self.backend_args = backend_args
+        if self.out_dir is not None:
+            #: MMEngine's storage objects for ``out_dir`` (local disk only).
+            self.file_client, self.file_backend = storage_of(self.out_dir, file_client_args, backend_args)
         self.log_metric_by_epoch = log_metric_by_epoch
         self.rules = LoggerRules(
             interval=interval,

@@ -31,6 +31,11 @@ from fengine.hooks.builtin import BuiltinHook
 from fengine.registry import HOOKS
 
 
+def check_kineto() -> bool:
+    """Whether torch was built with Kineto, which :class:`ProfilerHook` needs (MMEngine's name)."""
+    return bool(torch.profiler.kineto_available())
+
+
 @plain.register("hooks.ProfilerState")
 @attrs.frozen
 class ProfilerState:
@@ -192,7 +197,7 @@ class ProfilerHook(BuiltinHook):
         activity_with_cpu: bool = True,
         activity_with_cuda: bool = False,
     ) -> None:
-        if not torch.profiler.kineto_available():
+        if not check_kineto():
             raise ImportError("ProfilerHook needs torch built with Kineto (torch.profiler)")
         flags = {
             "by_epoch": by_epoch,
@@ -252,4 +257,22 @@ class ProfilerHook(BuiltinHook):
             by_epoch=self.by_epoch,
             profile_iters=self.profile_iters,
             priority=self.priority,
+        )
+
+
+@HOOKS.register_module()
+class NPUProfilerHook(BuiltinHook):
+    """MMEngine's profiler for Ascend NPUs: fengine does not run on NPUs, so building it is an error.
+
+    The name exists so that configs and code importing it fail with this explanation at
+    construction rather than with an unknown name.
+
+    Raises:
+        RuntimeError: always, naming :class:`ProfilerHook` as the profiler to use.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            "NPUProfilerHook profiles Ascend NPUs, which fengine does not support; "
+            "use ProfilerHook (torch.profiler, CPU and CUDA)"
         )

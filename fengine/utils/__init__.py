@@ -1,6 +1,6 @@
 """Small shell utilities: crash-safe file writes, named global instances, version and type checks."""
 
-from fengine.utils.fileio import append_text, atomic_write, mkdir_or_exist, sync_appended
+from fengine.utils.fileio import append_text, atomic_write, mkdir_or_exist, scandir, sync_appended
 from fengine.utils.manager import ManagerMixin
 from fengine.utils.misc import is_list_of, is_seq_of
 from fengine.utils.package_utils import is_installed
@@ -15,5 +15,6 @@ __all__ = [
     "is_list_of",
     "is_seq_of",
     "mkdir_or_exist",
+    "scandir",
     "sync_appended",
 ]

@@ -20,7 +20,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 try:  # POSIX: a writer holds a lock on its temporary file, so a cleaner can tell it is in use
@@ -229,3 +229,42 @@ def mkdir_or_exist(dir_name: str | os.PathLike[str], mode: int = 0o777) -> None:
     if os.fspath(dir_name) == "":
         return
     os.makedirs(os.path.expanduser(os.fspath(dir_name)), mode=mode, exist_ok=True)
+
+
+def scandir(
+    dir_path: str | os.PathLike[str],
+    suffix: str | tuple[str, ...] | None = None,
+    recursive: bool = False,
+    case_sensitive: bool = True,
+) -> Iterator[str]:
+    """The files in ``dir_path`` (paths relative to it), lazily; names starting with ``.`` are skipped.
+
+    Args:
+        dir_path: the folder to scan.
+        suffix: only files ending with it (or with one of a tuple of them).
+        recursive: also scan subfolders (hidden ones included, as MMEngine does).
+        case_sensitive: compare ``suffix`` exactly; else ignoring case.
+
+    Raises:
+        TypeError: ``dir_path`` is not a str or path, or ``suffix`` is not a str, a tuple or None.
+    """
+    if not isinstance(dir_path, (str, os.PathLike)):
+        raise TypeError(f'scandir: "dir_path" must be a string or Path object, got {dir_path!r}')
+    if suffix is not None and not isinstance(suffix, (str, tuple)):
+        raise TypeError(f'scandir: "suffix" must be a string or tuple of strings, got {suffix!r}')
+    root = os.fspath(dir_path)
+    wanted = suffix
+    if wanted is not None and not case_sensitive:
+        wanted = wanted.lower() if isinstance(wanted, str) else tuple(s.lower() for s in wanted)
+
+    def scan(folder: str) -> Iterator[str]:
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(".") and entry.is_file():
+                relative = os.path.relpath(entry.path, root)
+                compared = relative if case_sensitive else relative.lower()
+                if wanted is None or compared.endswith(wanted):
+                    yield relative
+            elif recursive and os.path.isdir(entry.path):
+                yield from scan(entry.path)
+
+    return scan(root)

@@ -192,6 +192,13 @@ def test_a17_rules_and_argument_errors() -> None:
     assert CheckpointHook(save_best=["acc", "mIoU"], rule=None).rules == ["greater", "greater"]
     assert CheckpointHook(save_best=["FID", "IS"], rule=["less", "greater"]).rules == ["less", "greater"]
     assert CheckpointHook(greater_keys="acc").greater_keys == ("acc",)
+    # A list is kept as given (MMEngine); rules are inferred from it all the same.
+    given = ["score"]
+    hook = CheckpointHook(save_best="score", rule=None, greater_keys=given, less_keys=["err"])
+    assert hook.greater_keys is given and hook.less_keys == ["err"] and hook.rules == ["greater"]
+    assert CheckpointHook(save_best="err", rule=None, less_keys=["err"]).rules == ["less"]
+    with pytest.raises(ValueError, match='"file_client_args" and "backend_args" cannot be set at the same time'):
+        CheckpointHook(file_client_args={"backend": "disk"}, backend_args={"backend": "local"})
     assert CheckpointHook().rules == ["greater"] and CheckpointHook(save_best=None).rules == []
     with pytest.raises(AssertionError, match='Number of "rule"'):
         CheckpointHook(save_best=["acc"], rule=["greater", "loss"])

@@ -117,7 +117,7 @@ def test_test_summary_and_out_dir_export() -> None:
         ({"interval_exp_name": 0}, ValueError, "interval_exp_name"),
         ({"out_dir": 3}, TypeError, "out_dir"),
         ({"file_client_args": {}}, ValueError, "needs out_dir"),
-        ({"out_dir": "x", "file_client_args": {}, "backend_args": {}}, ValueError, "cannot both"),
+        ({"out_dir": "x", "file_client_args": {}, "backend_args": {}}, ValueError, "cannot be set at the same time"),
         ({"out_suffix": [1]}, TypeError, "out_suffix"),
         ({"log_metric_by_epoch": "yes"}, TypeError, "log_metric_by_epoch"),
         ({"reset_flag": None}, TypeError, "reset_flag"),
@@ -208,3 +208,33 @@ def test_iteration_mode_lines_and_validation_steps(tmp_path: Path, one_second_pe
         {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 3},
         {"acc": 1, "data_time": 1.0, "time": 2.0, "step": 5},
     ]
+
+
+def test_file_client_args_warn_through_the_current_logger(tmp_path: Any) -> None:
+    import logging
+
+    from fengine.fileio import FileClient, LocalBackend
+    from fengine.logging import MMLogger
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    logger, keep = MMLogger.get_current_instance(), Keep()
+    logger.addHandler(keep)
+    try:
+        legacy = LoggerHook(out_dir=str(tmp_path), file_client_args={"backend": "disk"})
+    finally:
+        logger.removeHandler(keep)
+    assert [(r.levelno, r.getMessage()) for r in keep.records] == [
+        (logging.WARNING, 'LoggerHook: "file_client_args" will be deprecated in future. Please use "backend_args" instead')
+    ]
+    assert isinstance(legacy.file_client, FileClient) and legacy.file_backend is legacy.file_client
+    plain = LoggerHook(out_dir=str(tmp_path))
+    assert type(plain.file_backend) is LocalBackend and not hasattr(LoggerHook(), "file_client")
+    with pytest.raises(ValueError, match="unsupported storage backend 'petrel'"):
+        LoggerHook(out_dir=str(tmp_path), backend_args={"backend": "petrel"})

@@ -175,3 +175,14 @@ def test_on_trace_ready_callable_runs_once(tmp_path: Path) -> None:
     )
     Runner(**toy_kwargs(tmp_path, custom_hooks=[hook])).train()
     assert len(tables) == 1 and "Name" in tables[0]
+
+
+def test_check_kineto_and_the_npu_profiler_name() -> None:
+    from fengine.hooks import NPUProfilerHook
+    from fengine.hooks.profiler_hook import check_kineto
+
+    assert check_kineto() is torch.profiler.kineto_available()
+    with pytest.raises(RuntimeError, match="Ascend NPUs, which fengine does not support; use ProfilerHook"):
+        NPUProfilerHook(result_path="prof")
+    with pytest.raises(RuntimeError, match="use ProfilerHook"):
+        HOOKS.build({"type": "NPUProfilerHook"})

@@ -104,3 +104,40 @@ def test_append_text_writes_the_bytes_of_a_text_mode_append(tmp_path_factory, pi
             handle.write(piece + "\n")
     assert ours.read_bytes() == reference.read_bytes()
     assert os.stat(ours).st_mode == os.stat(reference).st_mode
+
+
+_names = st.lists(
+    st.tuples(st.sampled_from(["", "sub", ".hid", "sub/deep"]), st.sampled_from(["a.py", "B.PY", ".x.py", "c.json", "d.Log"])),
+    max_size=8,
+    unique=True,
+)
+
+
+@settings(max_examples=20, deadline=None)
+@given(files=_names, suffix=st.sampled_from([None, ".py", (".py", ".json"), ".log"]), recursive=st.booleans(), case_sensitive=st.booleans())
+def test_scandir_lists_visible_files_by_suffix(tmp_path_factory, files, suffix, recursive, case_sensitive):
+    from fengine.utils import scandir
+
+    root = tmp_path_factory.mktemp("scan")
+    for folder, name in files:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).write_text("x")
+    ends = (suffix,) if isinstance(suffix, str) else suffix
+
+    def wanted(folder, name):
+        shown = name if case_sensitive else name.lower()
+        deep_ok = folder == "" or recursive
+        return deep_ok and not name.startswith(".") and (ends is None or shown.endswith(tuple(e if case_sensitive else e.lower() for e in ends)))
+
+    expected = sorted(os.path.join(folder, name) if folder else name for folder, name in files if wanted(folder, name))
+    assert sorted(scandir(root, suffix, recursive=recursive, case_sensitive=case_sensitive)) == expected
+    assert sorted(scandir(str(root), suffix, recursive, case_sensitive)) == expected
+
+
+def test_scandir_rejects_bad_arguments(tmp_path):
+    from fengine.utils import scandir
+
+    with pytest.raises(TypeError, match=r'"dir_path" must be a string or Path object, got 3'):
+        next(iter(scandir(3)))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r'"suffix" must be a string or tuple of strings, got \[\'.py\'\]'):
+        scandir(tmp_path, [".py"])  # type: ignore[arg-type]
