@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from fengine.logging import MMLogger
 from fengine.model import BaseModule, initialize
 from fengine.model.pretrained import read_state_dict, select_prefix
 
@@ -95,14 +96,14 @@ def test_pretrained_runs_after_children_and_records_info(tmp_path: Path) -> None
     lines: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("fengine")
+    # A new MMLogger without a log file is the current one: the table is logged to it at INFO.
+    logger = MMLogger.get_instance(f"pretrained-{tmp_path.name}")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
     try:
         model.init_weights()
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
+        MMLogger._instance_dict.pop(logger.instance_name)
     assert torch.equal(
         model.backbone.conv.weight, state["backbone.conv.weight"]
     )  # Pretrained beat Constant
