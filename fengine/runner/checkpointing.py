@@ -64,7 +64,6 @@ from fengine.runner.parts import Parts
 from fengine.runner.sharded_checkpoint import (
     gather_full_weights,
     is_fully_sharded,
-    refuse_local_shards,
     save_sharded_checkpoint,
     sharded_directory,
 )
@@ -166,8 +165,8 @@ class Checkpointer:
         path = _checkpoint_path(out_dir, filename, file_client_args, backend_args)
         self._parts.check_losses()
         if self._rank != 0 and not is_fully_sharded(self._parts.unwrapped()):
-            return
-        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler) if self._rank == 0 else {}
+            return  # a sharded run's ranks each collect their own shards
+        checkpoint = self._collect_checkpoint(meta, by_epoch, save_optimizer, save_param_scheduler)
         self._complete_checkpoint(checkpoint)
         self.write(checkpoint, path, save_optimizer)
 
@@ -184,14 +183,12 @@ class Checkpointer:
         _checkpoint_path(os.path.dirname(path), os.path.basename(path), **extra)
         self._parts.check_losses()
         if self._rank != 0 and not is_fully_sharded(self._parts.unwrapped()):
-            return
+            return  # a sharded run's ranks each collect their own shards
         checkpoint = self._collect_checkpoint(
             dict(effect.meta), True, effect.save_optimizer, effect.save_param_scheduler
-        ) if self._rank == 0 else {}
+        )
 
         def write() -> None:
-            if full and is_fully_sharded(self._parts.unwrapped()):
-                gather_full_weights(self._parts.unwrapped(), checkpoint)
             self._complete_checkpoint(checkpoint)
             written = self.write(checkpoint, path, effect.save_optimizer, full)
             if effect.update_last and self._rank == 0:
@@ -217,14 +214,13 @@ class Checkpointer:
         """
         sharded = is_fully_sharded(self._parts.unwrapped())
         if sharded and full:
-            refuse_local_shards(checkpoint, path)
+            checkpoint = gather_full_weights(checkpoint, path)
             if self._rank != 0:
                 return path
         with self.reporting_full_disk(path):
             if sharded and not full:
                 optimizer = self._parts.optim_wrapper.optimizer if save_optimizer else None
-                tensors = ("state_dict", "optimizer", "grads", *_RECORD_TENSORS)  # DCP holds those
-                rest = {k: v for k, v in checkpoint.items() if k not in tensors}
+                rest = {k: v for k, v in checkpoint.items() if k not in ("optimizer", *_RECORD_TENSORS)}
                 path = save_sharded_checkpoint(path, self._parts.unwrapped(), optimizer, rest, self._work_dir)
             else:
                 save_checkpoint(checkpoint, path)
@@ -336,8 +332,6 @@ class Checkpointer:
         return checkpoint
 
     def _complete_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self._rank != 0:
-            return  # a sharded save's other ranks write tensors only
         hub = self._message_hub.state_dict()
         runtime_info, skipped = {}, []
         for key, value in hub["runtime_info"].items():

@@ -3,21 +3,24 @@
 A run whose model is sharded by ``fully_shard`` (FSDP2) saves ``work_dir/epoch_N/`` (the
 checkpoint hook's file name without ``.pth``) instead of one file:
 
-* the DCP files (``.metadata`` and one ``__R_0.distcp`` per rank): ``model`` (the parameters and
-  buffers, each rank its own shards) and ``optimizer`` (its state by parameter name), as
-  ``torch.distributed.checkpoint.state_dict.get_state_dict`` gives them, written by all ranks in
-  parallel;
+* the DCP files (``.metadata`` and one ``__R_0.distcp`` per rank), written by all ranks in
+  parallel: ``model`` (the checkpoint's ``state_dict``, each rank its own shards; with EMAHook
+  the average, MMEngine's layout), ``optimizer`` (its state by parameter name, as
+  ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` gives it) and ``shards``
+  (every other sharded tensor of the checkpoint: EMAHook's ``ema_state_dict`` and state, the
+  gradients of an unfinished accumulation group; see :mod:`fengine.runner.shard_refs`);
 * :data:`META_FILE`: the rest of an ordinary fengine checkpoint (``meta`` counters, message hub,
-  schedulers, hook states, generators, data position; the record's tensor fields ``params``,
-  ``buffers`` and ``opt_state`` are the DCP data), written by rank 0 like a ``.pth``;
+  schedulers, hook states, generators, data position, a :class:`~fengine.runner.shard_refs.ShardRef`
+  where a shard was; the record's tensor fields ``params``, ``buffers`` and ``opt_state`` are the
+  DCP data), written by rank 0 like a ``.pth``;
 * the folder marker of :mod:`fengine.runner.file_removal`, so ``max_keep_ckpts`` may delete it.
 
 The directory is assembled under a temporary name beside it and renamed into place only when
 every rank has finished, so a crash mid-save leaves the previous checkpoint the newest complete
 one. Reading (:func:`read_checkpoint_or_directory`) loads the DCP data into the *current*
 model's layout: DCP reshards, so a directory written by 2 ranks resumes on 1, 2 or 4 processes,
-sharded or not; the result is an ordinary checkpoint dict whose ``state_dict`` and ``optimizer``
-fit this run.
+sharded or not; the result is an ordinary checkpoint dict whose ``state_dict``, ``optimizer``
+and shards (the EMA average, ...) fit this run.
 """
 
 from __future__ import annotations
@@ -30,18 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
-from torch.distributed.tensor import DTensor
 
 from fengine import dist
-from fengine.core.plain import UntrustedCheckpointError
+from fengine.core.plain import UntrustedCheckpointError, from_plain
 from fengine.core.sharded_step import is_fully_sharded
 from fengine.runner.checkpoint import (
     CheckpointError,
@@ -50,6 +52,14 @@ from fengine.runner.checkpoint import (
     save_checkpoint,
 )
 from fengine.runner.file_removal import CHECKPOINT_MARKER, marker_content
+from fengine.runner.shard_refs import (
+    SHARDS,
+    empty_like_stored,
+    gather_shards,
+    lift_shards,
+    refs_in,
+    resolve_refs,
+)
 from fengine.utils.fileio import atomic_write
 
 __all__ = [
@@ -58,7 +68,6 @@ __all__ = [
     "is_fully_sharded",
     "latest_sharded_checkpoint",
     "read_checkpoint_or_directory",
-    "refuse_local_shards",
     "save_sharded_checkpoint",
     "sharded_directory",
 ]
@@ -87,7 +96,7 @@ def latest_sharded_checkpoint(work_dir: str) -> str | None:
 
 
 def save_sharded_checkpoint(
-    path: str, model: nn.Module, optimizer: Any, rest: dict[str, Any] | None, work_dir: str
+    path: str, model: nn.Module, optimizer: Any, checkpoint: dict[str, Any], work_dir: str
 ) -> str:
     """Write a sharded checkpoint directory (every rank calls this; it is a collective).
 
@@ -95,19 +104,25 @@ def save_sharded_checkpoint(
         path: the checkpoint's file name (``.../epoch_1.pth``); the directory drops ``.pth``.
         model: the sharded model.
         optimizer: its ``torch.optim`` optimizer, or ``None`` to save the weights alone.
-        rest: on rank 0, the checkpoint dict without ``state_dict``/``optimizer``; ignored
-            elsewhere.
+        checkpoint: this rank's checkpoint dict without ``optimizer`` and the record's tensor
+            fields: its ``state_dict`` (as hooks left it: with EMAHook, the average, MMEngine's
+            layout) is the DCP ``model``, its other ``DTensor`` shards go to the DCP ``shards``
+            (:func:`~fengine.runner.shard_refs.lift_shards`), the rest to :data:`META_FILE`
+            (written by rank 0).
         work_dir: the run's work dir (for the folder marker).
 
     Returns:
         The directory, published complete.
 
     Raises:
-        CheckpointError: on every rank, when ``rest`` holds sharded tensors (an EMA average of
-            a sharded model), before anything is written.
+        CheckpointError: on every rank, when the ranks hold different numbers of shards,
+            before anything is written.
     """
     directory = sharded_directory(path)
-    refuse_local_shards(rest or {}, directory)
+    weights = checkpoint.get("state_dict")
+    if weights is None:
+        weights = get_model_state_dict(model)
+    rest, shards = lift_shards({k: v for k, v in checkpoint.items() if k != "state_dict"}, weights, directory)
     parent, name = os.path.split(directory)
     staging = os.path.join(parent, f".{name}.partial")
     rank = dist.get_rank()
@@ -115,12 +130,14 @@ def save_sharded_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)  # what a crashed save left
         os.makedirs(staging)
     dist.barrier()
-    tensors: dict[str, Any] = {"model": get_model_state_dict(model)}
+    tensors: dict[str, Any] = {"model": dict(weights)}
+    if shards:
+        tensors[SHARDS] = shards
     if optimizer is not None:
         tensors["optimizer"] = get_optimizer_state_dict(model, optimizer)
     dcp_save(tensors, checkpoint_id=staging)
     if rank == 0:
-        save_checkpoint(dict(rest or {}), os.path.join(staging, META_FILE))
+        save_checkpoint(rest, os.path.join(staging, META_FILE))
         atomic_write(os.path.join(staging, CHECKPOINT_MARKER), lambda h: h.write(marker_content(work_dir)))
     dist.barrier()
     if rank == 0:
@@ -129,54 +146,18 @@ def save_sharded_checkpoint(
     return directory
 
 
-def refuse_local_shards(checkpoint: dict[str, Any], path: str) -> None:
-    """Stop every rank when rank 0's part of a checkpoint holds ``DTensor`` shards (a collective).
-
-    Only rank 0 assembles the non-tensor part of a checkpoint, so any shard in it would be rank
-    0's alone (an EMA average of a sharded model is one).
-
-    Raises:
-        CheckpointError: on every rank, naming the first such entries, before anything is written.
-    """
-    found = [_dtensor_keys(checkpoint) if dist.get_rank() == 0 else []]
-    dist.broadcast_object_list(found)  # every rank stops, or none
-    if found[0]:
-        raise CheckpointError(
-            f"cannot save {path!r}: the checkpoint entries {found[0][:5]} hold sharded tensors "
-            "that only the model and optimizer state may hold in a sharded checkpoint (EMAHook's "
-            "average is not saved sharded yet: leave EMAHook out of FSDP runs)"
-        )
-
-
-def gather_full_weights(model: nn.Module, checkpoint: dict[str, Any]) -> None:
-    """Put the sharded model's whole weights into rank 0's ``checkpoint`` (every rank calls it).
+def gather_full_weights(checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
+    """Rank 0's ``checkpoint`` with every shard gathered whole (every rank calls it).
 
     For ``CheckpointHook(save_format='full')``: one ordinary ``.pth`` that
-    ``torch.load(weights_only=True)`` and a one-process ``Runner(load_from=...)`` read. The
-    optimizer state is left out (a sharded run's is keyed by parameter name, not in
-    ``torch.optim``'s layout): resume from the sharded directories.
+    ``torch.load(weights_only=True)`` and a one-process ``Runner(load_from=...)`` read, EMAHook's
+    average included. The optimizer state is left out (a sharded run's is sharded by parameter
+    name): resume from the sharded directories.
     """
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    weights = get_model_state_dict(model, options=options)
-    if dist.get_rank() == 0:
-        checkpoint["state_dict"] = weights
-        checkpoint.pop("optimizer", None)
-        for field in ("params", "buffers"):  # the record's tensors: the same gathered ones
-            if field in checkpoint:
-                checkpoint[field] = {name: weights[name] for name in checkpoint[field]}
-        if "opt_state" in checkpoint:
-            checkpoint["opt_state"] = None
-
-
-def _dtensor_keys(value: Any, where: str = "") -> list[str]:
-    """Key paths of the ``DTensor``s inside plain containers."""
-    if isinstance(value, DTensor):
-        return [where or "<top level>"]
-    if isinstance(value, dict):
-        return [k for key, item in value.items() for k in _dtensor_keys(item, f"{where}.{key}".lstrip("."))]
-    if isinstance(value, list | tuple):
-        return [k for i, item in enumerate(value) for k in _dtensor_keys(item, f"{where}[{i}]")]
-    return []
+    checkpoint.pop("optimizer", None)
+    if "opt_state" in checkpoint:
+        checkpoint["opt_state"] = None
+    return gather_shards(checkpoint, path)
 
 
 def _publish(staging: str, directory: str) -> None:
@@ -239,11 +220,14 @@ def read_checkpoint_or_directory(
     for a sharded model, whole tensors for a plain one), and, when ``optimizer`` is given and
     the directory holds an optimizer state, into ``optimizer`` itself; the returned dict is
     :data:`META_FILE`'s with ``state_dict`` (those tensors) and ``optimizer``
-    (``optimizer.state_dict()``) added, so it is applied like a file's.
+    (``optimizer.state_dict()``) added, and its other shards (the EMA average, accumulated
+    gradients) loaded where it refers to them, sharded over the model's mesh (dimension 0, as
+    FSDP2 shards a parameter) or whole: it is applied like a file's.
 
     Args:
         path: a ``.pth`` file or a sharded checkpoint directory.
-        map_location: as ``torch.load``'s (files only).
+        map_location: as ``torch.load``'s for a file; for a directory read by an unsharded
+            model, the device of its other shards.
         model: the unwrapped model of this run.
         optimizer: the optimizer wrapper (or optimizer) to restore, or ``None`` for weights only.
 
@@ -268,19 +252,41 @@ def read_checkpoint_or_directory(
             f"{META_FILE!r} beside it)"
         )
     _check_metadata(os.path.join(path, _DCP_METADATA))
-    checkpoint = read_checkpoint(os.path.join(path, META_FILE), map_location="cpu")
+    source = os.path.join(path, META_FILE)
+    checkpoint = read_checkpoint(source, map_location="cpu", decode=False)
     tensors: dict[str, Any] = {"model": get_model_state_dict(model)}
     inner = getattr(optimizer, "optimizer", optimizer)
     stored = FileSystemReader(path).read_metadata().state_dict_metadata
     if inner is not None and any(key.startswith("optimizer.") for key in stored):
         tensors["optimizer"] = get_optimizer_state_dict(model, inner)
+    shards = {ref.name for ref in refs_in(checkpoint, source) if ref.section == SHARDS}
+    if shards:
+        tensors[SHARDS] = _shard_targets(path, stored, sorted(shards), model, map_location)
     try:
         dcp_load(tensors, checkpoint_id=path, no_dist=not dist.is_distributed())
     except Exception as error:  # DCP's own errors: missing keys, other shapes
         raise CheckpointError(f"{path!r} does not fit {type(model).__name__}: {error}") from error
+    checkpoint = dict(from_plain(resolve_refs(checkpoint, tensors, source), source=source))
     checkpoint["state_dict"] = tensors["model"]
     if "optimizer" in tensors:
         set_optimizer_state_dict(model, inner, tensors["optimizer"])
         checkpoint["optimizer"] = optimizer.state_dict()
     return checkpoint
 
+
+def _shard_targets(
+    path: str, stored: dict[str, Any], names: list[str], model: nn.Module, map_location: Any
+) -> dict[str, torch.Tensor]:
+    """Tensors to load the ``shards`` section into: sharded like ``model``'s parameters, or whole."""
+    like = next(iter(model.parameters()), None)
+    device = map_location if isinstance(map_location, str | torch.device) else "cpu"
+    targets = {}
+    for name in names:
+        meta = stored.get(f"{SHARDS}.{name}")
+        if not isinstance(meta, TensorStorageMetadata):
+            raise CheckpointError(
+                f"{path!r} is damaged: {META_FILE} refers to the sharded tensor {SHARDS}.{name}, "
+                "which its DCP data does not hold"
+            )
+        targets[name] = empty_like_stored(meta.size, meta.properties.dtype, like, device)
+    return targets
