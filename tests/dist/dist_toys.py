@@ -98,6 +98,21 @@ def spawn(
             pytest.fail(f"{fn.__name__} did not finish on {world_size} ranks within {timeout} s")
 
 
+def spawn_findings(
+    fn: Callable[..., Any], out: Any, *args: Any, world_size: int = 2, timeout: float = 60
+) -> list[Any]:
+    """:func:`spawn` ``fn(rank, str(out), *args)``, then what each rank dumped to ``out/rank<r>.pkl``."""
+    spawn(fn, str(out), *args, world_size=world_size, timeout=timeout)
+    return [load(os.path.join(str(out), f"rank{r}.pkl")) for r in range(world_size)]
+
+
+def files_under(folder: str) -> list[str]:
+    """Every file below ``folder``, as sorted relative paths."""
+    return sorted(
+        os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
+    )
+
+
 def dump(path: str, value: Any) -> None:
     """Write a rank's findings for the test process."""
     with open(path, "wb") as handle:
@@ -192,6 +207,20 @@ class IdMetric(BaseMetric):
     def compute_metrics(self, results: list[Any]) -> dict[str, Any]:
         self.gathered = list(results)
         return {"count": len(results)}
+
+
+class MSEMetric(BaseMetric):
+    """The mean squared error of the model's predictions over the samples it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix="toy")
+
+    def process(self, data_batch: Any, data_samples: Any) -> None:
+        targets = data_batch["data_samples"]
+        self.results.extend(float((p - t) ** 2) for p, t in zip(data_samples, targets))
+
+    def compute_metrics(self, results: list[Any]) -> dict[str, Any]:
+        return {"mse": sum(results) / len(results)}
 
 
 def loader_cfg(dataset: Any, batch_size: int, shuffle: bool = True) -> dict[str, Any]:
@@ -320,3 +349,35 @@ def train_with_fault(work_dir: str, fault: str, timeout: float) -> None:
     model.fail_at = (1, 2, -1.0 if fault == "raise" else 600.0)
     env_cfg = {"dist_cfg": {"backend": "gloo", "timeout": timeout}}
     Runner(**runner_kwargs(work_dir, model, BATCH, launcher="pytorch", env_cfg=env_cfg)).train()
+
+
+SAVE_STALLED = "rank 1 is inside the save of epoch_2"
+
+
+def train_killed_mid_save(work_dir: str) -> None:
+    """A two-rank FSDP run checkpointing every epoch, whose rank 1 stalls inside the second save.
+
+    Run as a rank's main program (``python -c``), with torchrun's variables in the environment.
+    Rank 1 writes its shards of ``epoch_2`` (torch.distributed.checkpoint's save returns), then
+    prints :data:`SAVE_STALLED` and sleeps, so the parent kills it while the directory is still
+    being assembled, however busy the machine is.
+    """
+    torch.set_num_threads(1)
+    from fengine.runner import Runner, sharded_checkpoint
+
+    real_save = sharded_checkpoint.dcp_save
+    saves = []
+
+    def save_then_stall(*args: Any, **kwargs: Any) -> Any:
+        result = real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2 and os.environ["RANK"] == "1":
+            print(SAVE_STALLED, flush=True)
+            time.sleep(600)
+        return result
+
+    sharded_checkpoint.dcp_save = save_then_stall  # type: ignore[assignment]
+    env_cfg = {"dist_cfg": {"backend": "gloo", "timeout": 60}}
+    kwargs = runner_kwargs(work_dir, make_model(batch_norm=False), BATCH, launcher="pytorch",
+                           env_cfg=env_cfg, cfg={"model_wrapper_cfg": {"type": "FullyShardedDataParallel"}})  # fmt: skip
+    Runner(**kwargs).train()

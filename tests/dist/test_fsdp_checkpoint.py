@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import torch
-from dist_toys import dump, load, make_model, runner_kwargs, spawn
+from dist_toys import dump, make_model, runner_kwargs, spawn_findings
 from test_fsdp import FSDP, GLOO, TOLERANCE, full_state
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 from torch.distributed.tensor import DTensor
@@ -106,8 +106,7 @@ def _ranks(rank: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("fsdp_ckpt")
-    spawn(_ranks, str(out), timeout=300)
-    return {"out": out, "ranks": [load(out / f"rank{r}.pkl") for r in range(2)]}
+    return {"out": out, "ranks": spawn_findings(_ranks, out, timeout=300)}
 
 
 def _max_diff(found: Any, expected: Any) -> float:
@@ -215,13 +214,13 @@ def test_one_process_resumes_the_two_rank_directory_that_last_checkpoint_names(s
 def _four(rank: int, out: str, checkpoint: str) -> None:
     runner = _runner(os.path.join(out, "four"), 4, resume=True, load_from=checkpoint)
     runner.train()
-    dump(os.path.join(out, f"four{rank}.pkl"), _outcome(runner))
+    dump(os.path.join(out, f"rank{rank}.pkl"), _outcome(runner))
 
 
 def test_four_processes_resume_the_two_rank_directory(saved, tmp_path):
-    spawn(_four, str(tmp_path), str(saved["out"] / "whole" / "epoch_2"), world_size=4, timeout=240)
-    for rank in range(4):
-        _close(load(tmp_path / f"four{rank}.pkl"), saved["ranks"][0]["whole"])
+    found = spawn_findings(_four, tmp_path, str(saved["out"] / "whole" / "epoch_2"), world_size=4, timeout=240)
+    for outcome in found:
+        _close(outcome, saved["ranks"][0]["whole"])
 
 
 def test_load_from_a_directory_gives_a_plain_run_the_average_as_mmengine_does(saved, tmp_path):

@@ -23,6 +23,7 @@ from dist_toys import (
     assert_close,
     dump,
     epoch_order,
+    files_under,
     load,
     loader_cfg,
     make_model,
@@ -47,10 +48,6 @@ def _report_group_at_exit(path: str) -> None:
     dump(path, torch_dist.is_initialized())
 
 
-def _files(folder: str) -> list[str]:
-    return sorted(
-        os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
-    )
 
 
 def _ranks_session(rank: int, out: str, one_process_checkpoint: str) -> None:
@@ -84,7 +81,7 @@ def _ranks_session(rank: int, out: str, one_process_checkpoint: str) -> None:
     runner.train()
     found["bn"], found["seen"] = _state(runner), list(runner.train_dataloader.dataset.seen)
     found["metrics"], found["gathered"] = runner.val(), metric.gathered
-    found["files"] = _files(work)
+    found["files"] = files_under(work)
 
     accumulating = Runner(
         **runner_kwargs(
