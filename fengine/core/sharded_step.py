@@ -44,12 +44,19 @@ from fengine.core.step import (
     _updated,
 )
 
-__all__ = ["is_fully_sharded", "make_sharded_eval_step", "make_sharded_train_step"]
+__all__ = ["checkpoint_tensor", "is_fully_sharded", "make_sharded_eval_step", "make_sharded_train_step"]
 
 
 def is_fully_sharded(model: nn.Module) -> bool:
     """Whether ``fully_shard`` was applied to ``model`` or to one of its submodules."""
     return any(isinstance(module, FSDPModule) for module in model.modules())
+
+
+def checkpoint_tensor(tensor: Tensor) -> Tensor:
+    """A tensor as a checkpoint holds it: detached on the CPU, or, a ``DTensor`` shard, detached
+    where it is (a sharded checkpoint writes each rank's shards from their device, and stores a
+    tensor that several entries hold once, by its storage)."""
+    return tensor.detach() if isinstance(tensor, DTensor) else tensor.detach().cpu()
 
 
 def _sharded_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

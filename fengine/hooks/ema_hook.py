@@ -17,6 +17,10 @@ handlers, built by :func:`ema_fn_hook`:
   model gets the raw weights) and restores the average; otherwise the average becomes a copy of
   the checkpoint's ``state_dict`` (with a warning when resuming).
 
+With a model sharded by FSDP2 the average starts from the ``DTensor`` shards, so each rank
+averages its own shards (nothing is gathered per step); a sharded checkpoint stores it in its DCP
+data (:mod:`fengine.runner.shard_refs`) and a resumed run reads it back sharded like its model.
+
 Façade: :class:`EMAHook`.
 """
 
@@ -29,7 +33,6 @@ from typing import Any, ClassVar
 import attrs
 import torch
 from torch import Tensor, nn
-from torch.distributed.tensor import DTensor
 
 from fengine.core import ema as fc_ema
 from fengine.core import plain
@@ -38,6 +41,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import PriorityLike
 from fengine.core.run import EventInfo, RunState
+from fengine.core.sharded_step import checkpoint_tensor
 from fengine.hooks.bound import bound_runner, bound_state
 from fengine.hooks.builtin import BuiltinHook
 from fengine.model.averaged_model import BaseAveragedModel
@@ -84,15 +88,6 @@ def swap_state_dicts(
         if key.startswith("module.") and name in state_dict:
             averaged[key], model[name] = state_dict[name], value
     return model, averaged
-
-
-def _for_checkpoint(tensor: Tensor) -> Tensor:
-    """A tensor as a checkpoint holds it: on the CPU, or a sharded (FSDP) one where it is.
-
-    A sharded checkpoint writes each rank's shards from their device and stores a tensor that
-    both the checkpoint's entries and the hook's state hold once, by its storage.
-    """
-    return tensor.detach() if isinstance(tensor, DTensor) else tensor.detach().cpu()
 
 
 def check_begin(begin_iter: int, begin_epoch: int, max_iters: int, max_epochs: int) -> None:
@@ -188,11 +183,11 @@ def ema_fn_hook(
             return run, state
         raw = dict(checkpoint["state_dict"])
         # Saved mid-validation, the model holds the average: the raw weights are in the stash.
-        raw.update({n: _for_checkpoint(t) for n, t in (state.stash or {}).items()})
+        raw.update({n: checkpoint_tensor(t) for n, t in (state.stash or {}).items()})
         exported = fc_ema.ema_state_dict(state.ema, order=raw)
         # No copies on CPU: the hook's state (saved beside) holds the same storages, which
         # torch.save writes once. The checkpoint is written before the next (in-place) update.
-        exported = {k: _for_checkpoint(v) for k, v in exported.items()}
+        exported = {k: checkpoint_tensor(v) for k, v in exported.items()}
         model, averaged = swap_state_dicts(raw, exported)
         run = run.emit(
             AddToCheckpoint("ema_state_dict", averaged), AddToCheckpoint("state_dict", model)

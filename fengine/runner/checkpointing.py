@@ -49,6 +49,7 @@ import fengine
 from fengine.core.effects import SaveCheckpoint
 from fengine.core.events import Event
 from fengine.core.plain import to_plain
+from fengine.core.sharded_step import checkpoint_tensor
 from fengine.core.state import RngState
 from fengine.hooks.checkpoint_plan import CheckpointPlan
 from fengine.optim.scheduler.base import _ParamScheduler
@@ -74,14 +75,15 @@ _RECORD_TENSORS = ("params", "buffers", "opt_state")
 
 
 def _to_cpu(value: Any, memo: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    """``value`` with every tensor on the CPU; a tensor met twice (``memo``) is copied once.
+    """``value`` with every tensor on the CPU (a shard where it is: :func:`checkpoint_tensor`); a
+    tensor met twice (``memo``) is copied once.
 
     The memo keeps each original alive, so an ``id`` is never reused within one checkpoint.
     """
     if isinstance(value, torch.Tensor):
         seen = memo.get(id(value))
         if seen is None:
-            seen = memo[id(value)] = (value, value.detach().cpu())
+            seen = memo[id(value)] = (value, checkpoint_tensor(value))
         return seen[1]
     if isinstance(value, Mapping):
         return {k: _to_cpu(v, memo) for k, v in value.items()}
@@ -389,13 +391,13 @@ def pending_grads(model: torch.nn.Module, optim_wrapper: Any) -> dict[str, torch
         optim_wrapper: the optimizer wrapper (anything without accumulation counters has none).
 
     Returns:
-        ``{parameter name: gradient on CPU}`` for parameters holding a gradient.
+        ``{parameter name: gradient on CPU (a shard where it is)}`` for parameters holding a gradient.
     """
     counts = getattr(optim_wrapper, "_accumulative_counts", 1)
     inner = getattr(optim_wrapper, "_inner_count", 0)
     if not isinstance(counts, int) or counts <= 1 or inner % counts == 0:
         return {}
-    return {name: p.grad.detach().cpu().clone() for name, p in model.named_parameters() if p.grad is not None}
+    return {name: checkpoint_tensor(p.grad).clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 def restore_grads(model: torch.nn.Module, grads: Mapping[str, torch.Tensor] | None, filename: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 from dist_toys import dump, make_model, runner_kwargs, spawn_findings
-from test_fsdp import FSDP, GLOO, TOLERANCE, full_state
+from test_fsdp import FSDP, GLOO, TOLERANCE, full_state, functional_share
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 from torch.distributed.tensor import DTensor
 
@@ -214,13 +214,25 @@ def test_one_process_resumes_the_two_rank_directory_that_last_checkpoint_names(s
 def _four(rank: int, out: str, checkpoint: str) -> None:
     runner = _runner(os.path.join(out, "four"), 4, resume=True, load_from=checkpoint)
     runner.train()
-    dump(os.path.join(out, f"rank{rank}.pkl"), _outcome(runner))
+    dump(os.path.join(out, f"rank{rank}.pkl"), {"resumed": _outcome(runner), "share": functional_share()})
 
 
-def test_four_processes_resume_the_two_rank_directory(saved, tmp_path):
-    found = spawn_findings(_four, tmp_path, str(saved["out"] / "whole" / "epoch_2"), world_size=4, timeout=240)
-    for outcome in found:
-        _close(outcome, saved["ranks"][0]["whole"])
+@pytest.fixture(scope="module")
+def four(saved: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Four processes resume the two-rank ``epoch_2/`` (one spawn serves every four-rank check)."""
+    out = tmp_path_factory.mktemp("fsdp_four")
+    return spawn_findings(_four, out, str(saved["out"] / "whole" / "epoch_2"), world_size=4, timeout=240)
+
+
+def test_four_processes_resume_the_two_rank_directory(saved, four):
+    for found in four:
+        _close(found["resumed"], saved["ranks"][0]["whole"])
+
+
+def test_four_ranks_each_hold_a_quarter_of_the_functional_state(four):
+    for found in four:
+        assert found["share"]["sharded"] / found["share"]["plain"] == pytest.approx(0.25, abs=0.01)
+        assert found["share"]["close"] <= TOLERANCE  # one step, sharded and not, on the same batch
 
 
 def test_load_from_a_directory_gives_a_plain_run_the_average_as_mmengine_does(saved, tmp_path):
