@@ -75,6 +75,11 @@ def local_bytes(runner: Runner) -> int:
     return sum(size(p) for p in runner.model.parameters()) + sum(size(t) for t in states)
 
 
+def lr_history(runner: Runner) -> list[float]:
+    """The learning rate of every training iteration, as ParamSchedulerHook set it."""
+    return [float(v) for v in runner.message_hub.get_scalar("train/lr").data[0]]
+
+
 def _run(work_dir: str, case: str, batch: int, **overrides: Any) -> Runner:
     settings = {**CASES[case], "default_hooks": {"checkpoint": None}, "custom_hooks": [], **overrides}
     runner = Runner(**runner_kwargs(work_dir, make_model(batch_norm=False), batch, **settings))
@@ -108,6 +113,7 @@ def _ranks(rank: int, out: str) -> None:
             runs[kind] = {
                 "state": full_state(runner.model.module),
                 "lr": [g["lr"] for g in runner.optim_wrapper.optimizer.param_groups],
+                "lrs": lr_history(runner),
                 "bytes": local_bytes(runner),
                 "types": {type(runner.model).__name__, type(next(runner.model.module.parameters())).__name__},
             }
@@ -149,6 +155,8 @@ def test_fsdp_ddp_and_one_process_end_with_the_same_weights(two_ranks, tmp_path,
         assert _max_diff(fsdp["state"], alone) <= TOLERANCE
         assert _max_diff(ddp["state"], alone) <= TOLERANCE
         assert fsdp["lr"] == ddp["lr"] == lrs
+        assert fsdp["lrs"] == ddp["lrs"] == lr_history(one)  # ParamSchedulerHook, every iteration
+        assert len(set(fsdp["lrs"])) > 1
     # The runs really trained: the weights moved away from the initial ones.
     assert _max_diff(alone, make_model(batch_norm=False).state_dict()) > 1e-2
 
