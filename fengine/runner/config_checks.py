@@ -38,6 +38,72 @@ _EPOCH_KEYS = ("max_epochs", "val_begin", "val_interval", "dynamic_intervals", "
 _ITER_KEYS = ("max_iters", "val_begin", "val_interval", "dynamic_intervals", "check_finite")
 
 
+_RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
+
+
+def check_runner_arguments(
+    model: Any,
+    work_dir: Any,
+    data_preprocessor: Any,
+    train_dataloader: Any,
+    train_cfg: Any,
+    optim_wrapper: Any,
+    param_scheduler: Any,
+    val_dataloader: Any,
+    val_cfg: Any,
+    val_evaluator: Any,
+    test_dataloader: Any,
+    test_cfg: Any,
+    test_evaluator: Any,
+) -> None:
+    """Check the Runner's component arguments (each check below), before anything is built.
+
+    Raises:
+        ValueError, TypeError, KeyError: the first bad argument, naming it and what is accepted.
+    """
+    check_together("training", train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper)
+    check_together("validation", val_dataloader=val_dataloader, val_cfg=val_cfg, val_evaluator=val_evaluator)
+    check_together("testing", test_dataloader=test_dataloader, test_cfg=test_cfg, test_evaluator=test_evaluator)
+    if param_scheduler is not None and optim_wrapper is None:
+        raise ValueError(f"param_scheduler should be None when optim_wrapper is None, but got {param_scheduler!r}")
+    check_work_dir(work_dir)
+    check_model(model, data_preprocessor)
+    check_train_cfg(train_cfg)
+    for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader), ("test_dataloader", test_dataloader)):
+        check_dataloader(loader, name)
+    check_evaluator(val_evaluator, "val_evaluator")
+    check_evaluator(test_evaluator, "test_evaluator")
+    check_optim_wrapper(optim_wrapper)
+    check_param_scheduler(param_scheduler)
+
+
+def randomness_setting(randomness: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``Runner(randomness=...)`` as a dict (``{'seed': None}`` by default).
+
+    Raises:
+        ValueError: a key other than ``seed``, ``deterministic``, ``diff_rank_seed``.
+    """
+    setting = {"seed": None} if randomness is None else dict(randomness)
+    unknown = sorted(set(setting) - set(_RANDOMNESS_KEYS))
+    if unknown:
+        raise ValueError(f"randomness: unknown keys {unknown}; accepted: {', '.join(_RANDOMNESS_KEYS)}")
+    return setting
+
+
+def compile_setting(compile: Any) -> bool | Mapping[str, Any]:
+    """``Runner(compile=...)`` checked: a bool or a dict of ``torch.compile`` options.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if not isinstance(compile, bool | Mapping):
+        raise TypeError(
+            f"compile must be a bool or a dict of torch.compile options (e.g. "
+            f"dict(backend='inductor')), got {compile!r}"
+        )
+    return compile
+
+
 def check_together(stage: str, **items: Any) -> None:
     """``items`` must be all ``None`` or all given (e.g. a dataloader, its loop config, ...).
 

@@ -60,7 +60,6 @@ from fengine.runner.work_dir_lock import WorkDirLock
 from fengine.utils.fileio import remove_stale_temporaries
 from fengine.visualization import Visualizer
 
-_RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
 _FROM_CFG = (
     "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg",
     "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator", "test_evaluator",
@@ -155,32 +154,17 @@ class Runner:
     ) -> None:
         if default_scope is not None:  # as MMEngine: every build below looks in this scope first
             init_default_scope(default_scope)
-        checks.check_together("training", train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper)
-        checks.check_together("validation", val_dataloader=val_dataloader, val_cfg=val_cfg, val_evaluator=val_evaluator)
-        checks.check_together("testing", test_dataloader=test_dataloader, test_cfg=test_cfg, test_evaluator=test_evaluator)
-        if param_scheduler is not None and optim_wrapper is None:
-            raise ValueError(f"param_scheduler should be None when optim_wrapper is None, but got {param_scheduler!r}")
-        checks.check_work_dir(work_dir)
-        checks.check_model(model, data_preprocessor)
-        checks.check_train_cfg(train_cfg)
-        for name, loader in (("train_dataloader", train_dataloader), ("val_dataloader", val_dataloader), ("test_dataloader", test_dataloader)):
-            checks.check_dataloader(loader, name)
-        checks.check_evaluator(val_evaluator, "val_evaluator")
-        checks.check_evaluator(test_evaluator, "test_evaluator")
-        checks.check_optim_wrapper(optim_wrapper)
-        checks.check_param_scheduler(param_scheduler)
-        randomness = {"seed": None} if randomness is None else dict(randomness)
-        unknown = sorted(set(randomness) - set(_RANDOMNESS_KEYS))
-        if unknown:
-            raise ValueError(f"randomness: unknown keys {unknown}; accepted: {', '.join(_RANDOMNESS_KEYS)}")
+        checks.check_runner_arguments(
+            model=model, work_dir=work_dir, data_preprocessor=data_preprocessor,
+            train_dataloader=train_dataloader, train_cfg=train_cfg, optim_wrapper=optim_wrapper,
+            param_scheduler=param_scheduler, val_dataloader=val_dataloader, val_cfg=val_cfg,
+            val_evaluator=val_evaluator, test_dataloader=test_dataloader, test_cfg=test_cfg,
+            test_evaluator=test_evaluator,
+        )
+        randomness = checks.randomness_setting(randomness)
         check_launch_settings(launcher, env_cfg, (cfg or {}).get("sync_bn"))
         resume, resume_strict = resume_setting(resume)
-        compile = (cfg or {}).get("compile", False) if compile is None else compile
-        if not isinstance(compile, bool | Mapping):
-            raise TypeError(
-                f"compile must be a bool or a dict of torch.compile options (e.g. "
-                f"dict(backend='inductor')), got {compile!r}"
-            )
+        compile = checks.compile_setting((cfg or {}).get("compile", False) if compile is None else compile)
 
         self.cfg: dict[str, Any] = copy.deepcopy(dict(cfg)) if cfg is not None else {}
         self._cfg_text = pprint.pformat(self.cfg, sort_dicts=False) if self.cfg else ""

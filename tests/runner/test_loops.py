@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runner_toys import Recorder, ToyMetric, ToyModel, loader, toy_kwargs
 
 from fengine.hooks import Hook
@@ -203,3 +205,46 @@ def test_stop_training_is_checked_per_epoch(tmp_path: Any) -> None:
     # The epoch in progress and its validation complete; after_train still runs.
     assert (runner.epoch, runner.iter) == (1, 4)
     assert recorder.calls[-2:] == [("after_train", 1, 4), ("after_run", 1, 4)]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    by_epoch=st.booleans(),
+    length=st.integers(1, 6),
+    val_begin=st.integers(1, 4),
+    val_interval=st.integers(1, 3),
+)
+def test_a_train_loop_runs_on_the_callables_it_is_handed(
+    tmp_path_factory: Any, by_epoch: bool, length: int, val_begin: int, val_interval: int
+) -> None:
+    """The loop steps with the ``train_step`` and validates with the ``validate`` it is handed.
+
+    No optimizer, no model update and no validation loop: the loop's own reads are the record
+    cell and ``fire``. Every iteration replaces the record with the step's, and validation runs
+    exactly where the schedule says (after each due epoch / iteration and after the last).
+    """
+    tmp_path = tmp_path_factory.mktemp("loop")
+    cfg = {"by_epoch": True, "max_epochs": length} if by_epoch else {"by_epoch": False, "max_iters": length}
+    runner = Runner(**toy_kwargs(tmp_path, train_cfg={**cfg, "val_begin": val_begin, "val_interval": val_interval},
+                                 val_dataloader=None, val_cfg=None, val_evaluator=None,
+                                 default_hooks={"checkpoint": None}, log_level="WARNING"))
+    loop = runner.train_loop
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)  # its lr is logged
+    records: list[Any] = []
+
+    def step(state: Any, data_batch: Any) -> tuple[Any, dict[str, Any]]:
+        assert state is runner.state  # the step receives the run's current record
+        new = state.replace(step=state.step + 1)
+        records.append(new)
+        return new, {}
+
+    validated: list[int] = []
+    loop.train_step = step
+    loop.validate = lambda: validated.append(runner.epoch if by_epoch else runner.iter)
+    loop.run()
+    batches = 4  # the toy loader
+    assert len(records) == (length * batches if by_epoch else length)
+    assert runner.state.step == len(records) and runner.iter == len(records)
+    last = length
+    due = [n for n in range(1, last + 1) if n >= val_begin and (n % val_interval == 0 or n == last)]  # MMEngine's rule
+    assert validated == due
