@@ -90,19 +90,23 @@ class ModelView:
         module: the ``nn.Module`` whose code runs.
         tensors: parameters and buffers by ``named_parameters()``/``named_buffers()`` name.
         slots: the module's slots (built by the step factories; computed when omitted).
+        held: the module's slots hold ``tensors`` already (a donated step over the module's own
+            tensors): calls run the module as it is, and only a reassigned buffer is taken.
     """
 
-    __slots__ = ("module", "slots", "tensors")
+    __slots__ = ("held", "module", "slots", "tensors")
 
     def __init__(
         self,
         module: torch.nn.Module,
         tensors: dict[str, Tensor],
         slots: tuple[_Slot, ...] | None = None,
+        held: bool = False,
     ) -> None:
         self.module = module
         self.tensors = tensors
         self.slots = _slots(module) if slots is None else slots
+        self.held = held
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run ``module(*args, **kwargs)`` on the view's tensors (see :meth:`apply`)."""
@@ -126,6 +130,13 @@ class ModelView:
             KeyError: the view lacks a tensor of the module (the message names the missing ones).
         """
         tensors, slots = self.tensors, self.slots
+        if self.held:  # the module holds the view's tensors already: nothing to swap
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                for table, attr, name in slots:
+                    if table[attr] is not tensors[name]:  # the module reassigned it
+                        tensors[name] = table[attr]
         own = [table[attr] for table, attr, _ in slots]
         try:
             for table, attr, name in slots:
@@ -197,11 +208,11 @@ def _loss_and_logs(result: Any) -> tuple[Tensor, Mapping[str, Tensor | int]]:
 
 def _loss_forward(
     model: torch.nn.Module, loss_fn: LossFn, slots: tuple[_Slot, ...], compile: bool | Mapping[str, Any]
-) -> Callable[[dict[str, Tensor], Any], Any]:
-    """``forward(tensors, batch)``: ``loss_fn`` on a view of ``model`` over ``tensors`` (compiled if asked)."""
+) -> Callable[..., Any]:
+    """``forward(tensors, batch, held=False)``: ``loss_fn`` on a view of ``model`` over ``tensors`` (compiled if asked)."""
 
-    def forward(tensors: dict[str, Tensor], batch: Any) -> Any:
-        return loss_fn(ModelView(model, tensors, slots), batch)
+    def forward(tensors: dict[str, Tensor], batch: Any, held: bool = False) -> Any:
+        return loss_fn(ModelView(model, tensors, slots, held), batch)
 
     if compile is not False:
         forward = torch.compile(forward, **(dict(compile) if isinstance(compile, Mapping) else {}))
@@ -219,8 +230,25 @@ def _updated(
 ) -> tuple[TrainState[Any], StepOutput]:
     """The state after the optimizer's update of ``grads`` (buffers taken from ``tensors``)."""
     new_params, opt_state = update(grads, state.opt_state, state.params, donate=donate)
-    new_state = state.with_update(new_params, {n: tensors[n] for n in state.buffers}, opt_state)
+    buffers = state.buffers
+    if not (donate and all(tensors[n] is b for n, b in buffers.items())):
+        buffers = {n: tensors[n] for n in buffers}  # else: updated in place, the mapping is kept
+    new_state = state.with_update(new_params, buffers, opt_state)
     return new_state, StepOutput(loss.detach(), log_vars, grad_norm(opt_state))
+
+
+def _holds(slots: tuple[_Slot, ...], params: Mapping[str, Tensor], buffers: Mapping[str, Tensor]) -> bool:
+    """Whether every slot of the module holds the state's tensor of its name (its own tensors).
+
+    Then a donated step runs the module as it is: its parameters are leaves that require
+    gradients (``torch.autograd.grad`` of them leaves ``.grad`` untouched), so nothing is swapped
+    in or detached; the numbers are those of the swapped path, bit for bit.
+    """
+    for table, attr, name in slots:
+        tensor = table[attr]
+        if tensor is not params.get(name) and tensor is not buffers.get(name):
+            return False
+    return True
 
 
 def _check_model(model: object) -> None:
@@ -307,9 +335,9 @@ def make_train_step(
     forward = _loss_forward(model, loss_fn, slots, compile)
 
     def value_and_grad(
-        tensors: dict[str, Tensor], batch: Any, leaves: list[Tensor]
+        tensors: dict[str, Tensor], batch: Any, leaves: list[Tensor], held: bool
     ) -> tuple[Tensor, Mapping[str, Tensor | int], tuple[Tensor | None, ...]]:
-        loss, log_vars = _loss_and_logs(forward(tensors, batch))
+        loss, log_vars = _loss_and_logs(forward(tensors, batch, held))
         return loss, log_vars, torch.autograd.grad(loss, leaves, allow_unused=True)
 
     def step(
@@ -318,15 +346,22 @@ def make_train_step(
         if not model.training:
             model.train()
         params, buffers = state.params, state.buffers
-        leaves = [params[n].detach().requires_grad_() for n in trainable]
         tensors = dict(params)
-        tensors.update(zip(trainable, leaves))
-        tensors.update(buffers if donate else {n: b.clone() for n, b in buffers.items()})
+        held = donate and _holds(slots, tensors, buffers)
+        if held:  # the state's tensors are the module's own and may be used as they are
+            leaves = [params[n] for n in trainable]
+            held = all(leaf.requires_grad for leaf in leaves)
+        if held:
+            tensors.update(buffers)
+        else:
+            leaves = [params[n].detach().requires_grad_() for n in trainable]
+            tensors.update(zip(trainable, leaves))
+            tensors.update(buffers if donate else {n: b.clone() for n, b in buffers.items()})
         if torch.is_grad_enabled():
-            loss, log_vars, found = value_and_grad(tensors, batch, leaves)
+            loss, log_vars, found = value_and_grad(tensors, batch, leaves, held)
         else:
             with torch.enable_grad():
-                loss, log_vars, found = value_and_grad(tensors, batch, leaves)
+                loss, log_vars, found = value_and_grad(tensors, batch, leaves, held)
         # Frozen parameters are absent and unused ones None: the optimizer skips both.
         grads: dict[str, Tensor | None] = dict(zip(trainable, found))
         if grad_reducer is not None:

@@ -92,6 +92,9 @@ class _WrapperTransform:
     def update(
         self, grads: Mapping[str, Tensor | None], state: Any, params: Mapping[str, Tensor], *, donate: bool = False
     ) -> tuple[dict[str, Tensor], Any]:
+        # Parameters are updated in place: the state's own mapping is handed back (mappings are
+        # never mutated), so whoever keys a cache by it (EMA's plan) keeps hitting.
+        kept = params if isinstance(params, dict) else dict(params)
         wrapper = self.wrapper
         optimizer = wrapper.optimizer
         wrapper._inner_count += 1  # the backward the wrapper would have counted
@@ -99,8 +102,9 @@ class _WrapperTransform:
             flat = optimizer.flat_params
             names = self._names
             glist = [grads.get(names.get(id(p), "")) for p in flat]
-            if optimizer.step_record(glist, self._clip if wrapper.clip_grad_kwargs else None):
-                return dict(params), optimizer.opt_state
+            record = optimizer.step_record(glist, self._clip if wrapper.clip_grad_kwargs else None)
+            if record is not None:
+                return kept, record
         # Only torch's own step fits: the gradients go where ``backward`` would have put them.
         params_by_name = self._params
         for name, grad in grads.items():
@@ -109,7 +113,7 @@ class _WrapperTransform:
                 param.grad = grad if param.grad is None else param.grad.add_(grad)
         wrapper.step()
         wrapper.zero_grad()
-        return dict(params), optimizer.opt_state if isinstance(optimizer, PureStepOptimizer) else None
+        return kept, optimizer.opt_state if isinstance(optimizer, PureStepOptimizer) else None
 
     def _clip(self, grads: list[Tensor | None]) -> None:
         """The wrapper's clipping on ``grads`` (aligned with the optimizer's parameters)."""
@@ -151,7 +155,7 @@ def runner_train_step(model: Any, optim_wrapper: Any, check_finite: bool | str, 
     def step(state: TrainState[Any], data_batch: Any) -> tuple[TrainState[Any], Any]:
         new_state, out = pure(state, data_batch, donate=True)
         old = state.buffers
-        if any(b is not old.get(n) for n, b in new_state.buffers.items()):
+        if new_state.buffers is not old and any(b is not old.get(n) for n, b in new_state.buffers.items()):
             _adopt_buffers(model, old, new_state.buffers)  # the forward reassigned a buffer
         return new_state, out.log_vars
 

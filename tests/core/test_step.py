@@ -384,3 +384,35 @@ def test_bad_arguments_and_mismatched_state_are_named() -> None:
         make_train_step(model, ce, tx)(broken, batches(1)[0])
     # The failed call put the module's own tensors back.
     assert all(isinstance(p, nn.Parameter) for p in model.parameters())
+
+
+@settings(max_examples=20, deadline=None)
+@given(setups())
+def test_a_donated_step_over_the_modules_own_tensors_is_bit_identical_to_pure_steps(
+    setup: tuple[nn.Module, Any, list[Batch]],
+) -> None:
+    """A state made of the module's own tensors (the Runner's record): the module runs as it is.
+
+    Same numbers as the pure step bit for bit; the tensors stay the module's (updated in place,
+    the buffer mapping kept), and ``.grad`` stays untouched (``autograd.grad`` of leaves).
+    """
+    model, tx, data = setup
+    step = make_train_step(model, ce, tx)
+    pure = TrainState.create(model, tx)
+    names = {n for n, _ in model.named_parameters()}
+    own = model.state_dict(keep_vars=True)
+    held = attrs.evolve(
+        pure,
+        params={n: t for n, t in own.items() if n in names},
+        buffers={n: t for n, t in own.items() if n not in names},
+        opt_state=tx.init(dict(model.named_parameters())),
+    )
+    for batch in data:
+        pure, pure_out = step(pure, batch)
+        before = (held.params, held.buffers)
+        held, held_out = step(held, batch, donate=True)
+        assert torch.equal(pure_out.loss, held_out.loss)
+        assert held.buffers is before[1]
+        assert all(held.params[n] is t for n, t in before[0].items())
+    assert all(held.params[n] is p and p.grad is None for n, p in model.named_parameters())
+    assert canonical(pure.to_dict()) == canonical(held.to_dict())

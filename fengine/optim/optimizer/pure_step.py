@@ -327,7 +327,7 @@ class PureStepOptimizer(torch.optim.Optimizer):
 
     def step_record(
         self, grads: list[Tensor | None], prepare: Callable[[list[Tensor | None]], None] | None = None
-    ) -> bool:
+    ) -> Any | None:
         """Step the record (read :attr:`opt_state` first) with the transform, donated.
 
         Args:
@@ -336,22 +336,24 @@ class PureStepOptimizer(torch.optim.Optimizer):
                 the update (the optimizer wrapper clips them there).
 
         Returns:
-            ``False``, with nothing done, when a gradient is sparse (only torch can step it).
+            The new record (the new :attr:`opt_state`); ``None``, with nothing done, when a
+            gradient is sparse (only torch can step it).
         """
         state = self.__dict__
         if any(g is not None and g.is_sparse for g in grads):
-            return False
+            return None
         if prepare is not None:
             prepare(grads)
         params = state["_layout"].params
-        _, state["_record"] = self._transform.update(dict(zip(params, grads)), state["_record"], params, donate=True)
-        return True
+        _, record = self._transform.update(dict(zip(params, grads)), state["_record"], params, donate=True)
+        state["_record"] = record
+        return record
 
     def _pure_step(self) -> bool:
         """Step with the transform; ``False`` (nothing done) if only torch can step now."""
         if self.opt_state is None:
             return False
-        return self.step_record([p.grad for p in self.flat_params])
+        return self.step_record([p.grad for p in self.flat_params]) is not None
 
     def _torch_step(self) -> None:
         """torch's own step, on torch's dict exported from the record; the record then reads it back."""
