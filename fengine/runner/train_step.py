@@ -32,6 +32,7 @@ from fengine.model.base_model.base_model import BaseModel
 from fengine.model.wrappers import is_model_wrapper
 from fengine.optim.optimizer.optimizer_wrapper import OptimWrapper
 from fengine.optim.optimizer.pure_step import PureStepOptimizer
+from fengine.optim.scheduler.base import count_step
 
 __all__ = ["RunnerStep", "compat_reason", "follow_module", "runner_train_step"]
 
@@ -104,6 +105,10 @@ class _WrapperTransform:
             glist = [grads.get(names.get(id(p), "")) for p in flat]
             record = optimizer.step_record(glist, self._clip if wrapper.clip_grad_kwargs else None)
             if record is not None:
+                # What ``wrapper.step()`` (and the ``optimizer.step()`` it calls) count for
+                # the schedulers stepping them, so their order check sees this step.
+                count_step(wrapper)
+                count_step(optimizer)
                 return kept, record
         # Only torch's own step fits: the gradients go where ``backward`` would have put them.
         params_by_name = self._params

@@ -54,6 +54,7 @@ def test_digits_config_trains_from_the_command_line(tmp_path: Path) -> None:
     assert (work_dir / "last_checkpoint").read_text().strip() == str(work_dir / "epoch_1.pth")
     (plot,) = glob.glob(str(work_dir / "*" / "curves.png"))
     assert f"plot         {plot}" in out and "eta: " in out
+    assert "Warning:" not in out  # no Python warning the user did not ask for
     accuracy = float(re.findall(r"Epoch\(val\) \[1\]\[2/2\]\s+accuracy: ([0-9.]+)", out)[0])
     assert 0.1 < accuracy <= 1.0
 

@@ -88,12 +88,22 @@ def count_steps(optimizer: Any) -> None:
     @functools.wraps(func)
     def counted(*args: Any, **kwargs: Any) -> Any:
         instance = owner_ref()
-        instance._global_step += 1  # type: ignore[union-attr]
+        count_step(instance)
         return func.__get__(instance, cls)(*args, **kwargs)
 
     counted._with_counter = True  # type: ignore[attr-defined]
     optimizer.step = counted
     optimizer._global_step = -1
+
+
+def count_step(optimizer: Any) -> None:
+    """Count one step of ``optimizer`` if :func:`count_steps` made it count (else do nothing).
+
+    The counting ``step`` calls it; so does the runner's pure update, which steps the
+    optimizer's record without calling ``step``.
+    """
+    if hasattr(optimizer, "_global_step"):
+        optimizer._global_step += 1
 
 
 def warn_if_stepped_before_optimizer(optimizer: Any) -> None:
@@ -373,6 +383,7 @@ __all__ = [
     "ParamGroupsOwner",
     "_ParamScheduler",
     "check_optimizer",
+    "count_step",
     "count_steps",
     "init_base_values",
     "warn_if_stepped_before_optimizer",
