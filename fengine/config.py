@@ -108,6 +108,21 @@ def _check_top_key(settings: Mapping[str, Any], key: str, option: str) -> None:
     )
 
 
+#: How alike (difflib's ratio) a new key and an existing one must be to be taken for a typo.
+_TYPO_RATIO = 0.85
+
+
+def _check_new_key(settings: Mapping[str, Any], key: str, option: str, where: str) -> None:
+    """Refuse a new key ``key`` below ``where`` that is a near miss of an existing key there."""
+    close = difflib.get_close_matches(key, [str(k) for k in settings], n=3, cutoff=_TYPO_RATIO)
+    if close:
+        raise ConfigError(
+            f"--cfg-options {option}=...: {where!r} has no key {key!r}; did you mean "
+            f"{' or '.join(repr(c) for c in close)}? {where!r} has {', '.join(sorted(map(str, settings)))} "
+            "(pass allow_new_keys=True to add a key this close to an existing one)"
+        )
+
+
 class DictAction(argparse.Action):
     """An ``argparse`` action that gathers ``KEY=VALUE`` items into a dict (MMEngine's).
 
@@ -187,14 +202,16 @@ class Config(ConfigDict):
         A numeric part indexes a list (``custom_hooks.0.momentum``). The first part must be a
         setting of the config or one the Runner reads (:data:`RUNNER_SETTINGS`), so a typo
         (``trian_cfg.max_epochs=1``) is an error instead of a setting nobody reads; below it,
-        dicts may gain new keys, as in MMEngine.
+        dicts may gain new keys, as in MMEngine, except one that is a near miss of a key the
+        dict has (``train_cfg.max_epoch=1`` beside ``max_epochs``), taken for a typo.
 
         Args:
             options: dotted keys and their values.
-            allow_new_keys: accept any new top-level key (MMEngine's behaviour).
+            allow_new_keys: accept any new key, near misses too (MMEngine's behaviour).
 
         Raises:
-            ConfigError: an unknown top-level key (naming the closest known ones), a key that
+            ConfigError: an unknown top-level key or a new key that is a near miss of an
+                existing one (naming the closest known ones), a key that
                 goes through a value that is neither a dict nor a list, or a list index out of
                 range.
         """
@@ -211,6 +228,8 @@ class Config(ConfigDict):
                     index: Any = int(part)
                 elif isinstance(node, dict):
                     index = part
+                    if not allow_new_keys and depth > 0 and part not in node:
+                        _check_new_key(node, part, key, ".".join(parts[:depth]))
                     if not last and not isinstance(node.get(part), dict | list):
                         node[part] = {} if node.get(part) is None else node[part]
                 else:

@@ -151,6 +151,25 @@ def test_an_unknown_top_level_option_key_is_an_error_naming_the_closest_keys() -
     assert cfg["zzz"] == 2
 
 
+def test_a_new_nested_key_that_nearly_matches_an_existing_one_is_an_error() -> None:
+    cfg = Config({"train_cfg": {"by_epoch": True, "max_epochs": 3}, "custom_hooks": [{"type": "EMAHook", "momentum": 0.1}]})
+    with pytest.raises(ConfigError) as raised:
+        cfg.merge_from_dict({"train_cfg.max_epoch": 1})
+    assert str(raised.value) == (
+        "--cfg-options train_cfg.max_epoch=...: 'train_cfg' has no key 'max_epoch'; did you mean "
+        "'max_epochs'? 'train_cfg' has by_epoch, max_epochs (pass allow_new_keys=True to add a key "
+        "this close to an existing one)"
+    )
+    with pytest.raises(ConfigError, match=r"'custom_hooks\.0' has no key 'momentm'; did you mean 'momentum'\?"):
+        cfg.merge_from_dict({"custom_hooks.0.momentm": 0.5})
+    assert cfg == {"train_cfg": {"by_epoch": True, "max_epochs": 3}, "custom_hooks": [{"type": "EMAHook", "momentum": 0.1}]}
+    # A new key unlike its neighbours is added, as in MMEngine; allow_new_keys takes near misses too.
+    cfg.merge_from_dict({"train_cfg.val_interval": 2, "custom_hooks.0.priority": 49})
+    cfg.merge_from_dict({"train_cfg.max_epoch": 1}, allow_new_keys=True)
+    assert cfg["train_cfg"] == {"by_epoch": True, "max_epochs": 3, "val_interval": 2, "max_epoch": 1}
+    assert cfg["custom_hooks"] == [{"type": "EMAHook", "momentum": 0.1, "priority": 49}]
+
+
 def test_merged_values_are_copies_and_configs_copy_and_pickle_with_their_file_name() -> None:
     value = {"lr": 0.1}
     cfg = Config({"a": 1}, filename="/x/cfg.py")

@@ -71,6 +71,17 @@ def test_an_unknown_option_key_is_one_line_naming_the_closest_keys(tmp_path: Pat
     assert not (tmp_path / "work_dirs").exists()  # nothing was started
 
 
+def test_a_misspelt_nested_option_key_is_one_line_naming_the_existing_key(tmp_path: Path) -> None:
+    done = _fengine("train", DIGITS, "--cfg-options", "train_cfg.max_epoch=1", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(
+        "fengine train: error: --cfg-options train_cfg.max_epoch=...: 'train_cfg' has no key "
+        "'max_epoch'; did you mean 'max_epochs'?"
+    )
+    assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "work_dirs").exists()
+
+
 @pytest.mark.parametrize("how", ["--debug", "FENGINE_DEBUG=1"])
 def test_debug_shows_the_traceback(how: str, broken: Path, tmp_path: Path) -> None:
     argv, env = (["--debug"], {}) if how == "--debug" else ([], {"FENGINE_DEBUG": "1"})
