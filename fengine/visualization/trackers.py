@@ -240,19 +240,31 @@ class MLflowVisBackend(BaseVisBackend):
         if metrics:
             self._mlflow.log_metrics(metrics, step=int(scalar_dict.get("step", step)))
 
+    def _work_dir_artifacts(self, work_dir: str | None) -> list[str]:
+        """The work dir's files ending in ``artifact_suffix``, listed before any upload.
+
+        The local artifact store (``<save_dir>/artifacts`` by default, inside the work dir of a
+        Runner's run) is left out: its files are the uploads themselves.
+        """
+        if work_dir is None:
+            return []
+        location = self._artifact_location or ""
+        store = os.path.abspath(location[len("file://"):]) if location.startswith("file://") else None
+        found = []
+        for root, dirs, files in os.walk(work_dir):
+            dirs[:] = sorted(d for d in dirs if os.path.abspath(os.path.join(root, d)) != store)
+            found += [os.path.join(root, f) for f in sorted(files) if f.endswith(self._artifact_suffix)]
+        return found
+
     def close(self) -> None:
         """Upload the work dir's artifacts, tag the last checkpoint and end the run."""
         if self._mlflow is None:
             return
         work_dir = run_work_dir(self._work_dir, self._save_dir)
-        if work_dir is not None:
-            for root, _, files in os.walk(work_dir):
-                for file in sorted(files):
-                    if file.endswith(self._artifact_suffix):
-                        relative = os.path.relpath(root, work_dir)
-                        self._mlflow.log_artifact(
-                            os.path.join(root, file), None if relative == "." else relative
-                        )
+        for path in self._work_dir_artifacts(work_dir):
+            assert work_dir is not None
+            relative = os.path.relpath(os.path.dirname(path), work_dir)
+            self._mlflow.log_artifact(path, None if relative == "." else relative)
         checkpoint = last_checkpoint(work_dir)
         if checkpoint is not None:
             self._mlflow.set_tag("last_checkpoint", checkpoint)

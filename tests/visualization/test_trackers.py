@@ -103,6 +103,14 @@ def test_mlflow_tracked_config_keys_must_exist(tmp_path):
     backend.close()
 
 
+def _flush_wandb():
+    """Wait for W&B's service to write the finished run's file: ``finish()`` returns once the
+    run has ended, while the file may still be written (read at once, it can hold only its header)."""
+    import wandb
+
+    wandb.teardown()
+
+
 def test_wandb_offline_run_holds_scalars_config_and_checkpoint(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -120,9 +128,72 @@ def test_wandb_offline_run_holds_scalars_config_and_checkpoint(tmp_path, monkeyp
     assert backend.run.config["model"] == {"type": "NetTypeName"}
     assert dict(backend.run.summary)["acc_scalar_key"] == 0.75
     backend.close()
+    _flush_wandb()
     runs = glob.glob(str(tmp_path / "vis_data" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(runs) == 1 and os.path.getsize(runs[0]) > 0
     with open(runs[0], "rb") as handle:
         data = handle.read()
     for text in ("loss_scalar_key", "acc_scalar_key", "NetTypeName", str(work_dir / "epoch_2.pth")):
+        assert text.encode() in data, text
+
+
+def _trained_with(backend: dict, tmp_path):
+    """A toy Runner's 2-epoch run logging to the local backend and ``backend``; its scalars.json rows."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+    from runner_toys import toy_kwargs
+
+    from fengine.runner import Runner
+
+    vis = {"type": "Visualizer", "name": f"trackers-{backend['type']}", "vis_backends": [{"type": "LocalVisBackend"}, backend]}
+    runner = Runner(**toy_kwargs(tmp_path / "work", visualizer=vis, default_hooks={"logger": {"type": "LoggerHook", "interval": 1}}))
+    runner.train()
+    rows = [json.loads(line) for line in (Path(runner.log_dir) / "vis_data" / "scalars.json").read_text().splitlines()]
+    return runner, rows
+
+
+def test_a_runners_run_reaches_mlflow_whole(tmp_path):
+    """Every scalar the run logged (training and validation), its config and final checkpoint."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    runner, rows = _trained_with({"type": "MLflowVisBackend", "exp_name": "toy", "run_name": "two-epochs"}, tmp_path)
+    (backend,) = [b for b in runner.visualizer._vis_backends.values() if isinstance(b, MLflowVisBackend)]
+    store = os.path.join(runner.log_dir, "vis_data")
+    client = MlflowClient(f"sqlite:///{os.path.join(store, 'mlflow.db')}")
+    run_id = client.search_runs([client.get_experiment_by_name("toy").experiment_id])[0].info.run_id
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if name != "step":
+                expected.setdefault(name, []).append((row["step"], value))
+    assert {"loss", "lr", "acc"} <= expected.keys() and len(rows) == 10  # 8 iterations, 2 validations
+    for name, points in expected.items():  # validation's time keys share steps with training's
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, name))
+        assert [s for s, _ in history] == [s for s, _ in sorted(points)], name
+        assert [v for _, v in history] == pytest.approx([v for _, v in sorted(points)], rel=1e-6), name
+    run = client.get_run(run_id)
+    assert run.data.params["train_cfg.max_epochs"] == "2" and run.data.params["work_dir"] == str(tmp_path / "work")
+    assert run.data.tags["last_checkpoint"] == str(tmp_path / "work" / "epoch_2.pth")
+    uploaded = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.py", f"{runner.timestamp}.py", runner.timestamp} <= uploaded
+    assert run.info.status == "FINISHED" and backend.run_id == run_id
+
+
+def test_a_runners_run_reaches_an_offline_wandb_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+    runner, rows = _trained_with({"type": "WandbVisBackend", "init_kwargs": {"project": "fengine-toy"}}, tmp_path)
+    _flush_wandb()
+    (path,) = glob.glob(os.path.join(runner.log_dir, "vis_data", "wandb", "offline-run-*", "run-*.wandb"))
+    with open(path, "rb") as handle:
+        data = handle.read()
+    names = {name for row in rows for name in row if name != "step"}
+    assert {"loss", "lr", "acc"} <= names
+    for text in (*names, "max_epochs", str(tmp_path / "work" / "epoch_2.pth")):
         assert text.encode() in data, text
