@@ -23,7 +23,7 @@ def _fengine(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # catches a hang only: on a busy machine the imports alone take tens of seconds
         check=False,
     )
 

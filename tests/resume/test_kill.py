@@ -37,13 +37,22 @@ def start_child(work_dir: Path, loop: str, optimizer: str, delay: float) -> subp
     )
 
 
-def kill_after(child: subprocess.Popen[str], checkpoint: Path, sig: int, timeout: float = 60.0) -> str:
-    """Send ``sig`` once ``checkpoint`` exists; return the child's output (stdout, then stderr)."""
+def kill_after(child: subprocess.Popen[str], checkpoint: Path, sig: int, timeout: float = 300.0) -> str:
+    """Send ``sig`` once ``checkpoint`` exists; return the child's output (stdout, then stderr).
+
+    The child waits for the kill in its last iteration, so it cannot end first; ``timeout`` only
+    catches a hang (a child starting on a busy machine takes tens of seconds to import torch).
+    """
     deadline = time.monotonic() + timeout
-    while not checkpoint.exists():
-        assert child.poll() is None, f"the child ended before writing {checkpoint.name}: {child.communicate()[1][-2000:]}"
-        assert time.monotonic() < deadline, f"no {checkpoint.name} after {timeout} s"
-        time.sleep(0.005)
+    try:
+        while not checkpoint.exists():
+            assert child.poll() is None, f"the child ended before writing {checkpoint.name}: {child.communicate()[1][-2000:]}"
+            assert time.monotonic() < deadline, f"no {checkpoint.name} after {timeout} s"
+            time.sleep(0.005)
+    except AssertionError:
+        child.kill()
+        child.communicate()
+        raise
     child.send_signal(sig)
     stdout, stderr = child.communicate(timeout=timeout)
     return stdout + stderr

@@ -3,7 +3,8 @@
 ``python train_child.py WORK_DIR epochs|iterations SGD|AdamW DELAY`` trains as
 :func:`resume_toys.resume_kwargs` describes (one intra-op thread, like the parent's tests), and
 sleeps ``DELAY`` seconds in each iteration's ``after_train_iter`` (its checkpoint is written when
-that event ends) so the parent can kill it part-way; each iteration prints ``iter N``.
+that event ends) so the parent can kill it part-way; each iteration prints ``iter N``. The last
+iteration waits there for the kill, so however busy the machine, the run never ends before it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Slow(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         print(f"iter {runner.iter + 1}", flush=True)
-        time.sleep(self.delay)
+        time.sleep(600 if runner.iter + 1 == runner.max_iters else self.delay)
 
 
 def main() -> None:

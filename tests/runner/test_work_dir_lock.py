@@ -39,7 +39,9 @@ _HOLDER = textwrap.dedent(
 )
 
 
-def _wait_for(path: Path, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+def _wait_for(path: Path, process: subprocess.Popen[bytes], seconds: float = 300) -> None:
+    """Wait for ``path`` (``seconds`` only catches a hang: on a busy machine the child's imports
+    alone take tens of seconds)."""
     deadline = time.monotonic() + seconds
     while not path.exists():
         assert process.poll() is None, process.communicate()[1].decode()[-2000:]
