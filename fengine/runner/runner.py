@@ -249,7 +249,6 @@ class Runner:
     _test_loop: _Via[Any] = _Via("_parts", "test_loop")
     #: The run's record and what hooks see (a new frozen record after every event that changes it).
     run_state: _Via[RunState] = _Via("_host", "run")
-    _run: _Via[RunState] = _Via("_host", "run")
     hook_names: _Via[list[str]] = _Via("_host", "hook_names")
     register_hook = _Via[Callable[..., None]]("_host", "register_hook")
     register_custom_hooks = _Via[Callable[..., None]]("_host", "register_custom_hooks")
@@ -366,7 +365,7 @@ class Runner:
             seed, self._deterministic, bool(self._randomness_cfg.get("diff_rank_seed", False))
         )
         if hasattr(self, "_host"):
-            self._run = attrs.evolve(self._run, meta={**self._run.meta, "seed": self._seed})
+            self._host.run = attrs.evolve(self._host.run, meta={**self._host.run.meta, "seed": self._seed})
 
     def _build_visualizer(self, visualizer: Any) -> Any:
         if visualizer is None:
@@ -381,7 +380,7 @@ class Runner:
         model = self._parts.unwrapped()
         names = {name for name, _ in model.named_parameters()}
         tensors = model.state_dict(keep_vars=True)
-        self._run = self._run.replace(
+        self._host.run = self._host.run.replace(
             params={k: v for k, v in tensors.items() if k in names},
             buffers={k: v for k, v in tensors.items() if k not in names},
         )
@@ -446,11 +445,11 @@ class Runner:
         if parts.param_schedulers is not None:
             parts.param_schedulers = self.build_param_scheduler(parts.param_schedulers)
         by_iteration = any(not s.by_epoch for s in built_schedulers(parts.param_schedulers))
-        meta = {**self._run.meta, ITERATION_SCHEDULERS: by_iteration}
+        meta = {**self._host.run.meta, ITERATION_SCHEDULERS: by_iteration}
         dataset_meta = parts.train_dataset_meta()
         if dataset_meta is not None:
             meta["dataset_meta"] = dataset_meta
-        self._run = self._run.replace(meta=meta)
+        self._host.run = self._host.run.replace(meta=meta)
         if parts.val_loop is not None:
             parts.val_loop = self.build_val_loop(parts.val_loop)
         self._bound_history()
@@ -556,27 +555,27 @@ class Runner:
         A new frozen :class:`~fengine.core.state.TrainState` after every iteration; its
         ``params``/``buffers`` are the model's own tensors (``state_dict`` names).
         """
-        return self._run.state
+        return self._host.run.state
 
     @property
     def epoch(self) -> int:
         """Completed training epochs."""
-        return int(self._run.epoch)
+        return int(self._host.run.epoch)
 
     @property
     def iter(self) -> int:
         """Completed training iterations."""
-        return int(self._run.iter)
+        return int(self._host.run.iter)
 
     @property
     def max_epochs(self) -> int:
         """Total training epochs (0 without a train loop)."""
-        return int(self._run.max_epochs)
+        return int(self._host.run.max_epochs)
 
     @property
     def max_iters(self) -> int:
         """Total training iterations (0 without a train loop)."""
-        return int(self._run.max_iters)
+        return int(self._host.run.max_iters)
 
     @property
     def seed(self) -> int:
