@@ -6,6 +6,7 @@ Each function passes a built object through unchanged; the runner's ``build_*`` 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,16 +16,104 @@ from torch import nn
 from fengine import dist
 from fengine.dataset import build_dataloader, check_not_empty
 from fengine.evaluator import Evaluator
+from fengine.logging import MessageHub, MMLogger
 from fengine.model.utils import revert_sync_batchnorm
 from fengine.model.wrappers import MMDistributedDataParallel, is_model_wrapper
-from fengine.optim import build_optim_wrapper
+from fengine.optim import OptimWrapperDict, build_optim_wrapper
 from fengine.optim.scheduler import build_param_schedulers
-from fengine.registry import EVALUATOR, LOG_PROCESSORS, LOOPS, MODEL_WRAPPERS, MODELS
+from fengine.registry import (
+    EVALUATOR,
+    LOG_PROCESSORS,
+    LOOPS,
+    MODEL_WRAPPERS,
+    MODELS,
+    OPTIM_WRAPPERS,
+    VISUALIZERS,
+)
+from fengine.runner import config_checks
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.distributed import apply_sync_bn, refuse_sharding_in_one_process
 from fengine.runner.eval_loops import TestLoop, ValLoop
 from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
+from fengine.visualization import Visualizer
+
+
+class ScaleLrConfigError(KeyError, AssertionError):
+    """``auto_scale_lr`` enabled without ``base_batch_size`` (MMEngine asserts it)."""
+
+
+class UnbuiltOptimWrapperError(TypeError, AssertionError):
+    """Schedulers asked for while the optimizer wrapper is still a config (MMEngine asserts it)."""
+
+
+class MissingStepError(TypeError, AssertionError):
+    """The model lacks the ``train_step``/``val_step`` a run needs (MMEngine asserts ``val_step``)."""
+
+
+def alias_of(name: str) -> property:
+    """A property reading and writing the attribute ``name`` (MMEngine's private spelling of it)."""
+    return property(lambda owner: getattr(owner, name), lambda owner, value: setattr(owner, name, value))
+
+
+def check_steps(model: nn.Module, validate: bool) -> None:
+    """``model`` has ``train_step``, and ``val_step`` when training validates.
+
+    Raises:
+        MissingStepError: naming the missing method.
+    """
+    if not callable(getattr(model, "train_step", None)):
+        raise MissingStepError(f"{type(model).__name__} has no `train_step`; train() needs it")
+    if validate and not callable(getattr(model, "val_step", None)):
+        raise MissingStepError(
+            f"{type(model).__name__} has no `val_step`. If you want to validate during training, the "
+            "model needs a `val_step`; else give no val_dataloader, val_cfg and val_evaluator"
+        )
+
+
+def build_logger(
+    name: str, log_dir: str, timestamp: str, log_level: int | str = "INFO", log_file: str | None = None, /, **kwargs: Any
+) -> MMLogger:
+    """The logger instance ``kwargs['name']`` (default ``name``) writing to ``log_file`` (MMEngine's rules).
+
+    ``log_file`` defaults to ``<log_dir>/<timestamp>.log`` and the file is appended to.
+    """
+    options: dict[str, Any] = {
+        "name": name,
+        "file_mode": "a",
+        **kwargs,
+        "log_level": log_level,
+        "log_file": os.path.join(log_dir, f"{timestamp}.log") if log_file is None else log_file,
+    }
+    return MMLogger.get_instance(**options)
+
+
+def build_message_hub(message_hub: Mapping[str, Any] | None, name: str) -> MessageHub:
+    """The message hub instance built from ``message_hub``'s arguments (``name`` by default).
+
+    Raises:
+        TypeError: ``message_hub`` is neither a dict nor ``None``.
+    """
+    if message_hub is not None and not isinstance(message_hub, Mapping):
+        raise TypeError(f"message_hub should be dict or None, but got {message_hub!r}")
+    return MessageHub.get_instance(**{"name": name, **(message_hub or {})})
+
+
+def build_visualizer(visualizer: Any, name: str, log_dir: str) -> Any:
+    """A visualizer as given, built from a config (``name``/``save_dir`` by default), or the default one.
+
+    ``None`` is the instance ``name`` with a ``LocalVisBackend`` saving under ``log_dir``.
+
+    Raises:
+        TypeError: neither a visualizer (an object with ``add_scalars``), a dict nor ``None``.
+    """
+    if visualizer is None:
+        return Visualizer.get_instance(name=name, vis_backends=[{"type": "LocalVisBackend"}], save_dir=log_dir)
+    if isinstance(visualizer, Mapping):
+        return VISUALIZERS.build({"name": name, "save_dir": log_dir, **visualizer})
+    if isinstance(visualizer, Visualizer) or callable(getattr(visualizer, "add_scalars", None)):
+        return visualizer
+    raise TypeError(f"visualizer should be Visualizer object, a dict or None, but got {visualizer!r}")
 
 
 def device_name() -> str:
@@ -107,9 +196,24 @@ def build_evaluator(evaluator: Any) -> Any:
 
 
 def optim_wrapper_for(model: nn.Module, optim_wrapper: Any) -> Any:
-    """An optimizer wrapper for ``model`` (``fengine.optim.build_optim_wrapper``) or as given."""
+    """An optimizer wrapper for ``model`` (``fengine.optim.build_optim_wrapper``) or as given.
+
+    A config whose ``optimizer`` is a built optimizer wraps it (``type`` default
+    ``'OptimWrapper'``); a dict of built wrappers by name (no ``optimizer`` or ``constructor``)
+    becomes an ``OptimWrapperDict``.
+
+    Raises:
+        ValueError: a dict mixing built wrappers with other values.
+        TypeError: neither a wrapper nor a dict.
+    """
     if not isinstance(optim_wrapper, Mapping) and callable(getattr(optim_wrapper, "update_params", None)):
         return optim_wrapper
+    if isinstance(optim_wrapper, Mapping):
+        if isinstance(optim_wrapper.get("optimizer"), torch.optim.Optimizer):
+            return OPTIM_WRAPPERS.build({"type": "OptimWrapper", **optim_wrapper})
+        wrappers = config_checks.named_wrappers(optim_wrapper)
+        if wrappers is not None:
+            return OptimWrapperDict(**wrappers)
     return build_optim_wrapper(model, optim_wrapper)
 
 
@@ -119,12 +223,12 @@ def scale_lr(
     """Scale every group's ``lr`` by ``world_size * batch_size / base_batch_size`` when enabled.
 
     Raises:
-        KeyError: ``auto_scale_lr`` enabled without ``base_batch_size``.
+        ScaleLrConfigError: ``auto_scale_lr`` enabled without ``base_batch_size`` (a ``KeyError``).
     """
     if not auto_scale_lr or not auto_scale_lr.get("enable", False):
         return
     if "base_batch_size" not in auto_scale_lr:
-        raise KeyError(f"auto_scale_lr needs `base_batch_size`, got {dict(auto_scale_lr)!r}")
+        raise ScaleLrConfigError(f"auto_scale_lr needs `base_batch_size`, got {dict(auto_scale_lr)!r}")
     loader = train_dataloader
     batch_size = loader["batch_size"] if isinstance(loader, Mapping) else loader.batch_size
     ratio = float(world_size * batch_size) / float(auto_scale_lr["base_batch_size"])
@@ -139,7 +243,16 @@ def scale_lr(
 
 
 def build_param_scheduler(optim_wrapper: Any, scheduler: Any, train_loop: Any) -> Any:
-    """Schedulers for the built optimizer wrapper, ending with training by default."""
+    """Schedulers for the built optimizer wrapper, ending with training by default.
+
+    Raises:
+        UnbuiltOptimWrapperError: ``optim_wrapper`` is still a config dict.
+    """
+    if isinstance(optim_wrapper, Mapping):
+        raise UnbuiltOptimWrapperError(
+            "build_optim_wrapper should be called before build_param_scheduler: the optimizer wrapper "
+            f"is still a config ({dict(optim_wrapper)!r}); build it first (runner.build_optim_wrapper)"
+        )
     loop = train_loop if isinstance(train_loop, BaseLoop) else None
     return build_param_schedulers(
         optim_wrapper,
@@ -161,6 +274,7 @@ def build_train_loop(loop: Any, runner: Any, dataloader: Any) -> BaseLoop:
     if not isinstance(loop, Mapping):
         raise TypeError(f"train_loop should be a Loop object or dict, but got {loop!r}")
     cfg = copy.deepcopy(dict(loop))
+    config_checks.check_loop_kind(cfg)
     built: BaseLoop
     if "type" in cfg:
         built = LOOPS.build(cfg, default_args={"runner": runner, "dataloader": dataloader})

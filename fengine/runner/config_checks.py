@@ -41,6 +41,52 @@ _ITER_KEYS = ("max_iters", "val_begin", "val_interval", "dynamic_intervals", "ch
 _RANDOMNESS_KEYS = ("seed", "deterministic", "diff_rank_seed")
 
 
+class LoopConfigError(ValueError, RuntimeError):
+    """A ``train_cfg`` with both ``type`` and ``by_epoch`` (MMEngine raises a ``RuntimeError``)."""
+
+
+class SchedulerGroupError(ConfigError, AssertionError):
+    """A value of a by-optimizer ``param_scheduler`` dict that is no scheduler (MMEngine asserts it)."""
+
+
+def check_loop_kind(cfg: Mapping[str, Any]) -> None:
+    """A train loop config names its loop by ``type`` or by ``by_epoch``, not both.
+
+    Raises:
+        LoopConfigError: both are given, naming them.
+    """
+    if "type" in cfg and "by_epoch" in cfg:
+        raise LoopConfigError(
+            f"train_cfg: Only one of `type` or `by_epoch` can be given, got type={cfg['type']!r} and "
+            f"by_epoch={cfg['by_epoch']!r}; drop `by_epoch` when the loop is named by `type`"
+        )
+
+
+def named_wrappers(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The built wrappers of an ``optim_wrapper`` dict that holds one per sub-model, else ``None``.
+
+    A dict without ``optimizer`` and ``constructor`` whose values are all built optimizer
+    wrappers is such a dict (MMEngine makes an ``OptimWrapperDict`` of it).
+
+    Raises:
+        ValueError: some values are built wrappers and others are not, naming the first other.
+    """
+    if "optimizer" in cfg or "constructor" in cfg:
+        return None
+    built = {name: callable(getattr(value, "update_params", None)) for name, value in cfg.items()}
+    if not any(built.values()):
+        return None
+    other = next(name for name, is_built in built.items() if not is_built) if not all(built.values()) else None
+    if other is not None:
+        # "mush be" is MMEngine's wording, kept so that code matching its message keeps working.
+        raise ValueError(
+            "optim_wrapper without `optimizer` or `constructor` is a dict of built optimizer wrappers "
+            f"by name, so each item mush be an optimizer object (an OptimWrapper), but got "
+            f"{other}={cfg[other]!r}; build it, or give a `constructor` that builds them all"
+        )
+    return dict(cfg)
+
+
 def check_runner_arguments(
     model: Any,
     work_dir: Any,
@@ -183,9 +229,8 @@ def check_train_cfg(train_cfg: Any) -> None:
             raise TypeError(f"train_cfg should be a dict or a loop object, got {train_cfg!r}")
         return
     cfg = dict(train_cfg)
+    check_loop_kind(cfg)
     if "type" in cfg:
-        if "by_epoch" in cfg:
-            raise ValueError("train_cfg: only one of `type` or `by_epoch` can be given")
         check_type(cfg, LOOPS, "train_cfg")
         return
     by_epoch = cfg.pop("by_epoch", None)
@@ -283,6 +328,8 @@ def check_optim_wrapper(cfg: Any) -> None:
         if not (cfg is None or callable(getattr(cfg, "update_params", None)) or isinstance(cfg, torch.optim.Optimizer)):
             raise TypeError(f"optim_wrapper should be an OptimWrapper, an optimizer or a config dict, got {cfg!r}")
         return
+    if named_wrappers(cfg) is not None:
+        return
     check_type(cfg, OPTIM_WRAPPERS, "optim_wrapper")
     constructor = cfg.get("constructor")
     if constructor is not None:
@@ -301,18 +348,26 @@ def check_param_scheduler(cfg: Any) -> None:
 
     Raises:
         KeyError: an unknown scheduler type.
-        ConfigError: an entry that is neither a config nor a scheduler object.
+        SchedulerGroupError: a value of a by-optimizer dict that is neither a scheduler, a config
+            nor a list of them (an ``AssertionError`` too, as in MMEngine).
+        ConfigError: another entry that is neither a config nor a scheduler object.
     """
     if cfg is None:
         return
     if isinstance(cfg, Mapping) and "type" not in cfg:
         for name, group in cfg.items():
-            _check_scheduler_list(group, f"param_scheduler[{name!r}]")
+            _check_scheduler_list(group, f"param_scheduler[{name!r}]", SchedulerGroupError, "Each value of `param_scheduler`")
         return
-    _check_scheduler_list(cfg, "param_scheduler")
+    _check_scheduler_list(cfg, "param_scheduler", ConfigError, "`param_scheduler`")
 
 
-def _check_scheduler_list(cfg: Any, where: str) -> None:
+_SCHEDULER_FORMS = (
+    "should be a scheduler, a config dict with `type` or a list of them (a dict without `type` "
+    "holds such lists by optimizer name)"
+)
+
+
+def _check_scheduler_list(cfg: Any, where: str, error: type[ConfigError], subject: str) -> None:
     entries = cfg if isinstance(cfg, Sequence) and not isinstance(cfg, str) else [cfg]
     for i, entry in enumerate(entries):
         if isinstance(entry, Mapping):
@@ -320,4 +375,4 @@ def _check_scheduler_list(cfg: Any, where: str) -> None:
                 raise ConfigError(f"{where}[{i}] needs a `type`, got {dict(entry)!r}")
             check_type(entry, PARAM_SCHEDULERS, f"{where}[{i}]")
         elif not callable(getattr(entry, "step", None)):
-            raise ConfigError(f"{where}[{i}] should be a scheduler config dict or a scheduler, got {entry!r}")
+            raise error(f"{subject} {_SCHEDULER_FORMS}, but {where}[{i}] is {entry!r}")

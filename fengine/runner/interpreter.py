@@ -66,7 +66,7 @@ def built_schedulers(schedulers: Any) -> list[Any]:
     if schedulers is None:
         return []
     if isinstance(schedulers, Mapping):
-        groups = list(schedulers.values())
+        groups = [[schedulers]] if "type" in schedulers else list(schedulers.values())
     elif isinstance(schedulers, list):
         groups = [schedulers]
     else:
@@ -74,6 +74,7 @@ def built_schedulers(schedulers: Any) -> list[Any]:
             "runner.param_schedulers should be list of ParamScheduler or a dict containing "
             f"list of ParamScheduler, but got {schedulers!r}"
         )
+    groups = [[group] if isinstance(group, Mapping) else group for group in groups]
     return [s for group in groups for s in group if not isinstance(s, Mapping)]
 
 

@@ -41,7 +41,7 @@ from fengine.core.state import TrainState
 from fengine.hooks.hook import Hook
 from fengine.hooks.param_scheduler_hook import ITERATION_SCHEDULERS
 from fengine.logging import MessageHub, MMLogger
-from fengine.registry import RUNNERS, VISUALIZERS, init_default_scope
+from fengine.registry import RUNNERS, init_default_scope
 from fengine.runner import builders
 from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
@@ -58,7 +58,6 @@ from fengine.runner.resuming import Resumer
 from fengine.runner.train_step import runner_train_step
 from fengine.runner.work_dir_lock import WorkDirLock
 from fengine.utils.fileio import remove_stale_temporaries
-from fengine.visualization import Visualizer
 
 _FROM_CFG = (
     "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg",
@@ -225,7 +224,7 @@ class Runner:
         self._checkpointer = Checkpointer(self._host, self._parts, self.message_hub, self.logger, self.work_dir, self.rank)
         self._effects = EffectInterpreter(
             self._host, self._parts, self._checkpointer, self, self.logger, self.message_hub,
-            self._build_visualizer(visualizer),
+            self.build_visualizer(visualizer),
             builders.build_log_processor({} if log_processor is None else log_processor),
             ProfilerSession(self.log_dir, self.logger), self.rank, self.log_dir, self.timestamp,
         )
@@ -270,6 +269,7 @@ class Runner:
     build_model = staticmethod(builders.build_model)
     build_evaluator = staticmethod(builders.build_evaluator)
     build_log_processor = staticmethod(builders.build_log_processor)
+    _experiment_name = builders.alias_of("experiment_name")
 
     @property
     def hook_host(self) -> HookHost:
@@ -332,6 +332,18 @@ class Runner:
         """The test loop from ``test_cfg``."""
         return builders.build_eval_loop(loop, self, self._test_dataloader, self._test_evaluator, "test")
 
+    def build_logger(self, log_level: int | str = "INFO", log_file: str | None = None, **kwargs: Any) -> MMLogger:
+        """The logger instance ``name`` (default: the experiment's), appending to ``log_file``."""
+        return builders.build_logger(self.experiment_name, self.log_dir, self.timestamp, log_level, log_file, **kwargs)
+
+    def build_message_hub(self, message_hub: Mapping[str, Any] | None = None) -> MessageHub:
+        """The message hub instance built from ``message_hub`` (default name: the experiment's)."""
+        return builders.build_message_hub(message_hub, self.experiment_name)
+
+    def build_visualizer(self, visualizer: Any = None) -> Any:
+        """A visualizer as given, from a config, or the experiment's default (``LocalVisBackend``)."""
+        return builders.build_visualizer(visualizer, self.experiment_name, self.log_dir)
+
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> Runner:
         """Build a runner from a config mapping whose keys are the constructor's arguments."""
@@ -366,15 +378,6 @@ class Runner:
         )
         if hasattr(self, "_host"):
             self._host.run = attrs.evolve(self._host.run, meta={**self._host.run.meta, "seed": self._seed})
-
-    def _build_visualizer(self, visualizer: Any) -> Any:
-        if visualizer is None:
-            return Visualizer.get_instance(
-                name=self.experiment_name, vis_backends=[{"type": "LocalVisBackend"}], save_dir=self.log_dir
-            )
-        if isinstance(visualizer, Mapping):
-            return VISUALIZERS.build({"name": self.experiment_name, "save_dir": self.log_dir, **visualizer})
-        return visualizer
 
     def _refresh_model_refs(self) -> None:
         model = self._parts.unwrapped()
@@ -435,9 +438,7 @@ class Runner:
         model = parts.unwrapped()
         if parts.train_loop is None:
             raise MissingLoopError("train() needs train_dataloader, train_cfg and optim_wrapper given to the Runner (the train loop should not be None)")
-        for method, needed in (("train_step", True), ("val_step", parts.val_loop is not None)):
-            if needed and not callable(getattr(model, method, None)):
-                raise TypeError(f"{type(model).__name__} has no `{method}`; train() needs it")
+        builders.check_steps(model, parts.val_loop is not None)
         loop: Any = self.build_train_loop(parts.train_loop)
         parts.train_loop = loop
         parts.optim_wrapper = self.build_optim_wrapper(parts.optim_wrapper)

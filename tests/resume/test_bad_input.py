@@ -161,7 +161,7 @@ BAD: list[Case] = [
     ("optimizer-type-typo", {"optim_wrapper": {"optimizer": {"type": "Adamm", "lr": 0.1}}}, KeyError, "Adamm is not in the fengine::[a-z_ ]+ registry.*'Adam'"),
     ("optimizer-argument-typo", {"optim_wrapper": {"optimizer": {**_SGD, "momentun": 0.9}}}, TypeError, "SGD .* unexpected keyword argument 'momentun'.*accepted .*'momentum'"),
     # param_scheduler
-    ("scheduler-not-a-dict", {"param_scheduler": 3}, TypeError, r"param_scheduler\[0\] should be a scheduler config dict or a scheduler, got 3"),
+    ("scheduler-not-a-dict", {"param_scheduler": 3}, TypeError, r"`param_scheduler` should be a scheduler, .* but param_scheduler\[0\] is 3"),
     ("scheduler-argument-typo", {"param_scheduler": {"type": "MultiStepLR", "milestone": [1]}}, TypeError, "missing a required argument: 'milestones'"),
     ("scheduler-type-typo", {"param_scheduler": {"type": "CosineAnealingLR", "T_max": 3}}, KeyError, "CosineAnealingLR is not in the fengine::[a-z_ ]+ registry.*'CosineAnnealingLR'"),
     ("scheduler-begin-after-end", {"param_scheduler": [{"type": "LinearLR", "begin": 5, "end": 2}]}, ValueError, "end should be larger than begin, got begin=5, end=2"),

@@ -27,7 +27,7 @@ BAD: list[tuple[dict[str, Any], type[BaseException], str]] = [
     ({"train_cfg": {"by_epoch": "yes", "max_epochs": 2}}, TypeError, "`by_epoch` must be a bool"),
     ({"train_cfg": {"by_epoch": False, "max_epochs": 2}}, ValueError, r"unknown keys \['max_epochs'\] for an iteration-based loop"),
     ({"train_cfg": {"by_epoch": False}}, ValueError, "train_cfg needs `max_iters`"),
-    ({"train_cfg": {"type": "EpochBasedTrainLoop", "by_epoch": True, "max_epochs": 2}}, ValueError, "only one of `type` or `by_epoch`"),
+    ({"train_cfg": {"type": "EpochBasedTrainLoop", "by_epoch": True, "max_epochs": 2}}, ValueError, "Only one of `type` or `by_epoch`"),
     ({"train_cfg": {"type": "EpochBasedTrainLop", "max_epochs": 2}}, KeyError, "train_cfg: EpochBasedTrainLop is not in the fengine::[a-z_ ]+ registry.*did you mean 'EpochBasedTrainLoop'"),
     ({"train_cfg": 3}, TypeError, "train_cfg should be a dict"),
     ({"train_cfg": {"by_epoch": True, "max_epochs": 2, "dynamic_intervals": [(3, 1), (2, 1)]}}, ValueError, "strictly increasing milestones"),
