@@ -143,6 +143,11 @@ def get_file_backend(
     return LocalBackend()
 
 
+def run_folder(out_dir: str, work_dir: str) -> str:
+    """``<out_dir>/<basename of work_dir>``: where a hook with ``out_dir`` puts a run's files."""
+    return os.path.join(out_dir, os.path.basename(work_dir.rstrip(os.sep)))
+
+
 def storage_of(
     out_dir: str | None, file_client_args: Mapping[str, Any] | None, backend_args: Mapping[str, Any] | None
 ) -> tuple[FileClient, LocalBackend]:

@@ -17,8 +17,9 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook
 from fengine.core.priority import PriorityLike
 from fengine.file_client import storage_of
+from fengine.hooks.bound import bound_runner, bound_state
 from fengine.hooks.builtin import BuiltinHook
-from fengine.hooks.checkpoint_plan import CheckpointPlan
+from fengine.hooks.checkpoint_plan import CheckpointPlan, checkpoint_folder
 from fengine.hooks.checkpoint_state import CheckpointState
 from fengine.hooks.rules import DEFAULT_GREATER_KEYS, DEFAULT_LESS_KEYS, Rule, infer_rule
 from fengine.registry import HOOKS
@@ -233,20 +234,20 @@ class CheckpointHook(BuiltinHook):
         published = _str_list("published_keys", published_keys)
         self.interval, self.by_epoch, self.max_keep_ckpts = interval, by_epoch, max_keep_ckpts
         self.save_optimizer, self.save_param_scheduler = save_optimizer, save_param_scheduler
-        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self._out_dir = None if out_dir is None else os.fspath(out_dir)
         self.save_last, self.save_begin, self.filename_tmpl = save_last, save_begin, filename_tmpl
         self.save_best, self.key_indicators, self.rule, self.rules = best, list(best or []), rule, rules
         self.file_client_args, self.backend_args = file_client_args, backend_args
         #: MMEngine's storage objects over the local disk (fengine writes through its own atomic
         #: helpers; these serve code that joins and tests paths through them).
-        self.file_client, self.file_backend = storage_of(self.out_dir, file_client_args, backend_args)
+        self.file_client, self.file_backend = storage_of(self._out_dir, file_client_args, backend_args)
         self.published_keys, self.args = published, kwargs
         self.plan = CheckpointPlan(
             interval=interval,
             by_epoch=by_epoch,
             save_optimizer=save_optimizer,
             save_param_scheduler=save_param_scheduler,
-            out_dir=self.out_dir,
+            out_dir=self._out_dir,
             max_keep_ckpts=max_keep_ckpts,
             save_last=save_last,
             save_best=tuple(best or ()),
@@ -265,6 +266,45 @@ class CheckpointHook(BuiltinHook):
                     "default); pass rule='less' (or rule=None to infer it) if lower is better",
                     stacklevel=2,
                 )
+
+    @property
+    def out_dir(self) -> str | None:
+        """The folder checkpoints go to once the hook is in a runner, else ``out_dir`` as given.
+
+        MMEngine resolves ``out_dir`` against the work dir in ``before_train``
+        (:func:`~fengine.hooks.checkpoint_plan.checkpoint_folder`).
+        """
+        runner = bound_runner(self)
+        work_dir = getattr(runner, "work_dir", None)
+        return self._out_dir if work_dir is None else checkpoint_folder(self._out_dir, work_dir)
+
+    @property
+    def best_ckpt_path(self) -> str | None:
+        """The best checkpoint's path (``None`` before one is saved); only with one ``save_best`` key.
+
+        Raises:
+            AttributeError: ``save_best`` is ``None`` or names several keys (MMEngine has no
+                such attribute then; see :attr:`best_ckpt_path_dict`).
+        """
+        if len(self.key_indicators) != 1:
+            raise AttributeError("CheckpointHook.best_ckpt_path exists when save_best names one key")
+        return self._best_paths()[0]
+
+    @property
+    def best_ckpt_path_dict(self) -> dict[str, str | None]:
+        """The best checkpoint's path by ``save_best`` key; only with several keys.
+
+        Raises:
+            AttributeError: ``save_best`` is ``None`` or names one key (see :attr:`best_ckpt_path`).
+        """
+        if len(self.key_indicators) < 2:
+            raise AttributeError("CheckpointHook.best_ckpt_path_dict exists when save_best names several keys")
+        return dict(zip(self.key_indicators, self._best_paths()))
+
+    def _best_paths(self) -> list[str | None]:
+        state = bound_state(self)
+        paths = state.best_ckpts if isinstance(state, CheckpointState) else ()
+        return [paths[i] if i < len(paths) else None for i in range(len(self.key_indicators))]
 
     def pure_fn_hook(self, name: str) -> FnHook[CheckpointState]:
         """This hook's pure handlers as a pipeline member named ``name``."""

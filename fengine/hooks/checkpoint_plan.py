@@ -49,6 +49,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
+from fengine.file_client import run_folder
 from fengine.hooks.checkpoint_state import (
     CheckpointState,
     at,
@@ -77,6 +78,12 @@ def _template_regex(template: str) -> str:
     return "".join(parts)
 
 
+def checkpoint_folder(out_dir: str | None, work_dir: str) -> str:
+    """The folder checkpoints go to: the work dir when ``out_dir`` is ``None`` or the work dir
+    itself, else ``<out_dir>/<basename of work_dir>`` (MMEngine's rule)."""
+    return work_dir if out_dir is None or out_dir == work_dir else run_folder(out_dir, work_dir)
+
+
 @attrs.frozen
 class CheckpointPlan:
     """The CheckpointHook's validated settings and pure handlers.
@@ -86,7 +93,7 @@ class CheckpointPlan:
         by_epoch: count epochs (``True``) or iterations; ``None`` follows the train loop.
         save_optimizer: include the optimizer state (regular and best checkpoints).
         save_param_scheduler: include the schedulers' state.
-        out_dir: ``None``: the work dir; else ``<out_dir>/<basename of work_dir>``.
+        out_dir: where checkpoints go (:func:`checkpoint_folder`).
         max_keep_ckpts: keep at most this many interval checkpoints (``<= 0``: all).
         save_last: always save after the last epoch (iteration).
         save_best: metric names to keep a best checkpoint for (``('auto',)``: the first metric).
@@ -122,10 +129,8 @@ class CheckpointPlan:
         return run.train_by_epoch if self.by_epoch is None else self.by_epoch
 
     def directory(self, run: RunState) -> str:
-        """The folder checkpoints go to."""
-        if self.out_dir is None:
-            return run.work_dir
-        return os.path.join(self.out_dir, os.path.basename(run.work_dir.rstrip(os.sep)))
+        """The folder checkpoints go to (:func:`checkpoint_folder`)."""
+        return checkpoint_folder(self.out_dir, run.work_dir)
 
     def filename(self, run: RunState, step: int) -> str:
         """The regular checkpoint's file name for ``step``."""

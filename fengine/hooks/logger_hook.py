@@ -34,7 +34,7 @@ from fengine.core.events import Event
 from fengine.core.pipeline import FnHook, Handler
 from fengine.core.priority import Priority, PriorityLike
 from fengine.core.run import EventInfo, RunState
-from fengine.file_client import storage_of
+from fengine.file_client import run_folder, storage_of
 from fengine.hooks.builtin import BuiltinHook
 from fengine.logging.logger import print_log
 from fengine.registry import HOOKS
@@ -69,7 +69,7 @@ class LoggerRules:
         """Where the log files go after the run: ``out_dir/<basename of work_dir>``."""
         if self.out_dir is None:
             return None
-        return os.path.join(self.out_dir, os.path.basename(run.work_dir.rstrip(os.sep)))
+        return run_folder(self.out_dir, run.work_dir)
 
     def before_run(self, run: RunState, state: None, info: EventInfo) -> tuple[RunState, None]:
         """Say where the logs will be copied."""

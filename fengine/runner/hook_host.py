@@ -55,8 +55,8 @@ class HookHost:
         owner: what hooks are bound to and receive as ``runner`` (the :class:`Runner` façade).
         carry_out: carries out the effects of a state not carried out yet, returning the state
             after them (the effect interpreter's :meth:`carry_out`).
-        planned_length: ``(max_epochs, max_iters)`` of the configured train loop, or ``None``
-            without one (a hook run by hand before ``train()`` sees the run this long).
+        planned_run: the run as the configured train loop would start it (its length and the
+            training data's ``metainfo``); what a hook run by hand before ``train()`` sees.
     """
 
     def __init__(
@@ -64,14 +64,14 @@ class HookHost:
         run: RunState,
         owner: Any,
         carry_out: Callable[[RunState], RunState],
-        planned_length: Callable[[], tuple[int, int] | None],
+        planned_run: Callable[[RunState], RunState],
     ) -> None:
         #: The run's record: what hooks see; loops and effects replace it.
         self.run = run
         self._owner = owner
         #: Carries out a state's pending effects (the effect interpreter's); see the module docstring.
         self.carry_out = carry_out
-        self._planned_length = planned_length
+        self._planned_run = planned_run
         self.hook_list: list[Hook] = []
         self.fn_hooks: list[FnHook[Any]] = []
         self.pipeline = Pipeline.of(())
@@ -296,10 +296,9 @@ class HookHost:
         if index is None:
             run = run.replace(hook_states={**run.hook_states, fn.name: self.detached.get(hook, fn.init)})
         bind_runner(hook, self._owner)
-        planned = self._planned_length() if run.max_iters == 0 else None
-        if planned is not None:
-            # Called by hand before train(): the run is as long as the configured loop (MMEngine).
-            run = run.replace(max_epochs=planned[0], max_iters=planned[1])
+        if run.max_iters == 0:
+            # Called by hand before train(): the run as the configured loop starts it (MMEngine).
+            run = self._planned_run(run)
         # Called by hand with a checkpoint dict, the hook's AddToCheckpoint effects edit that dict.
         checkpoint = info.checkpoint if isinstance(info.checkpoint, dict) else None
         opened = checkpoint is not None and not (self.open_checkpoints and self.open_checkpoints[-1] is checkpoint)

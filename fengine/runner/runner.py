@@ -220,7 +220,7 @@ class Runner:
             meta={"experiment_name": self.experiment_name, "seed": self.seed, "cfg": self._cfg_text},
             resumed=resume,
         )
-        self._host = HookHost(run, self, lambda run: self._effects.carry_out(run), self._planned_length)
+        self._host = HookHost(run, self, lambda run: self._effects.carry_out(run), self._planned_run)
         self._checkpointer = Checkpointer(self._host, self._parts, self.message_hub, self.logger, self.work_dir, self.rank)
         self._effects = EffectInterpreter(
             self._host, self._parts, self._checkpointer, self, self.logger, self.message_hub,
@@ -388,10 +388,18 @@ class Runner:
             buffers={k: v for k, v in tensors.items() if k not in names},
         )
 
-    def _planned_length(self) -> tuple[int, int] | None:
-        """``(max_epochs, max_iters)`` of the configured train loop (built on first use), or ``None``."""
+    def _planned_run(self, run: RunState) -> RunState:
+        """``run`` as the configured train loop (built on first use) starts it: its length, and the
+        training data's ``metainfo`` as ``meta['dataset_meta']``; unchanged without a loop."""
         loop = self.train_loop
-        return None if loop is None else (loop.max_epochs, loop.max_iters)
+        if loop is None:
+            return run
+        return run.replace(max_epochs=loop.max_epochs, max_iters=loop.max_iters, meta=self._with_dataset_meta(run.meta))
+
+    def _with_dataset_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """``meta`` with the train dataset's ``metainfo`` as ``dataset_meta`` when it has one."""
+        dataset_meta = self._parts.train_dataset_meta()
+        return {**meta} if dataset_meta is None else {**meta, "dataset_meta": dataset_meta}
 
     def _rebuild(self, part: str) -> Any:
         """``part`` (``'optim_wrapper'``/``'param_schedulers'``) built, as resuming needs it."""
@@ -446,10 +454,7 @@ class Runner:
         if parts.param_schedulers is not None:
             parts.param_schedulers = self.build_param_scheduler(parts.param_schedulers)
         by_iteration = any(not s.by_epoch for s in built_schedulers(parts.param_schedulers))
-        meta = {**self._host.run.meta, ITERATION_SCHEDULERS: by_iteration}
-        dataset_meta = parts.train_dataset_meta()
-        if dataset_meta is not None:
-            meta["dataset_meta"] = dataset_meta
+        meta = self._with_dataset_meta({**self._host.run.meta, ITERATION_SCHEDULERS: by_iteration})
         self._host.run = self._host.run.replace(meta=meta)
         if parts.val_loop is not None:
             parts.val_loop = self.build_val_loop(parts.val_loop)

@@ -391,3 +391,48 @@ def test_e2e_standalone_val_saves_best(tmp_path: Path) -> None:
     assert Runner(**kwargs).val() == {"acc": 1}
     assert on_disk(tmp_path) == ["best_acc_epoch_0.pth"]
     assert "optimizer" not in torch.load(tmp_path / "best_acc_epoch_0.pth", weights_only=False)
+
+
+@pytest.mark.parametrize("out_dir", [None, "elsewhere", "same"])
+def test_out_dir_shows_the_folder_checkpoints_go_to(tmp_path: Path, out_dir: str | None) -> None:
+    """``out_dir`` as given until the hook is in a runner, then MMEngine's resolved folder."""
+    work_dir = tmp_path / "run"
+    given_dir = {None: None, "elsewhere": str(tmp_path / "elsewhere"), "same": str(work_dir)}[out_dir]
+    hook = CheckpointHook(interval=1, out_dir=given_dir, save_best=None)
+    assert hook.out_dir == given_dir
+    runner = Runner(**toy_kwargs(work_dir, default_hooks={"checkpoint": hook, "logger": None}))
+    expected = str(tmp_path / "elsewhere" / "run") if out_dir == "elsewhere" else str(work_dir)
+    assert hook.out_dir == expected
+    runner.train()
+    assert {"epoch_1.pth", "epoch_2.pth"} <= set(os.listdir(expected))
+    assert runner.message_hub.get_info("last_ckpt") == os.path.join(expected, "epoch_2.pth")
+
+
+class _AccAndLoss(ToyMetric):
+    def compute_metrics(self, results: list[Any]) -> dict[str, Any]:
+        acc = super().compute_metrics(results)["acc"]
+        return {"acc": acc, "loss": acc}
+
+
+@pytest.mark.parametrize("keys", [["acc"], ["acc", "loss"]])
+def test_best_checkpoint_paths_are_the_hooks_records(tmp_path: Path, keys: list[str]) -> None:
+    """``best_ckpt_path`` (one key) or ``best_ckpt_path_dict`` (several), as MMEngine names them."""
+    metric = _AccAndLoss(values=[0.2, 0.5, 0.3])
+    save_best: str | list[str] = keys[0] if len(keys) == 1 else keys
+    hook = CheckpointHook(interval=1, save_best=save_best, rule=["greater", "less"][: len(keys)] if len(keys) > 1 else None)
+    other = "best_ckpt_path_dict" if len(keys) == 1 else "best_ckpt_path"
+    assert not hasattr(hook, other)
+    runner = Runner(**toy_kwargs(tmp_path, default_hooks={"checkpoint": hook, "logger": None}, val_evaluator=metric,
+                                 train_cfg={"by_epoch": True, "max_epochs": 3, "val_interval": 1}))
+    before = hook.best_ckpt_path if len(keys) == 1 else hook.best_ckpt_path_dict
+    assert before == (None if len(keys) == 1 else dict.fromkeys(keys))
+    runner.train()
+    hub = runner.message_hub.runtime_info
+    if len(keys) == 1:
+        assert hook.best_ckpt_path == hub["best_ckpt"] == str(tmp_path / "best_acc_epoch_2.pth")
+    else:
+        assert hook.best_ckpt_path_dict == {"acc": hub["best_ckpt_acc"], "loss": hub["best_ckpt_loss"]}
+        assert hook.best_ckpt_path_dict == {
+            "acc": str(tmp_path / "best_acc_epoch_2.pth"), "loss": str(tmp_path / "best_loss_epoch_1.pth"),
+        }
+    assert not hasattr(hook, other)

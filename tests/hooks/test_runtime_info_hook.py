@@ -138,3 +138,28 @@ def test_one_element_metrics_reach_tensorboard_as_floats(value: object) -> None:
     assert isinstance(scalars, fx.UpdateScalars) and scalars.values == {"val/acc": value}
     assert isinstance(board, fx.WriteTensorboard) and board.values == {"val/acc": 5.0}
     assert type(board.values["val/acc"]) is float
+
+
+class _Described(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, metainfo: dict[str, object] | None) -> None:
+        if metainfo is not None:
+            self.metainfo = metainfo
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"inputs": torch.ones(2), "data_samples": torch.ones(())}
+
+
+@pytest.mark.parametrize("metainfo", [None, {}, {"classes": ("cat", "dog")}])
+def test_before_train_by_hand_records_the_training_data_metainfo(tmp_path: Path, metainfo: dict[str, object] | None) -> None:
+    """Called by hand before ``train()``, ``before_train`` sees the run the configured loop starts."""
+    data = torch.utils.data.DataLoader(_Described(metainfo), batch_size=2)
+    runner = Runner(**toy_kwargs(tmp_path, train_dataloader=data, default_hooks={"logger": None}))
+    hook = RuntimeInfoHook()
+    hook.before_train(runner)
+    hub = runner.message_hub
+    assert (hub.get_info("loop_stage"), hub.get_info("max_epochs"), hub.get_info("max_iters")) == ("train", 2, 4)
+    assert hub.get_info("dataset_meta") == metainfo
+    assert ("dataset_meta" in hub.runtime_info) is (metainfo is not None)
