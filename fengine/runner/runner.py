@@ -25,7 +25,6 @@ import copy
 import logging
 import os
 import pprint
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -55,9 +54,9 @@ from fengine.runner.profiler import ProfilerSession
 from fengine.runner.randomness import set_random_seed
 from fengine.runner.resume_checks import resume_setting
 from fengine.runner.resuming import Resumer
+from fengine.runner.run_place import open_run_place
 from fengine.runner.train_step import runner_train_step
 from fengine.runner.work_dir_lock import WorkDirLock
-from fengine.utils.fileio import remove_stale_temporaries
 
 _FROM_CFG = (
     "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg", "test_cfg",
@@ -75,19 +74,51 @@ class MissingLoopError(ValueError, RuntimeError):
 
 
 class _Via(Generic[T]):
-    """A runner attribute (or method) that is ``attribute`` of the runner's room ``room``."""
+    """A runner attribute (or method) that is ``attribute`` of what ``path`` leads to from the
+    runner (a dotted chain of attributes: ``'_host.run'``); read-only unless ``writable``."""
 
-    def __init__(self, room: str, attribute: str) -> None:
-        self._room, self._attribute = room, attribute
+    def __init__(self, path: str, attribute: str, *, writable: bool = True) -> None:
+        self._path, self._attribute, self._writable = tuple(path.split(".")), attribute, writable
+
+    def __set_name__(self, owner: Any, name: str) -> None:
+        self._name = name
+
+    def _room(self, runner: Any) -> Any:
+        room = runner
+        for name in self._path:
+            room = getattr(room, name)
+        return room
 
     def __get__(self, runner: Any, owner: Any = None) -> T:
         if runner is None:
             return self  # type: ignore[return-value]  # the descriptor itself, on the class
-        value: T = getattr(getattr(runner, self._room), self._attribute)
+        value: T = getattr(self._room(runner), self._attribute)
         return value
 
     def __set__(self, runner: Any, value: T) -> None:
-        setattr(getattr(runner, self._room), self._attribute, value)
+        if not self._writable:
+            raise AttributeError(f"Runner.{self._name} is read-only")
+        setattr(self._room(runner), self._attribute, value)
+
+
+class _Loop:
+    """``runner.<mode>_loop``: the loop, built from its config on first access, or ``None``."""
+
+    def __init__(self, mode: str) -> None:
+        self._mode = mode
+        self.__doc__ = f"The {mode} loop (built on first access), or ``None`` without its components."
+
+    def __get__(self, runner: Any, owner: Any = None) -> Any:
+        if runner is None:
+            return self
+        loop = getattr(runner._parts, f"{self._mode}_loop")
+        if loop is not None and not isinstance(loop, BaseLoop):
+            loop = getattr(runner, f"build_{self._mode}_loop")(loop)
+            setattr(runner._parts, f"{self._mode}_loop", loop)
+        return loop
+
+    def __set__(self, runner: Any, value: Any) -> None:
+        raise AttributeError(f"Runner.{self._mode}_loop is read-only (give {self._mode}_cfg to the Runner)")
 
 
 @RUNNERS.register_module()
@@ -170,42 +201,27 @@ class Runner:
         self._train_dataloader, self._val_dataloader, self._test_dataloader = train_dataloader, val_dataloader, test_dataloader
         self._val_evaluator, self._test_evaluator = val_evaluator, test_evaluator
         self.auto_scale_lr = auto_scale_lr
-        self._launcher = launcher
+        #: The launcher (``'none'``, ``'pytorch'``, ...).
+        self.launcher = launcher
         self.distributed = launcher != "none"
         env = dict(env_cfg) if env_cfg is not None else {"dist_cfg": {"backend": "nccl"}}
         if env.get("cudnn_benchmark"):
             torch.backends.cudnn.benchmark = True
         setup_process_group(launcher, env)
         self.rank, self.world_size = dist.get_dist_info()
-        stamp = torch.tensor(time.time(), dtype=torch.float64)
-        dist.broadcast(stamp)
-        self.timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(stamp.item()))
         self._randomness_cfg = randomness
         self._compile = compile
         self._set_randomness(randomness.get("seed"))
 
-        self.work_dir = os.path.abspath(work_dir if work_dir is not None else self._fresh_work_dir())
-        os.makedirs(self.work_dir, exist_ok=True)
-        stale = remove_stale_temporaries(self.work_dir) if self.rank == 0 else []
+        place = open_run_place(work_dir, experiment_name, self.distributed, self.rank)
+        self.timestamp, self.work_dir, self.log_dir = place.timestamp, place.work_dir, place.log_dir
+        self.experiment_name = place.experiment_name
         self._work_dir_lock = WorkDirLock(self.work_dir, self.rank)
-        base = f"{experiment_name}_{self.timestamp}" if experiment_name is not None else self.timestamp
-        name, n = base, 1
-        while MessageHub.check_instance_created(name):  # another runner in this process, same second
-            n += 1
-            name = f"{base}_{n}"
-        self.experiment_name = name
-        self.log_dir = os.path.join(self.work_dir, self.timestamp)
-        os.makedirs(self.log_dir, exist_ok=True)
         self.default_scope = default_scope
-        self.logger: logging.Logger = MMLogger.get_instance(
-            name=self.experiment_name,
-            log_file=os.path.join(self.log_dir, f"{self.timestamp}.log"),
-            log_level=log_level,
-            file_mode="a",
-        )
-        self.message_hub = MessageHub.get_instance(self.experiment_name)
-        if stale:
-            self.logger.info(f"removed temporary files of interrupted writes: {stale}")
+        self.logger: logging.Logger = self.build_logger(log_level)
+        self.message_hub = self.build_message_hub()
+        if place.stale:
+            self.logger.info(f"removed temporary files of interrupted writes: {list(place.stale)}")
 
         if isinstance(model, Mapping) and data_preprocessor is not None:
             model = {"data_preprocessor": data_preprocessor, **model}
@@ -362,22 +378,15 @@ class Runner:
         )
 
     # -- set-up helpers ------------------------------------------------------------------------
-    def _fresh_work_dir(self) -> str:
-        base = os.path.join("work_dirs", self.timestamp)
-        path, n = base, 1
-        while os.path.exists(path) and not self.distributed:
-            n += 1
-            path = f"{base}_{n}"
-        return path
-
     def _set_randomness(self, seed: int | None) -> None:
         self._randomness_cfg["seed"] = seed
-        self._deterministic = bool(self._randomness_cfg.get("deterministic", False))
-        self._seed = set_random_seed(
-            seed, self._deterministic, bool(self._randomness_cfg.get("diff_rank_seed", False))
+        #: Whether deterministic algorithms were requested, and the random seed in use.
+        self.deterministic = bool(self._randomness_cfg.get("deterministic", False))
+        self.seed = set_random_seed(
+            seed, self.deterministic, bool(self._randomness_cfg.get("diff_rank_seed", False))
         )
         if hasattr(self, "_host"):
-            self._host.run = attrs.evolve(self._host.run, meta={**self._host.run.meta, "seed": self._seed})
+            self._host.run = attrs.evolve(self._host.run, meta={**self._host.run.meta, "seed": self.seed})
 
     def _refresh_model_refs(self) -> None:
         model = self._parts.unwrapped()
@@ -508,102 +517,20 @@ class Runner:
         return metrics
 
     # -- MMEngine's attributes ---------------------------------------------------------------------
-    @property
-    def train_loop(self) -> Any:
-        """The train loop (built on first access), or ``None`` without training components."""
-        if self._train_loop is not None and not isinstance(self._train_loop, BaseLoop):
-            self._train_loop = self.build_train_loop(self._train_loop)
-        return self._train_loop
-
-    @property
-    def val_loop(self) -> Any:
-        """The validation loop (built on first access), or ``None``."""
-        if self._val_loop is not None and not isinstance(self._val_loop, BaseLoop):
-            self._val_loop = self.build_val_loop(self._val_loop)
-        return self._val_loop
-
-    @property
-    def test_loop(self) -> Any:
-        """The test loop (built on first access), or ``None``."""
-        if self._test_loop is not None and not isinstance(self._test_loop, BaseLoop):
-            self._test_loop = self.build_test_loop(self._test_loop)
-        return self._test_loop
-
-    @property
-    def train_dataloader(self) -> Any:
-        """The train loop's dataloader."""
-        return self.train_loop.dataloader
-
-    @property
-    def val_dataloader(self) -> Any:
-        """The validation loop's dataloader."""
-        return self.val_loop.dataloader
-
-    @property
-    def test_dataloader(self) -> Any:
-        """The test loop's dataloader."""
-        return self.test_loop.dataloader
-
-    @property
-    def val_evaluator(self) -> Any:
-        """The validation loop's evaluator."""
-        return self.val_loop.evaluator
-
-    @property
-    def test_evaluator(self) -> Any:
-        """The test loop's evaluator."""
-        return self.test_loop.evaluator
-
-    @property
-    def state(self) -> TrainState[Any]:
-        """The run's record: the model's tensors, optimizer state, counters and hook states.
-
-        A new frozen :class:`~fengine.core.state.TrainState` after every iteration; its
-        ``params``/``buffers`` are the model's own tensors (``state_dict`` names).
-        """
-        return self._host.run.state
-
-    @property
-    def epoch(self) -> int:
-        """Completed training epochs."""
-        return int(self._host.run.epoch)
-
-    @property
-    def iter(self) -> int:
-        """Completed training iterations."""
-        return int(self._host.run.iter)
-
-    @property
-    def max_epochs(self) -> int:
-        """Total training epochs (0 without a train loop)."""
-        return int(self._host.run.max_epochs)
-
-    @property
-    def max_iters(self) -> int:
-        """Total training iterations (0 without a train loop)."""
-        return int(self._host.run.max_iters)
-
-    @property
-    def seed(self) -> int:
-        """The random seed in use."""
-        return self._seed
-
-    @property
-    def deterministic(self) -> bool:
-        """Whether deterministic algorithms were requested."""
-        return self._deterministic
-
-    @property
-    def launcher(self) -> str:
-        """The launcher (``'none'`` or ``'pytorch'``)."""
-        return self._launcher
-
-    @property
-    def val_interval(self) -> int:
-        """The train loop's current validation interval."""
-        return int(self.train_loop.val_interval)
-
-    @property
-    def val_begin(self) -> int:
-        """The first epoch/iteration that may validate."""
-        return int(self.train_loop.val_begin)
+    train_loop = _Loop("train")
+    val_loop = _Loop("val")
+    test_loop = _Loop("test")
+    train_dataloader: _Via[Any] = _Via("train_loop", "dataloader", writable=False)
+    val_dataloader: _Via[Any] = _Via("val_loop", "dataloader", writable=False)
+    test_dataloader: _Via[Any] = _Via("test_loop", "dataloader", writable=False)
+    val_evaluator: _Via[Any] = _Via("val_loop", "evaluator", writable=False)
+    test_evaluator: _Via[Any] = _Via("test_loop", "evaluator", writable=False)
+    val_interval: _Via[int] = _Via("train_loop", "val_interval", writable=False)
+    val_begin: _Via[int] = _Via("train_loop", "val_begin", writable=False)
+    #: The run's record (a new frozen :class:`~fengine.core.state.TrainState` after every
+    #: iteration, whose ``params``/``buffers`` are the model's own tensors) and its counters.
+    state: _Via[TrainState[Any]] = _Via("_host.run", "state", writable=False)
+    epoch: _Via[int] = _Via("_host.run", "epoch", writable=False)
+    iter: _Via[int] = _Via("_host.run", "iter", writable=False)
+    max_epochs: _Via[int] = _Via("_host.run", "max_epochs", writable=False)
+    max_iters: _Via[int] = _Via("_host.run", "max_iters", writable=False)
