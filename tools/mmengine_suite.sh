@@ -13,7 +13,8 @@
 #   KEEP             a folder to keep the raw pytest logs and the failing-test list in
 #
 # The tests need `parameterized` and `pytest-timeout`; a missing `parameterized` is installed with
-# pip into the temporary folder. Not run by CI: it needs MMEngine's sources and MMEngine itself.
+# pip into the temporary folder, and so is `setuptools<81` when MMEngine's python lacks
+# `pkg_resources` (MMEngine imports it). Not run by CI: it needs MMEngine's sources and MMEngine itself.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,12 +75,18 @@ if { [ "$ONLY" != fengine ] && need_parameterized "$MMENGINE_PYTHON"; } || \
    { [ "$ONLY" != mmengine ] && need_parameterized "$FENGINE_PYTHON"; }; then
     "$FENGINE_PYTHON" -m pip install --quiet --target "$tmp/extra" parameterized >&2
 fi
+# MMEngine 0.10.7's `is_installed` imports `pkg_resources`, which setuptools 81 and later no longer
+# ship; without it five test files fail to import on MMEngine and the table counts them as 0.
+mkdir -p "$tmp/mm-extra"
+if [ "$ONLY" != fengine ] && ! "$MMENGINE_PYTHON" -W ignore -c 'import pkg_resources' 2>/dev/null; then
+    "$FENGINE_PYTHON" -m pip install --quiet --target "$tmp/mm-extra" 'setuptools<81' >&2
+fi
 
 run_side() {  # $1 = mmengine | fengine; writes $tmp/logs/$1.log
     local who="$1" py path
     shift
     if [ "$who" = mmengine ]; then
-        py="$MMENGINE_PYTHON"; path="$tmp/extra"
+        py="$MMENGINE_PYTHON"; path="$tmp/mm-extra:$tmp/extra"
     else
         py="$FENGINE_PYTHON"; path="$tmp/alias:$FENGINE_ROOT:$tmp/extra"
     fi
