@@ -16,8 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import torch
 import torch.distributed as torch_dist
-from torch.distributed.tensor import DTensor
 
+from fengine.core.tree import is_dtensor
 from fengine.launch_env import torchrun_variables
 
 P = ParamSpec("P")
@@ -167,7 +167,7 @@ def broadcast(data: torch.Tensor, src: int = 0, group: Any = None) -> None:
     """
     if get_world_size(group) == 1:
         return
-    if isinstance(data, DTensor):
+    if is_dtensor(data):
         if all(placement.is_replicate() for placement in data.placements):
             broadcast(data.to_local(), src, group)
         return

@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributed.fsdp import FSDPModule
-from torch.distributed.tensor import DTensor
 
 from fengine.core.optim import GradientTransform
 from fengine.core.state import TrainState
@@ -43,25 +41,26 @@ from fengine.core.step import (
     _slots,
     _updated,
 )
+from fengine.core.tree import is_dtensor, is_fsdp_module
 
 __all__ = ["checkpoint_tensor", "is_fully_sharded", "make_sharded_eval_step", "make_sharded_train_step"]
 
 
 def is_fully_sharded(model: nn.Module) -> bool:
     """Whether ``fully_shard`` was applied to ``model`` or to one of its submodules."""
-    return any(isinstance(module, FSDPModule) for module in model.modules())
+    return any(is_fsdp_module(module) for module in model.modules())
 
 
 def checkpoint_tensor(tensor: Tensor) -> Tensor:
     """A tensor as a checkpoint holds it: detached on the CPU, or, a ``DTensor`` shard, detached
     where it is (a sharded checkpoint writes each rank's shards from their device, and stores a
     tensor that several entries hold once, by its storage)."""
-    return tensor.detach() if isinstance(tensor, DTensor) else tensor.detach().cpu()
+    return tensor.detach() if is_dtensor(tensor) else tensor.detach().cpu()
 
 
 def _sharded_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     own = dict(model.named_parameters())
-    plain = [name for name, p in own.items() if not isinstance(p, DTensor)]
+    plain = [name for name, p in own.items() if not is_dtensor(p)]
     if plain:
         raise ValueError(
             f"the model is only partly sharded: parameters {plain[:5]} are not DTensors; apply "

@@ -7,13 +7,34 @@ tree into lists aligned with a fixed tuple of names once, then run one ``torch._
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 #: A flat tensor tree: parameter (or buffer) name → tensor.
 TensorTree = dict[str, Tensor]
+
+
+def is_dtensor(value: object) -> TypeGuard[DTensor]:
+    """Whether ``value`` is a ``DTensor`` (an FSDP2 shard).
+
+    Asked without importing ``torch.distributed.tensor`` (tens of MiB and a second of start-up):
+    no ``DTensor`` exists before that module is imported.
+    """
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(value, module.DTensor)
+
+
+def is_fsdp_module(module: nn.Module) -> bool:
+    """Whether ``fully_shard`` was applied to ``module`` (without importing FSDP, as :func:`is_dtensor`)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    return fsdp is not None and isinstance(module, fsdp.FSDPModule)
 
 
 def group_by_device_dtype(tensors: Sequence[Tensor]) -> tuple[tuple[int, ...], ...]:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import attrs
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor
 
 from fengine.core.ema.record import EMAState, TensorDict, lookup, matched
 from fengine.core.optim.base import without_grad
+from fengine.core.tree import is_dtensor
 
 #: ``average(avgs, srcs, steps, donate) -> new avgs``: an averager's bound ``average`` method.
 AverageFn = Callable[[list[Tensor], list[Tensor], int, bool], list[Tensor]]
@@ -162,7 +162,7 @@ def _copy_into(pair: _Pair, convert: bool) -> None:
     if not avgs:
         return
     sources = matched(srcs, avgs) if convert else srcs
-    if isinstance(avgs[0], DTensor):  # FSDP shards: DTensor has no foreach copy
+    if is_dtensor(avgs[0]):  # FSDP shards: DTensor has no foreach copy
         for avg, src in zip(avgs, sources):
             avg.copy_(src)
     else:

@@ -15,17 +15,13 @@ All settings are checked before anything is sharded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import (
-    CPUOffloadPolicy,
-    MixedPrecisionPolicy,
-    OffloadPolicy,
-    fully_shard,
-)
+
+if TYPE_CHECKING:  # FSDP is imported when a model is sharded (it costs tens of MiB at start-up)
+    from torch.distributed.fsdp import MixedPrecisionPolicy, OffloadPolicy
 
 from fengine import dist
 from fengine.model.wrappers.wrapped_steps import WrappedSteps
@@ -63,6 +59,8 @@ def parse_dtype(value: Any, key: str) -> torch.dtype | None:
 
 
 def _precision_policy(mixed_precision: Mapping[str, Any] | None) -> MixedPrecisionPolicy:
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
     if mixed_precision is None:
         return MixedPrecisionPolicy()
     if not isinstance(mixed_precision, Mapping):
@@ -81,6 +79,8 @@ def _precision_policy(mixed_precision: Mapping[str, Any] | None) -> MixedPrecisi
 
 
 def _offload_policy(cpu_offload: Any) -> OffloadPolicy:
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy
+
     if cpu_offload is False:
         return OffloadPolicy()
     if cpu_offload is True:
@@ -176,6 +176,9 @@ class MMFullyShardedDataParallel(WrappedSteps, nn.Module):
         precision, offload = _precision_policy(mixed_precision), _offload_policy(cpu_offload)
         targets = _targets(module, wrap)
         super().__init__()
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
         device = "cuda" if torch.cuda.is_available() else "cpu"
         mesh = init_device_mesh(device, (dist.get_world_size(),))
         for target in [*targets, module]:
