@@ -161,6 +161,9 @@ class EventInfo:
     ``time`` is the shell's clock (``time.time()``) read once for the event, so timing hooks stay
     pure. ``checkpoint`` is the dict being saved/loaded for the checkpoint events. ``runner`` is the
     shell's handle, used only by the adapter that runs MMEngine-style class hooks.
+    ``runtime_info`` is a read-only copy of the message hub's runtime info as ``before_train``
+    starts (``None`` at the other events): MMEngine's ``CheckpointHook`` takes its best
+    checkpoints and kept steps from there, whoever wrote them.
     """
 
     batch_idx: int | None = None
@@ -170,3 +173,4 @@ class EventInfo:
     checkpoint: Mapping[str, Any] | None = None
     time: float = 0.0
     runner: Any = None
+    runtime_info: Mapping[str, Any] | None = None

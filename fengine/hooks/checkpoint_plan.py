@@ -157,7 +157,15 @@ class CheckpointPlan:
     def before_train(
         self, run: RunState, state: CheckpointState, info: EventInfo
     ) -> tuple[RunState, CheckpointState]:
-        """Announce the folder; trim kept checkpoints to ``max_keep_ckpts`` (it may have shrunk)."""
+        """Take the kept steps and best checkpoints the message hub records (MMEngine's
+        ``before_train``: a resumed hub, or one written by hand); announce the folder; trim kept
+        checkpoints to ``max_keep_ckpts`` (it may have shrunk).
+
+        Whatever paths the hub names, the shell deletes only this run's checkpoints
+        (:mod:`fengine.runner.file_removal`).
+        """
+        if info.runtime_info:
+            state = from_runtime_info(state, info.runtime_info, self.save_best)
         folder = self.directory(run)
         effects: list[Effect] = [LogText(f"Checkpoints will be saved to {folder}.")]
         ids = state.keep_ckpt_ids

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -65,6 +66,7 @@ class HookHost:
         owner: Any,
         carry_out: Callable[[RunState], RunState],
         planned_run: Callable[[RunState], RunState],
+        runtime_info: Callable[[], Mapping[str, Any]],
     ) -> None:
         #: The run's record: what hooks see; loops and effects replace it.
         self.run = run
@@ -72,6 +74,8 @@ class HookHost:
         #: Carries out a state's pending effects (the effect interpreter's); see the module docstring.
         self.carry_out = carry_out
         self._planned_run = planned_run
+        #: Reads the message hub's runtime info (given to ``before_train`` as ``EventInfo.runtime_info``).
+        self._runtime_info = runtime_info
         self.hook_list: list[Hook] = []
         self.fn_hooks: list[FnHook[Any]] = []
         self.pipeline = Pipeline.of(())
@@ -228,7 +232,8 @@ class HookHost:
         """Dispatch ``event`` to the hooks due at it, carrying out their effects; then the event's deferred work."""
         if not self.pipeline.due(event, self.run, batch_idx):  # no handler due: no cost
             return
-        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self._owner)
+        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self._owner,
+                         self._info_snapshot(event))
         mark = len(self.event_end)
         try:
             run = dispatch(self.pipeline, event, self.run, info, self.carry_out)
@@ -236,6 +241,10 @@ class HookHost:
             self.abandon_event(mark)
             raise
         self.end_event(run, mark)
+
+    def _info_snapshot(self, event: Event) -> Mapping[str, Any] | None:
+        """The hub's runtime info, read-only, at ``before_train``; ``None`` at other events."""
+        return MappingProxyType(dict(self._runtime_info())) if event is Event.BEFORE_TRAIN else None
 
     def end_event(self, run: RunState, mark: int) -> None:
         """Take ``run`` (its effects done) as the record and run the work deferred since ``mark``."""
@@ -290,7 +299,12 @@ class HookHost:
         fn = self.fn_hooks[index] if index is not None else hook.to_fn_hook(f"{type(hook).__name__}@detached")
         if event not in fn.on:
             return
-        info = attrs.evolve(info, time=info.time or time.time(), runner=info.runner if info.runner is not None else self._owner)
+        info = attrs.evolve(
+            info,
+            time=info.time or time.time(),
+            runner=info.runner if info.runner is not None else self._owner,
+            runtime_info=info.runtime_info if info.runtime_info is not None else self._info_snapshot(event),
+        )
         single = Pipeline(hooks=(fn,), by_event={event: ((fn, fn.on[event]),)})
         run = self.run
         if index is None:

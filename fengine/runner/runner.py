@@ -236,7 +236,10 @@ class Runner:
             meta={"experiment_name": self.experiment_name, "seed": self.seed, "cfg": self._cfg_text},
             resumed=resume,
         )
-        self._host = HookHost(run, self, lambda run: self._effects.carry_out(run), self._planned_run)
+        self._host = HookHost(
+            run, self, lambda run: self._effects.carry_out(run), self._planned_run,
+            lambda: self.message_hub.runtime_info,
+        )
         self._checkpointer = Checkpointer(self._host, self._parts, self.message_hub, self.logger, self.work_dir, self.rank)
         self._effects = EffectInterpreter(
             self._host, self._parts, self._checkpointer, self, self.logger, self.message_hub,

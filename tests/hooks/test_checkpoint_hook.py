@@ -436,3 +436,30 @@ def test_best_checkpoint_paths_are_the_hooks_records(tmp_path: Path, keys: list[
             "acc": str(tmp_path / "best_acc_epoch_2.pth"), "loss": str(tmp_path / "best_loss_epoch_1.pth"),
         }
     assert not hasattr(hook, other)
+
+
+@pytest.mark.parametrize("keys", [["acc"], ["acc", "loss"]])
+def test_before_train_takes_the_best_paths_the_hub_records(tmp_path: Path, keys: list[str]) -> None:
+    """MMEngine's ``before_train`` reads the best paths from the message hub, whoever wrote them;
+    a path outside the run is then replaced by the run's own best but never deleted."""
+    work_dir = tmp_path / "run"
+    metric = _AccAndLoss(values=[0.2, 0.5, 0.3])
+    save_best: str | list[str] = keys[0] if len(keys) == 1 else keys
+    hook = CheckpointHook(interval=1, save_best=save_best, rule=["greater", "less"][: len(keys)] if len(keys) > 1 else None)
+    runner = Runner(**toy_kwargs(work_dir, default_hooks={"checkpoint": hook, "logger": None}, val_evaluator=metric,
+                                 train_cfg={"by_epoch": True, "max_epochs": 3, "val_interval": 1}))
+    outside = tmp_path / "outside.pth"
+    outside.write_bytes(b"not this run's")
+    first = "best_ckpt" if len(keys) == 1 else f"best_ckpt_{keys[0]}"
+    runner.message_hub.update_info(first, str(outside))
+
+    def best() -> dict[str, str | None]:
+        return {keys[0]: hook.best_ckpt_path} if len(keys) == 1 else hook.best_ckpt_path_dict
+
+    hook.before_train(runner)
+    assert best() == {keys[0]: str(outside), **dict.fromkeys(keys[1:])}
+    runner.train()
+    assert outside.read_bytes() == b"not this run's"
+    expected = {"acc": str(work_dir / "best_acc_epoch_2.pth"), "loss": str(work_dir / "best_loss_epoch_1.pth")}
+    assert best() == {key: expected[key] for key in keys}
+    assert sorted(p.name for p in work_dir.glob("best_*.pth")) == sorted(os.path.basename(expected[k]) for k in keys)
