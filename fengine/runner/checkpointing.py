@@ -62,6 +62,11 @@ from fengine.runner.checkpoint import (
 from fengine.runner.file_removal import FileRemoval, marker_content, removal_refusal
 from fengine.runner.hook_host import HookHost
 from fengine.runner.parts import Parts
+from fengine.runner.sharded_checkpoint import (
+    gather_full_weights,
+    save_sharded_checkpoint,
+    sharded_directory,
+)
 
 _SAVE_EXTRA = frozenset(("file_client_args", "backend_args", "save_format"))
 #: The record's fields whose (CPU) tensors a checkpoint takes when it is collected.
@@ -209,11 +214,6 @@ class Checkpointer:
         ``full``: a sharded run writes one ordinary file on rank 0 (weights gathered before).
         """
         sharded = is_fully_sharded(self._parts.unwrapped())
-        if sharded:  # DCP is imported by sharded runs only
-            from fengine.runner.sharded_checkpoint import (
-                gather_full_weights,
-                save_sharded_checkpoint,
-            )
         if sharded and full:
             checkpoint = gather_full_weights(checkpoint, path)
             if self._rank != 0:
@@ -274,8 +274,6 @@ class Checkpointer:
         Only this run's own checkpoints are deleted (see :mod:`fengine.runner.file_removal`).
         """
         if is_fully_sharded(self._parts.unwrapped()):
-            from fengine.runner.sharded_checkpoint import sharded_directory
-
             path = sharded_directory(path)
         self._host.event_end.append(FileRemoval(path, self._removal_refusal, self._logger.warning))
 

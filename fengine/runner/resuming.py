@@ -32,6 +32,10 @@ from fengine.runner.hook_host import HookHost, current_hook_name
 from fengine.runner.parts import Parts
 from fengine.runner.resume_checks import counter_problem, optimizer_mismatch, weights_mismatch
 from fengine.runner.resume_selection import select_resume_checkpoint
+from fengine.runner.sharded_checkpoint import (
+    latest_sharded_checkpoint,
+    read_checkpoint_or_directory,
+)
 
 _LENIENT = "resume with Runner(..., resume=dict(strict=False)) to load what fits, as MMEngine does"
 
@@ -109,8 +113,6 @@ class Resumer:
             CheckpointError: a missing, unreadable or damaged file, or a strict mismatch.
             UntrustedCheckpointError: the file names a type that is not registered.
         """
-        from fengine.runner.sharded_checkpoint import read_checkpoint_or_directory
-
         checkpoint = read_checkpoint_or_directory(filename, map_location, self._parts.unwrapped())
         self._apply_checkpoint(checkpoint, filename, strict, revise_keys)
         return checkpoint
@@ -182,8 +184,6 @@ class Resumer:
         """
         device = ("cuda" if torch.cuda.is_available() else "cpu") if map_location == "default" else map_location
         optimizer = self._parts.optim_wrapper if resume_optimizer and callable(getattr(self._parts.optim_wrapper, "state_dict", None)) else None
-        from fengine.runner.sharded_checkpoint import read_checkpoint_or_directory
-
         checkpoint = read_checkpoint_or_directory(filename, device, self._parts.unwrapped(), optimizer)
         self._resume_from(checkpoint, filename, resume_optimizer, resume_param_scheduler, strict_hook_states, strict)
 
@@ -323,8 +323,6 @@ class Resumer:
         """
         if self.has_loaded:
             return
-        from fengine.runner.sharded_checkpoint import latest_sharded_checkpoint
-
         sharded = latest_sharded_checkpoint(self._work_dir) if self._resume else None
         if sharded is not None and self._load_from is None:
             self.resume(sharded)

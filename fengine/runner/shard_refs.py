@@ -18,17 +18,19 @@ Reading puts the tensors back (:func:`resolve_refs`) in the reading run's layout
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor, Replicate, Shard
-from torch.distributed.tensor import empty as dtensor_empty
 
 from fengine import dist
 from fengine.core import plain
+from fengine.core.tree import is_dtensor
 from fengine.runner.checkpoint import CheckpointError
+
+if TYPE_CHECKING:  # DTensor exists only once a sharded run has imported it
+    from torch.distributed.tensor import DTensor
 
 __all__ = ["SHARDS", "ShardRef", "empty_like_stored", "gather_shards", "lift_shards", "refs_in", "resolve_refs"]
 
@@ -72,7 +74,7 @@ def _mapped(value: Any, fn: Callable[[Any], Any | None]) -> Any:
 
 def _dtensors(value: Any) -> list[DTensor]:
     found: list[DTensor] = []
-    _mapped(value, lambda v: found.append(v) if isinstance(v, DTensor) else None)
+    _mapped(value, lambda v: found.append(v) if is_dtensor(v) else None)
     return found
 
 
@@ -122,7 +124,7 @@ def lift_shards(
     Returns:
         ``rest`` with references (in plain form), and the DCP ``shards`` section (name → shard).
     """
-    names = [name for name, value in model.items() if isinstance(value, DTensor)]
+    names = [name for name, value in model.items() if is_dtensor(value)]
     held = _dtensors(rest)
     tensors = [*(model[name] for name in names), *held]
     first = _first_of_each(tensors, what)
@@ -135,7 +137,7 @@ def lift_shards(
         refs.append(ShardRef(SHARDS, str(len(shards))))
         shards[refs[-1].name] = tensors[index]
     by_id = {id(t): plain.to_plain(ref) for t, ref in zip(held, refs[len(names):])}  # plain: a checkpoint is data
-    lifted: dict[str, Any] = _mapped(rest, lambda v: by_id.get(id(v)) if isinstance(v, DTensor) else None)
+    lifted: dict[str, Any] = _mapped(rest, lambda v: by_id.get(id(v)) if is_dtensor(v) else None)
     return lifted, shards
 
 
@@ -156,7 +158,7 @@ def gather_shards(checkpoint: dict[str, Any], what: str) -> dict[str, Any]:
         full = tensor.full_tensor()
         whole.append(full.cpu() if keep else None)
     by_id = {id(t): w for t, w in zip(tensors, whole)}
-    gathered: dict[str, Any] = _mapped(checkpoint, lambda v: by_id.get(id(v)) if isinstance(v, DTensor) else None)
+    gathered: dict[str, Any] = _mapped(checkpoint, lambda v: by_id.get(id(v)) if is_dtensor(v) else None)
     return gathered
 
 
@@ -217,7 +219,10 @@ def resolve_refs(
 def empty_like_stored(size: torch.Size, dtype: torch.dtype, like: Any, device: Any) -> Tensor:
     """A tensor to load a stored one into: sharded as FSDP2 shards parameters when ``like`` is a
     ``DTensor`` (dimension 0 over its mesh), else whole on ``device``."""
-    if isinstance(like, DTensor):
+    if is_dtensor(like):
+        from torch.distributed.tensor import Replicate, Shard
+        from torch.distributed.tensor import empty as dtensor_empty
+
         placements = [Shard(0)] if len(size) else [Replicate()]
         result: Tensor = dtensor_empty(size, dtype=dtype, device_mesh=like.device_mesh, placements=placements)
         return result

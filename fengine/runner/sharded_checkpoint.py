@@ -1,5 +1,8 @@
 """Sharded checkpoints: a ``torch.distributed.checkpoint`` (DCP) directory written by every rank.
 
+DCP is imported by the functions that write or read such a directory, so importing this module
+(every run does) costs nothing a run without sharding does not use.
+
 A run whose model is sharded by ``fully_shard`` (FSDP2) saves ``work_dir/epoch_N/`` (the
 checkpoint hook's file name without ``.pth``) instead of one file:
 
@@ -32,15 +35,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint.filesystem import FileSystemReader
-from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-from torch.distributed.checkpoint.state_dict import (
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_optimizer_state_dict,
-)
-from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
-from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
 from fengine import dist
 from fengine.core.plain import UntrustedCheckpointError, from_plain
@@ -118,6 +112,12 @@ def save_sharded_checkpoint(
         CheckpointError: on every rank, when the ranks hold different numbers of shards,
             before anything is written.
     """
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+    from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+
     directory = sharded_directory(path)
     weights = checkpoint.get("state_dict")
     if weights is None:
@@ -244,6 +244,14 @@ def read_checkpoint_or_directory(
     """
     if not os.path.isdir(path):
         return read_checkpoint(path, map_location=map_location)
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+    from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+
     missing = [f for f in (_DCP_METADATA, META_FILE) if not os.path.isfile(os.path.join(path, f))]
     if missing:
         raise CheckpointError(
@@ -278,6 +286,8 @@ def _shard_targets(
     path: str, stored: dict[str, Any], names: list[str], model: nn.Module, map_location: Any
 ) -> dict[str, torch.Tensor]:
     """Tensors to load the ``shards`` section into: sharded like ``model``'s parameters, or whole."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
     like = next(iter(model.parameters()), None)
     device = map_location if isinstance(map_location, str | torch.device) else "cpu"
     targets = {}
