@@ -246,9 +246,9 @@ def dispatch(
     entries = pipeline.by_event.get(event, ())
     gates = pipeline.gates.get(event)
     for (hook, handler), gate in zip(entries, itertools.repeat(None) if gates is None else gates):
-        if gate is not None and not leaves_due(gate, run, run.hook_states.get(hook.name, hook.init), info.batch_idx):
+        own = run.state.hook_states.get(hook.name, hook.init)
+        if gate is not None and not leaves_due(gate, run, own, info.batch_idx):
             continue
-        own = run.hook_states.get(hook.name, hook.init)
         try:
             run, new_own = handler(run, own, info)
         except HookError:
@@ -256,7 +256,7 @@ def dispatch(
         except Exception as error:
             raise HookError.of(hook.name, event, error) from error
         if new_own is not own:
-            run = run.replace(hook_states={**run.hook_states, hook.name: new_own})
+            run = run.with_hook_state(hook.name, new_own)
         if carry_out is not None and run.effects:
             run = carry_out(run)
     return run

@@ -135,12 +135,19 @@ class RunState:
         Raises:
             TypeError: a name that is not a field (the message lists the fields).
         """
-        if not changes.keys() <= _FIELDS:
+        keys = changes.keys()
+        if keys <= _OWN:  # the common case: no field of the state among them
+            return self._copy(changes)
+        if not keys <= _FIELDS:
             check_fields("RunState.replace()", changes, _FIELDS)
-        moved = {k: changes.pop(k) for k in _IN_STATE.keys() & changes.keys()}
-        if moved:
-            changes["state"] = changes.get("state", self.state).replace(**moved)
+        moved = {k: changes.pop(k) for k in _IN_STATE.keys() & keys}
+        changes["state"] = changes.get("state", self.state).replace(**moved)
         return self._copy(changes)
+
+    def with_hook_state(self, name: str, value: Any) -> RunState:
+        """Return a copy whose hook ``name`` has state ``value`` (what the pipeline does after each handler)."""
+        state = self.state
+        return self._copy({"state": state.replace(hook_states={**state.hook_states, name: value})})
 
     def _copy(self, changes: Mapping[str, Any]) -> RunState:
         copy = _new(self.__class__)
@@ -150,6 +157,8 @@ class RunState:
         return copy
 
 
+#: The fields a change of which leaves the state as it is.
+_OWN = frozenset(field.name for field in attrs.fields(RunState))
 _FIELDS = dict.fromkeys([*_IN_STATE, *(field.name for field in attrs.fields(RunState))]).keys()
 _new = object.__new__
 
