@@ -11,10 +11,11 @@ from fengine.runner.checkpoint import (
     save_checkpoint,
 )
 from fengine.runner.eval_loops import TestLoop, ValLoop
+from fengine.runner.forwarding import MissingLoopError
 from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop, IterBasedTrainLoop
 from fengine.runner.randomness import set_random_seed
-from fengine.runner.runner import MissingLoopError, Runner
+from fengine.runner.runner import Runner
 from fengine.runner.work_dir_lock import WorkDirLockedError
 
 __all__ = [

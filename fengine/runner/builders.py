@@ -56,6 +56,18 @@ def alias_of(name: str) -> property:
     return property(lambda owner: getattr(owner, name), lambda owner, value: setattr(owner, name, value))
 
 
+def compile_model(model: nn.Module, setting: bool | Mapping[str, Any], logger: Any) -> None:
+    """Put ``model``'s forward under ``torch.compile`` (``setting``: ``True`` or its options).
+
+    The module's ``__call__`` is compiled (``nn.Module.compile``), so the forward pass and the
+    loss of ``train_step`` run as compiled graphs whose backward is compiled with them; the
+    optimizer step and the hooks stay eager. Numbers match eager training to rounding.
+    """
+    options = dict(setting) if isinstance(setting, Mapping) else {}
+    model.compile(**options)
+    logger.info('Model has been "compiled". The first few iterations will be slow, please be patient.')
+
+
 def check_steps(model: nn.Module, validate: bool) -> None:
     """``model`` has ``train_step``, and ``val_step`` when training validates.
 

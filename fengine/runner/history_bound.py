@@ -64,3 +64,14 @@ def history_length(log_processor: Any, train_loop: Any, val_loop: Any, test_loop
     if any(n is None for n in needs):
         return MMENGINE_HISTORY
     return min(MMENGINE_HISTORY, max(MIN_HISTORY, *(n for n in needs if n is not None)))
+
+
+def bound_history(message_hub: Any, log_processor: Any, parts: Any) -> None:
+    """Bound ``message_hub``'s records per key by :func:`history_length` of ``parts``' loops.
+
+    Args:
+        message_hub: the run's message hub.
+        log_processor: the runner's log processor.
+        parts: the run's :class:`~fengine.runner.parts.Parts`.
+    """
+    message_hub.set_history_length(history_length(log_processor, parts.train_loop, parts.val_loop, parts.test_loop))

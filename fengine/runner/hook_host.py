@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+from torch import nn
 
 from fengine.core.events import STAGES, Event
 from fengine.core.pipeline import FnHook, Pipeline, dispatch
@@ -90,6 +91,15 @@ class HookHost:
         #: How many of ``run.effects`` are carried out already. Effects accumulate during an
         #: event and are cleared once at its end: one record update per event, not per hook.
         self.done = 0
+
+    def follow_model(self, model: nn.Module) -> None:
+        """Make the record's parameters and buffers ``model``'s own tensors (its ``state_dict`` names)."""
+        names = {name for name, _ in model.named_parameters()}
+        tensors = model.state_dict(keep_vars=True)
+        self.run = self.run.replace(
+            params={k: v for k, v in tensors.items() if k in names},
+            buffers={k: v for k, v in tensors.items() if k not in names},
+        )
 
     # -- registration ------------------------------------------------------------------------------
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -37,6 +38,11 @@ class Parts:
         loop = self.train_loop
         dataset = getattr(getattr(loop, "dataloader", None), "dataset", None) if isinstance(loop, BaseLoop) else None
         return getattr(dataset, "metainfo", None)
+
+    def with_dataset_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """``meta`` with the train dataset's ``metainfo`` as ``dataset_meta`` when it has one."""
+        dataset_meta = self.train_dataset_meta()
+        return {**meta} if dataset_meta is None else {**meta, "dataset_meta": dataset_meta}
 
     def check_losses(self) -> None:
         """Check the train losses not checked yet (see :mod:`fengine.runner.finite_watch`).

@@ -11,7 +11,7 @@ The runner owns, each built here with explicit arguments:
 * the run's components in one :class:`~fengine.runner.parts.Parts` (model, optimizer wrapper,
   schedulers, loops).
 
-MMEngine's attributes and methods are forwarded to the room that answers them (the ``_Via``
+MMEngine's attributes and methods are forwarded to the room that answers them (the ``Via``
 table below). Loops get their step, their validation and the resume point from ``train()``.
 Components are given as objects or config dicts; configs are checked at construction (before
 anything is built or trained) and built lazily in MMEngine's order (model and hooks at
@@ -26,7 +26,7 @@ import logging
 import os
 import pprint
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 import torch
@@ -46,7 +46,8 @@ from fengine.runner import config_checks as checks
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.checkpointing import Checkpointer
 from fengine.runner.distributed import check_launch_settings, setup_process_group
-from fengine.runner.history_bound import history_length
+from fengine.runner.forwarding import LazyLoop, MissingLoopError, Via
+from fengine.runner.history_bound import bound_history
 from fengine.runner.hook_host import HookHost
 from fengine.runner.interpreter import EffectInterpreter, built_schedulers
 from fengine.runner.parts import Parts
@@ -65,60 +66,6 @@ _FROM_CFG = (
     "experiment_name", "work_dir", "env_cfg", "default_scope",
 )
 
-
-T = TypeVar("T")
-
-
-class MissingLoopError(ValueError, RuntimeError):
-    """``train``/``val``/``test`` called on a runner built without that stage's components."""
-
-
-class _Via(Generic[T]):
-    """A runner attribute (or method) that is ``attribute`` of what ``path`` leads to from the
-    runner (a dotted chain of attributes: ``'_host.run'``); read-only unless ``writable``."""
-
-    def __init__(self, path: str, attribute: str, *, writable: bool = True) -> None:
-        self._path, self._attribute, self._writable = tuple(path.split(".")), attribute, writable
-
-    def __set_name__(self, owner: Any, name: str) -> None:
-        self._name = name
-
-    def _room(self, runner: Any) -> Any:
-        room = runner
-        for name in self._path:
-            room = getattr(room, name)
-        return room
-
-    def __get__(self, runner: Any, owner: Any = None) -> T:
-        if runner is None:
-            return self  # type: ignore[return-value]  # the descriptor itself, on the class
-        value: T = getattr(self._room(runner), self._attribute)
-        return value
-
-    def __set__(self, runner: Any, value: T) -> None:
-        if not self._writable:
-            raise AttributeError(f"Runner.{self._name} is read-only")
-        setattr(self._room(runner), self._attribute, value)
-
-
-class _Loop:
-    """``runner.<mode>_loop``: the loop, built from its config on first access, or ``None``."""
-
-    def __init__(self, mode: str) -> None:
-        self._mode = mode
-        self.__doc__ = f"The {mode} loop (built on first access), or ``None`` without its components."
-
-    def __get__(self, runner: Any, owner: Any = None) -> Any:
-        if runner is None:
-            return self
-        loop = getattr(runner._parts, f"{self._mode}_loop")
-        if loop is not None and not isinstance(loop, BaseLoop):
-            loop = getattr(runner, f"build_{self._mode}_loop")(loop)
-            setattr(runner._parts, f"{self._mode}_loop", loop)
-        return loop
-
-    def __set__(self, runner: Any, value: Any) -> None:
-        raise AttributeError(f"Runner.{self._mode}_loop is read-only (give {self._mode}_cfg to the Runner)")
 
 
 @RUNNERS.register_module()
@@ -252,38 +199,38 @@ class Runner:
             self._rebuild, self._set_randomness, lambda: self._randomness_cfg.get("seed"),
             load_from, resume, resume_strict,
         )
-        self._refresh_model_refs()
+        self._host.follow_model(self._parts.unwrapped())
         self.register_hooks(default_hooks, custom_hooks)
         self.logger.info(f"Hooks will be executed in the following order:\n{self.get_hooks_info()}")
         self._settings = self.cfg or given_arguments(Runner.__init__, locals())
         write_config_copy(self.work_dir, self.timestamp, self._settings, self.rank)
 
     # -- what each room answers --------------------------------------------------------------------
-    model: _Via[nn.Module] = _Via("_parts", "model")
-    optim_wrapper: _Via[Any] = _Via("_parts", "optim_wrapper")
-    param_schedulers: _Via[Any] = _Via("_parts", "param_schedulers")
-    _train_loop: _Via[Any] = _Via("_parts", "train_loop")
-    _val_loop: _Via[Any] = _Via("_parts", "val_loop")
-    _test_loop: _Via[Any] = _Via("_parts", "test_loop")
+    model: Via[nn.Module] = Via("_parts", "model")
+    optim_wrapper: Via[Any] = Via("_parts", "optim_wrapper")
+    param_schedulers: Via[Any] = Via("_parts", "param_schedulers")
+    _train_loop: Via[Any] = Via("_parts", "train_loop")
+    _val_loop: Via[Any] = Via("_parts", "val_loop")
+    _test_loop: Via[Any] = Via("_parts", "test_loop")
     #: The run's record and what hooks see (a new frozen record after every event that changes it).
-    run_state: _Via[RunState] = _Via("_host", "run")
-    hook_names: _Via[list[str]] = _Via("_host", "hook_names")
-    register_hook = _Via[Callable[..., None]]("_host", "register_hook")
-    register_custom_hooks = _Via[Callable[..., None]]("_host", "register_custom_hooks")
-    get_hooks_info = _Via[Callable[[], str]]("_host", "get_hooks_info")
-    call_hook = _Via[Callable[..., None]]("_host", "call_hook")
-    run_hook = _Via[Callable[..., None]]("_host", "run_hook")
-    state_of = _Via[Callable[[Hook], Any]]("_host", "state_of")
-    hook_states = _Via[Callable[[], dict[str, Any]]]("_host", "hook_states")
-    _fire = _Via[Callable[..., None]]("_host", "fire")
-    save_checkpoint = _Via[Callable[..., None]]("_checkpointer", "save_checkpoint")
-    load_checkpoint = _Via[Callable[..., Any]]("_resumer", "load_checkpoint")
-    resume = _Via[Callable[..., None]]("_resumer", "resume")
-    load_or_resume = _Via[Callable[[], None]]("_resumer", "load_or_resume")
-    resume_strict: _Via[bool] = _Via("_resumer", "resume_strict")
-    strict_hook_states: _Via[bool] = _Via("_resumer", "strict_hook_states")
-    visualizer: _Via[Any] = _Via("_effects", "visualizer")
-    log_processor: _Via[Any] = _Via("_effects", "log_processor")
+    run_state: Via[RunState] = Via("_host", "run")
+    hook_names: Via[list[str]] = Via("_host", "hook_names")
+    register_hook = Via[Callable[..., None]]("_host", "register_hook")
+    register_custom_hooks = Via[Callable[..., None]]("_host", "register_custom_hooks")
+    get_hooks_info = Via[Callable[[], str]]("_host", "get_hooks_info")
+    call_hook = Via[Callable[..., None]]("_host", "call_hook")
+    run_hook = Via[Callable[..., None]]("_host", "run_hook")
+    state_of = Via[Callable[[Hook], Any]]("_host", "state_of")
+    hook_states = Via[Callable[[], dict[str, Any]]]("_host", "hook_states")
+    _fire = Via[Callable[..., None]]("_host", "fire")
+    save_checkpoint = Via[Callable[..., None]]("_checkpointer", "save_checkpoint")
+    load_checkpoint = Via[Callable[..., Any]]("_resumer", "load_checkpoint")
+    resume = Via[Callable[..., None]]("_resumer", "resume")
+    load_or_resume = Via[Callable[[], None]]("_resumer", "load_or_resume")
+    resume_strict: Via[bool] = Via("_resumer", "resume_strict")
+    strict_hook_states: Via[bool] = Via("_resumer", "strict_hook_states")
+    visualizer: Via[Any] = Via("_effects", "visualizer")
+    log_processor: Via[Any] = Via("_effects", "log_processor")
     build_dataloader = staticmethod(builders.dataloader_of)
     build_model = staticmethod(builders.build_model)
     build_evaluator = staticmethod(builders.build_evaluator)
@@ -391,52 +338,19 @@ class Runner:
         if hasattr(self, "_host"):
             self._host.run = attrs.evolve(self._host.run, meta={**self._host.run.meta, "seed": self.seed})
 
-    def _refresh_model_refs(self) -> None:
-        model = self._parts.unwrapped()
-        names = {name for name, _ in model.named_parameters()}
-        tensors = model.state_dict(keep_vars=True)
-        self._host.run = self._host.run.replace(
-            params={k: v for k, v in tensors.items() if k in names},
-            buffers={k: v for k, v in tensors.items() if k not in names},
-        )
-
     def _planned_run(self, run: RunState) -> RunState:
         """``run`` as the configured train loop (built on first use) starts it: its length, and the
         training data's ``metainfo`` as ``meta['dataset_meta']``; unchanged without a loop."""
         loop = self.train_loop
         if loop is None:
             return run
-        return run.replace(max_epochs=loop.max_epochs, max_iters=loop.max_iters, meta=self._with_dataset_meta(run.meta))
-
-    def _with_dataset_meta(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        """``meta`` with the train dataset's ``metainfo`` as ``dataset_meta`` when it has one."""
-        dataset_meta = self._parts.train_dataset_meta()
-        return {**meta} if dataset_meta is None else {**meta, "dataset_meta": dataset_meta}
+        return run.replace(max_epochs=loop.max_epochs, max_iters=loop.max_iters, meta=self._parts.with_dataset_meta(run.meta))
 
     def _rebuild(self, part: str) -> Any:
         """``part`` (``'optim_wrapper'``/``'param_schedulers'``) built, as resuming needs it."""
         if part == "optim_wrapper":
             return self.build_optim_wrapper(self.optim_wrapper)
         return self.build_param_scheduler(self.param_schedulers)
-
-    def _maybe_compile(self) -> None:
-        """Put the model's forward under ``torch.compile`` when ``compile``/``cfg.compile`` asks.
-
-        The module's ``__call__`` is compiled (``nn.Module.compile``), so the forward pass and
-        the loss of ``train_step`` run as compiled graphs whose backward is compiled with them;
-        the optimizer step and the hooks stay eager. Numbers match eager training to rounding.
-        """
-        if self._compile is False:
-            return
-        options = dict(self._compile) if isinstance(self._compile, Mapping) else {}
-        self._parts.unwrapped().compile(**options)
-        self.logger.info('Model has been "compiled". The first few iterations will be slow, please be patient.')
-
-    def _bound_history(self) -> None:
-        """Keep as many message-hub records per key as the log windows read (history_bound)."""
-        parts = self._parts
-        length = history_length(self.log_processor, parts.train_loop, parts.val_loop, parts.test_loop)
-        self.message_hub.set_history_length(length)
 
     # -- running ---------------------------------------------------------------------------------
     def train(self) -> nn.Module:
@@ -466,12 +380,12 @@ class Runner:
         if parts.param_schedulers is not None:
             parts.param_schedulers = self.build_param_scheduler(parts.param_schedulers)
         by_iteration = any(not s.by_epoch for s in built_schedulers(parts.param_schedulers))
-        meta = self._with_dataset_meta({**self._host.run.meta, ITERATION_SCHEDULERS: by_iteration})
+        meta = self._parts.with_dataset_meta({**self._host.run.meta, ITERATION_SCHEDULERS: by_iteration})
         self._host.run = self._host.run.replace(meta=meta)
         if parts.val_loop is not None:
             parts.val_loop = self.build_val_loop(parts.val_loop)
-        self._bound_history()
-        self._refresh_model_refs()
+        bound_history(self.message_hub, self.log_processor, self._parts)
+        self._host.follow_model(self._parts.unwrapped())
         self.visualizer.add_config(self._settings)
         self._fire(Event.BEFORE_RUN)
         init_weights = getattr(model, "init_weights", None)
@@ -481,8 +395,9 @@ class Runner:
                 dist.broadcast(tensor)
         self.load_or_resume()
         parts.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
-        self._maybe_compile()
-        self._refresh_model_refs()
+        if self._compile is not False:
+            builders.compile_model(model, self._compile, self.logger)
+        self._host.follow_model(self._parts.unwrapped())
         # What the loop is handed: its step, its validation and where a resumed run stood.
         loop.train_step = runner_train_step(self.model, parts.optim_wrapper, loop.check_finite, self._compile is not False)
         loop.validate = parts.val_loop.run if parts.val_loop is not None else None
@@ -509,8 +424,8 @@ class Runner:
                 f"(the {mode} loop should not be None)"
             )
         loop = getattr(self, f"{mode}_loop")
-        self._bound_history()
-        self._refresh_model_refs()
+        bound_history(self.message_hub, self.log_processor, self._parts)
+        self._host.follow_model(self._parts.unwrapped())
         self._fire(Event.BEFORE_RUN)
         self.load_or_resume()
         metrics: dict[str, Any] = loop.run()
@@ -520,20 +435,20 @@ class Runner:
         return metrics
 
     # -- MMEngine's attributes ---------------------------------------------------------------------
-    train_loop = _Loop("train")
-    val_loop = _Loop("val")
-    test_loop = _Loop("test")
-    train_dataloader: _Via[Any] = _Via("train_loop", "dataloader", writable=False)
-    val_dataloader: _Via[Any] = _Via("val_loop", "dataloader", writable=False)
-    test_dataloader: _Via[Any] = _Via("test_loop", "dataloader", writable=False)
-    val_evaluator: _Via[Any] = _Via("val_loop", "evaluator", writable=False)
-    test_evaluator: _Via[Any] = _Via("test_loop", "evaluator", writable=False)
-    val_interval: _Via[int] = _Via("train_loop", "val_interval", writable=False)
-    val_begin: _Via[int] = _Via("train_loop", "val_begin", writable=False)
+    train_loop = LazyLoop("train")
+    val_loop = LazyLoop("val")
+    test_loop = LazyLoop("test")
+    train_dataloader: Via[Any] = Via("train_loop", "dataloader", writable=False)
+    val_dataloader: Via[Any] = Via("val_loop", "dataloader", writable=False)
+    test_dataloader: Via[Any] = Via("test_loop", "dataloader", writable=False)
+    val_evaluator: Via[Any] = Via("val_loop", "evaluator", writable=False)
+    test_evaluator: Via[Any] = Via("test_loop", "evaluator", writable=False)
+    val_interval: Via[int] = Via("train_loop", "val_interval", writable=False)
+    val_begin: Via[int] = Via("train_loop", "val_begin", writable=False)
     #: The run's record (a new frozen :class:`~fengine.core.state.TrainState` after every
     #: iteration, whose ``params``/``buffers`` are the model's own tensors) and its counters.
-    state: _Via[TrainState[Any]] = _Via("_host.run", "state", writable=False)
-    epoch: _Via[int] = _Via("_host.run", "epoch", writable=False)
-    iter: _Via[int] = _Via("_host.run", "iter", writable=False)
-    max_epochs: _Via[int] = _Via("_host.run", "max_epochs", writable=False)
-    max_iters: _Via[int] = _Via("_host.run", "max_iters", writable=False)
+    state: Via[TrainState[Any]] = Via("_host.run", "state", writable=False)
+    epoch: Via[int] = Via("_host.run", "epoch", writable=False)
+    iter: Via[int] = Via("_host.run", "iter", writable=False)
+    max_epochs: Via[int] = Via("_host.run", "max_epochs", writable=False)
+    max_iters: Via[int] = Via("_host.run", "max_iters", writable=False)

@@ -108,7 +108,7 @@ def test_sampler_epoch_cache_and_buffers(tmp_path: Any, monkeypatch: Any) -> Non
 
 def test_load_weights_copies_into_the_live_model(tmp_path: Any) -> None:
     runner = _runner(tmp_path)
-    runner._refresh_model_refs()
+    runner.hook_host.follow_model(runner.model)
     _apply(runner, fx.LoadWeights({"linear1.weight": torch.full((2, 2), 3.0)}))
     assert torch.equal(runner.model.linear1.weight, torch.full((2, 2), 3.0))
     with pytest.raises(KeyError, match=r"\['nope'\]"):
