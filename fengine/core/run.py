@@ -157,9 +157,10 @@ class RunState:
         return copy
 
 
-#: The fields a change of which leaves the state as it is.
-_OWN = frozenset(field.name for field in attrs.fields(RunState))
-_FIELDS = dict.fromkeys([*_IN_STATE, *(field.name for field in attrs.fields(RunState))]).keys()
+_NAMES = [field.name for field in attrs.fields(RunState)]
+#: RunState's own fields: a change of these alone keeps its TrainState.
+_OWN = frozenset(_NAMES)
+_FIELDS = dict.fromkeys([*_IN_STATE, *_NAMES]).keys()
 _new = object.__new__
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from fengine.runner.base_loop import BaseLoop
 from fengine.runner.log_processor import LogProcessor
 from fengine.runner.loops import EpochBasedTrainLoop
+from fengine.runner.parts import Parts
 
 #: The fewest records kept per key, for hooks that read a short recent history themselves.
 MIN_HISTORY = 1000
@@ -66,7 +67,7 @@ def history_length(log_processor: Any, train_loop: Any, val_loop: Any, test_loop
     return min(MMENGINE_HISTORY, max(MIN_HISTORY, *(n for n in needs if n is not None)))
 
 
-def bound_history(message_hub: Any, log_processor: Any, parts: Any) -> None:
+def bound_history(message_hub: Any, log_processor: Any, parts: Parts) -> None:
     """Bound ``message_hub``'s records per key by :func:`history_length` of ``parts``' loops.
 
     Args:

@@ -242,8 +242,8 @@ class HookHost:
         """Dispatch ``event`` to the hooks due at it, carrying out their effects; then the event's deferred work."""
         if not self.pipeline.due(event, self.run, batch_idx):  # no handler due: no cost
             return
-        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self._owner,
-                         self._info_snapshot(event))
+        snapshot = self._info_snapshot() if event is Event.BEFORE_TRAIN else None
+        info = EventInfo(batch_idx, data_batch, outputs, metrics, checkpoint, time.time(), self._owner, snapshot)
         mark = len(self.event_end)
         try:
             run = dispatch(self.pipeline, event, self.run, info, self.carry_out)
@@ -252,9 +252,9 @@ class HookHost:
             raise
         self.end_event(run, mark)
 
-    def _info_snapshot(self, event: Event) -> Mapping[str, Any] | None:
-        """The hub's runtime info, read-only, at ``before_train``; ``None`` at other events."""
-        return MappingProxyType(dict(self._runtime_info())) if event is Event.BEFORE_TRAIN else None
+    def _info_snapshot(self) -> Mapping[str, Any]:
+        """The hub's runtime info, read-only (what ``before_train`` handlers get)."""
+        return MappingProxyType(dict(self._runtime_info()))
 
     def end_event(self, run: RunState, mark: int) -> None:
         """Take ``run`` (its effects done) as the record and run the work deferred since ``mark``."""
@@ -309,12 +309,11 @@ class HookHost:
         fn = self.fn_hooks[index] if index is not None else hook.to_fn_hook(f"{type(hook).__name__}@detached")
         if event not in fn.on:
             return
-        info = attrs.evolve(
-            info,
-            time=info.time or time.time(),
-            runner=info.runner if info.runner is not None else self._owner,
-            runtime_info=info.runtime_info if info.runtime_info is not None else self._info_snapshot(event),
-        )
+        runtime_info = info.runtime_info
+        if runtime_info is None and event is Event.BEFORE_TRAIN:
+            runtime_info = self._info_snapshot()
+        runner = info.runner if info.runner is not None else self._owner
+        info = attrs.evolve(info, time=info.time or time.time(), runner=runner, runtime_info=runtime_info)
         single = Pipeline(hooks=(fn,), by_event={event: ((fn, fn.on[event]),)})
         run = self.run
         if index is None:

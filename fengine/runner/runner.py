@@ -385,7 +385,7 @@ class Runner:
         if parts.val_loop is not None:
             parts.val_loop = self.build_val_loop(parts.val_loop)
         bound_history(self.message_hub, self.log_processor, self._parts)
-        self._host.follow_model(self._parts.unwrapped())
+        self._host.follow_model(model)
         self.visualizer.add_config(self._settings)
         self._fire(Event.BEFORE_RUN)
         init_weights = getattr(model, "init_weights", None)
@@ -397,7 +397,7 @@ class Runner:
         parts.optim_wrapper.initialize_count_status(self.model, self.iter, self.max_iters)
         if self._compile is not False:
             builders.compile_model(model, self._compile, self.logger)
-        self._host.follow_model(self._parts.unwrapped())
+        self._host.follow_model(model)
         # What the loop is handed: its step, its validation and where a resumed run stood.
         loop.train_step = runner_train_step(self.model, parts.optim_wrapper, loop.check_finite, self._compile is not False)
         loop.validate = parts.val_loop.run if parts.val_loop is not None else None
